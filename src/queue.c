@@ -1,0 +1,407 @@
+/*-------------------------------------------------------------------------
+ * queue.c
+ *	  Every SQL statement the worker runs: fan-out, claim, outcome
+ *	  recording, lease recovery and loading endpoint settings.  The only
+ *	  SPI user in the worker.
+ *
+ * Rules kept here:
+ *	- Each unit of work is one short transaction opened by queue_begin()
+ *	  and closed by queue_commit(); no transaction is ever open while HTTP
+ *	  requests wait.
+ *	- Statements are prepared once per extension installation and kept
+ *	  (SPI_keepplan); if the extension is dropped and created again (new
+ *	  OID, maybe another schema) they are prepared anew.
+ *	- Claims lock with FOR UPDATE SKIP LOCKED and stamp a lease token;
+ *	  outcomes are written only where the token still matches, so a late
+ *	  result can never overwrite a newer owner's.
+ *	- Results of SPI calls are copied into the caller's memory before the
+ *	  transaction ends.
+ *-------------------------------------------------------------------------
+ */
+#include "webhook.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "queue.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+static Oid	ext_oid = InvalidOid;
+
+static SPIPlanPtr plan_fanout = NULL;
+static SPIPlanPtr plan_claim = NULL;
+static SPIPlanPtr plan_record = NULL;
+static SPIPlanPtr plan_recover = NULL;
+static SPIPlanPtr plan_endpoints = NULL;
+
+/* Frees every kept plan; they are prepared again on next use. */
+void
+queue_forget_plans(void)
+{
+	SPIPlanPtr *plans[] = {&plan_fanout, &plan_claim, &plan_record, &plan_recover, &plan_endpoints};
+
+	for (int i = 0; i < (int) lengthof(plans); i++)
+	{
+		if (*plans[i])
+			SPI_freeplan(*plans[i]);
+		*plans[i] = NULL;
+	}
+	ext_oid = InvalidOid;
+}
+
+/* Prepares one statement, %1$s standing for the quoted extension schema. */
+static SPIPlanPtr
+prepare(const char *fmt, const char *schema, int nargs, Oid *argtypes)
+{
+	char	   *sql = psprintf(fmt, schema);
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "webhook: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "webhook: SPI_keepplan failed");
+	pfree(sql);
+	return plan;
+}
+
+static void
+prepare_all(Oid ext)
+{
+	const char *schema;
+	Oid			nsp;
+	Oid			claim_types[2] = {INT4OID, INT8OID};
+	Oid			record_types[12] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
+	FLOAT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID};
+	Oid			int4type[1] = {INT4OID};
+	Oid			booltype[1] = {BOOLOID};
+	int			rc;
+	bool		isnull;
+
+	queue_forget_plans();
+
+	rc = SPI_execute_with_args("SELECT extnamespace FROM pg_catalog.pg_extension WHERE oid = $1",
+							   1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(ext)},
+							   NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "webhook: extension %u not found", ext);
+	nsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	schema = quote_identifier(get_namespace_name(nsp));
+
+	plan_fanout = prepare("SELECT %1$s.webhook_fanout($1)", schema, 1, int4type);
+
+	plan_claim = prepare(
+						 "WITH c AS ("
+						 "  SELECT d.id FROM %1$s.webhook_endpoints e"
+						 "  CROSS JOIN LATERAL ("
+						 "    SELECT x.id FROM %1$s.webhook_deliveries x"
+						 "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
+						 "       AND x.next_attempt_at <= now()"
+						 "     ORDER BY x.next_attempt_at LIMIT $1"
+						 "     FOR UPDATE SKIP LOCKED) d"
+						 "  WHERE e.state = 'active'"
+						 "  LIMIT $1"
+						 "), u AS ("
+						 "  UPDATE %1$s.webhook_deliveries d"
+						 "     SET status = 'in_flight', attempts = d.attempts + 1,"
+						 "         lease_token = $2, lease_until = now() + e.timeout + interval '5 min'"
+						 "    FROM c, %1$s.webhook_endpoints e"
+						 "   WHERE d.id = c.id AND e.id = d.endpoint_id"
+						 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts"
+						 ")"
+						 " SELECT u.id, u.endpoint_id, u.event_id, u.attempts, ev.type,"
+						 "        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+						 "        ev.data::text"
+						 "   FROM u JOIN %1$s.webhook_events ev ON ev.id = u.event_id",
+						 schema, 2, claim_types);
+
+	plan_record = prepare(
+						  "WITH r AS ("
+						  "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
+						  "      AS r(id, token, status, delay, code, err)"
+						  "), u AS ("
+						  "  UPDATE %1$s.webhook_deliveries d"
+						  "     SET status = r.status,"
+						  "         next_attempt_at = CASE WHEN r.status = 'pending'"
+						  "              THEN now() + make_interval(secs => r.delay)"
+						  "              ELSE d.next_attempt_at END,"
+						  "         lease_token = NULL, lease_until = NULL,"
+						  "         last_status = nullif(r.code, 0), last_error = r.err,"
+						  "         finished_at = CASE WHEN r.status IN ('delivered', 'dead') THEN now() END"
+						  "    FROM r"
+						  "   WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'in_flight'"
+						  "  RETURNING d.id"
+						  ")"
+						  " INSERT INTO %1$s.webhook_attempts"
+						  "   (endpoint_id, delivery_id, attempt, started_at, duration_ms,"
+						  "    status_code, ok, error, response_body)"
+						  " SELECT a.endpoint_id, a.delivery_id, a.attempt, a.started_at, a.duration_ms,"
+						  "        nullif(a.code, 0), a.ok, a.err, a.body"
+						  "   FROM unnest($7, $1, $8, $9, $10, $5, $11, $6, $12)"
+						  "     AS a(endpoint_id, delivery_id, attempt, started_at, duration_ms,"
+						  "          code, ok, err, body)",
+						  schema, 12, record_types);
+
+	plan_recover = prepare(
+						   "UPDATE %1$s.webhook_deliveries"
+						   "   SET status = 'pending', lease_token = NULL, lease_until = NULL,"
+						   "       next_attempt_at = now()"
+						   " WHERE status = 'in_flight' AND ($1 OR lease_until < now())",
+						   schema, 1, booltype);
+
+	plan_endpoints = prepare(
+							 "SELECT e.id, e.url, e.secret,"
+							 "       coalesce((SELECT array_agg(h.key || ': ' || h.value)"
+							 "                   FROM jsonb_each_text(e.headers) h), '{}'),"
+							 "       (extract(epoch FROM e.timeout) * 1000)::int8,"
+							 "       coalesce((SELECT array_agg((extract(epoch FROM x) * 1000)::int8 ORDER BY o)"
+							 "                   FROM unnest(e.retry_schedule) WITH ORDINALITY AS s(x, o)), '{}'),"
+							 "       e.state = 'active'"
+							 "  FROM %1$s.webhook_endpoints e",
+							 schema, 0, NULL);
+	ext_oid = ext;
+}
+
+/*
+ * Starts a unit of work: transaction, SPI, snapshot.  Returns false (with
+ * the transaction already closed) when the extension is not installed in
+ * this database.  May ERROR; the caller aborts the transaction then.
+ */
+bool
+queue_begin(void)
+{
+	Oid			ext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	ext = get_extension_oid("webhook", true);
+	if (!OidIsValid(ext))
+	{
+		if (OidIsValid(ext_oid))
+		{
+			/* dropped: the kept plans point at tables that are gone */
+			queue_forget_plans();
+		}
+		CommitTransactionCommand();
+		return false;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "webhook: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (ext != ext_oid)
+		prepare_all(ext);
+	pgstat_report_activity(STATE_RUNNING, "webhook worker");
+	return true;
+}
+
+/* Ends the unit of work begun by queue_begin. */
+void
+queue_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Returns in-flight deliveries whose lease ended (all of them if all) to pending. */
+int64
+queue_recover_leases(bool all)
+{
+	int			rc = SPI_execute_plan(plan_recover, (Datum[]) {BoolGetDatum(all)}, NULL, false, 0);
+
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "webhook: lease recovery failed: %s", SPI_result_code_string(rc));
+	return (int64) SPI_processed;
+}
+
+/* Fans out up to limit committed events; returns how many were handled. */
+int64
+queue_fanout(int limit)
+{
+	bool		isnull;
+	int			rc = SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)}, NULL, false, 1);
+
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "webhook: fan-out failed: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Builds "{"type":...,"timestamp":...,"data":...}" into job memory. */
+static void
+build_body(Job *job, const char *type, const char *ts, const char *data)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"type\":");
+	escape_json(&buf, type);
+	appendStringInfoString(&buf, ",\"timestamp\":\"");
+	appendStringInfoString(&buf, ts);
+	appendStringInfoString(&buf, "\",\"data\":");
+	appendStringInfoString(&buf, data);
+	appendStringInfoChar(&buf, '}');
+	job->body = buf.data;
+	job->bodylen = buf.len;
+}
+
+/*
+ * Claims up to limit due deliveries of active endpoints under lease token
+ * token.  Returns a list of jobs, each in its own memory context (a child
+ * of parent, so it outlives the transaction), and sets *nclaimed.
+ */
+Job *
+queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed)
+{
+	Job		   *head = NULL;
+	Job		  **tail = &head;
+	int			rc;
+
+	rc = SPI_execute_plan(plan_claim, (Datum[]) {Int32GetDatum(limit), Int64GetDatum(token)},
+						  NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "webhook: claim failed: %s", SPI_result_code_string(rc));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext cxt = AllocSetContextCreate(parent, "webhook job", ALLOCSET_SMALL_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		Job		   *job = palloc0(sizeof(Job));
+
+		job->cxt = cxt;
+		job->delivery_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		job->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		job->lease_token = token;
+		snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, job->event_id);
+		build_body(job, SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6),
+				   SPI_getvalue(tup, desc, 7));
+		MemoryContextSwitchTo(old);
+		*tail = job;
+		tail = &job->next;
+	}
+	*nclaimed = (int) SPI_processed;
+	return head;
+}
+
+/* Appends a datum to an array being built in CurrentMemoryContext. */
+#define ACC(st, d, isnull, type) \
+	((st) = accumArrayResult((st), (d), (isnull), (type), CurrentMemoryContext))
+
+/*
+ * Writes the outcome of every job in the list: the delivery row (only
+ * where the lease token still matches) and one webhook_attempts row each.
+ */
+void
+queue_record(Job *done)
+{
+	ArrayBuildState *a[12] = {0};
+	Datum		args[12];
+	int			rc;
+
+	for (Job *j = done; j != NULL; j = j->next)
+	{
+		ACC(a[0], Int64GetDatum(j->delivery_id), false, INT8OID);
+		ACC(a[1], Int64GetDatum(j->lease_token), false, INT8OID);
+		ACC(a[2], CStringGetTextDatum(j->new_status), false, TEXTOID);
+		ACC(a[3], Float8GetDatum(j->delay_s), false, FLOAT8OID);
+		ACC(a[4], Int32GetDatum(j->res.status), false, INT4OID);
+		ACC(a[5], j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0,
+			j->res.error == NULL, TEXTOID);
+		ACC(a[6], Int64GetDatum(j->endpoint_id), false, INT8OID);
+		ACC(a[7], Int32GetDatum(j->attempt), false, INT4OID);
+		ACC(a[8], TimestampTzGetDatum(j->started), false, TIMESTAMPTZOID);
+		ACC(a[9], Float8GetDatum(j->res.duration_ms), false, FLOAT8OID);
+		ACC(a[10], BoolGetDatum(j->res.ok), false, BOOLOID);
+		ACC(a[11], j->response ? CStringGetTextDatum(j->response) : (Datum) 0,
+			j->response == NULL, TEXTOID);
+	}
+	if (a[0] == NULL)
+		return;
+	for (int i = 0; i < 12; i++)
+		args[i] = makeArrayResult(a[i], CurrentMemoryContext);
+	rc = SPI_execute_plan(plan_record, args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "webhook: recording outcomes failed: %s", SPI_result_code_string(rc));
+}
+
+/* Reads an int8[] or text[] column into a palloc'd C array. */
+static int
+get_array(HeapTuple tup, TupleDesc desc, int col, Oid elemtype, Datum **elems)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	bool	   *nulls;
+	int			n;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (isnull)
+		return 0;
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign,
+					  elems, &nulls, &n);
+	return n;
+}
+
+/*
+ * Replaces the contents of the endpoints hash with the current settings;
+ * strings are allocated in cxt, which the caller reset beforehand.
+ */
+void
+queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
+{
+	HASH_SEQ_STATUS seq;
+	Endpoint   *ep;
+	int			rc;
+
+	hash_seq_init(&seq, endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+		hash_search(endpoints, &ep->id, HASH_REMOVE, NULL);
+
+	rc = SPI_execute_plan(plan_endpoints, NULL, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "webhook: loading endpoints failed: %s", SPI_result_code_string(rc));
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		MemoryContext old;
+		Datum	   *elems;
+		int			n;
+
+		ep = hash_search(endpoints, &id, HASH_ENTER, NULL);
+		old = MemoryContextSwitchTo(cxt);
+		ep->url = SPI_getvalue(tup, desc, 2);
+		ep->keylen = sign_decode_secret(SPI_getvalue(tup, desc, 3), ep->key);
+		n = get_array(tup, desc, 4, TEXTOID, &elems);
+		ep->headers = palloc(sizeof(char *) * (n + 1));
+		for (int k = 0; k < n; k++)
+			ep->headers[k] = TextDatumGetCString(elems[k]);
+		ep->nheaders = n;
+		ep->timeout_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		n = get_array(tup, desc, 6, INT8OID, &elems);
+		ep->schedule_ms = palloc(sizeof(int64) * (n + 1));
+		for (int k = 0; k < n; k++)
+			ep->schedule_ms[k] = DatumGetInt64(elems[k]);
+		ep->nschedule = n;
+		ep->active = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		MemoryContextSwitchTo(old);
+	}
+}

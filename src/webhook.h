@@ -1,0 +1,95 @@
+/*-------------------------------------------------------------------------
+ * webhook.h
+ *	  Declarations shared by the webhook extension's C files.
+ *
+ * Dependencies point one way: webhook.c (module, GUCs, shared memory) <-
+ * worker.c -> queue.c (SPI) and http.c (libcurl) -> sign.c, destination.c
+ * (pure functions).  capture.c and api.c are SQL-callable entry points.
+ *-------------------------------------------------------------------------
+ */
+#ifndef WEBHOOK_H
+#define WEBHOOK_H
+
+#include "postgres.h"
+
+#include <sys/socket.h>
+
+#include "lib/stringinfo.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#define WEBHOOK_VERSION "0.1.0"
+#define WEBHOOK_USER_AGENT "PostgreSQL-webhook/" WEBHOOK_VERSION
+
+/* Maximum decoded key length of a whsec_ secret. */
+#define WEBHOOK_MAX_KEY_LEN 64
+
+/* GUCs (webhook.c) */
+extern char *webhook_database_name;
+extern bool webhook_allow_http;
+extern char *webhook_allowed_networks;
+extern int	webhook_max_connections;
+extern int	webhook_response_limit;
+extern int	webhook_max_retry_after;	/* seconds */
+extern int	webhook_poll_interval;	/* milliseconds */
+extern int	webhook_batch_size;
+extern int	webhook_max_payload_size;	/* bytes */
+
+/* Shared state between backends and the worker (webhook.c). */
+typedef struct WebhookShared
+{
+	slock_t		mutex;
+	Latch	   *worker_latch;	/* NULL while no delivery worker runs */
+	pid_t		worker_pid;
+	Oid			worker_dboid;
+	pg_atomic_uint64 config_generation;
+} WebhookShared;
+
+extern WebhookShared *webhook_shared;
+
+extern void webhook_wake_worker(void);
+extern void webhook_arm_wake(bool config_changed);
+
+/* worker.c */
+extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
+extern PGDLLEXPORT void webhook_worker_main(Datum arg);
+
+/* sign.c: pure functions, never ERROR except on out-of-memory. */
+extern int	sign_decode_secret(const char *secret, unsigned char *key);
+extern void sign_standard(const unsigned char *key, int keylen, const char *msg_id,
+						  int64 ts, const char *body, size_t bodylen, char *out);
+extern char *sign_generate_secret(void);
+
+/* Length of "v1," + base64(32 bytes) + NUL. */
+#define SIGN_STANDARD_LEN (3 + 44 + 1)
+
+/* destination.c: URL and address policy; pure apart from reading GUCs. */
+typedef enum DestCheck
+{
+	DEST_OK = 0,
+	DEST_BAD_URL,
+	DEST_BAD_SCHEME,
+	DEST_HTTP_NOT_ALLOWED,
+	DEST_CREDENTIALS,
+	DEST_BLOCKED_ADDRESS,
+	DEST_BLOCKED_NAME
+} DestCheck;
+
+extern DestCheck destination_check_url(const char *url, char **detail);
+extern bool destination_address_allowed(const struct sockaddr *sa);
+extern bool destination_parse_networks(const char *list, char **errmsg);
+extern void destination_reset_networks(void);
+
+/* http.c: one HTTP POST, used by the worker (many in flight) and webhook_test. */
+typedef struct HttpResult
+{
+	bool		ok;				/* 2xx received */
+	int			status;			/* 0 when no response */
+	double		duration_ms;
+	int64		retry_after;	/* seconds, -1 when absent */
+	char	   *error;			/* palloc'd, NULL when none */
+	bool		truncated;
+} HttpResult;
+
+#endif							/* WEBHOOK_H */

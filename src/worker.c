@@ -1,0 +1,489 @@
+/*-------------------------------------------------------------------------
+ * worker.c
+ *	  The launcher and the delivery worker.
+ *
+ * The launcher (static, connected to no database) waits until the database
+ * named by webhook.database_name exists and keeps one delivery worker
+ * running in it, so a missing database means a quiet wait, never a crash
+ * loop.
+ *
+ * The delivery worker's loop:
+ *	  wait (latch, libcurl sockets, timers) -> collect finished requests ->
+ *	  one short transaction: record outcomes, fan out new events, claim due
+ *	  deliveries -> commit -> start requests (no transaction open).
+ * A crash loses nothing: claimed rows carry a lease, and the startup sweep
+ * returns every in-flight row to pending (the worker is the only claimer).
+ * A failing receiver is data (rows in webhook_attempts), never an ERROR.
+ * An ERROR in a transaction is reported, the transaction aborted, and the
+ * loop goes on after a pause.
+ *-------------------------------------------------------------------------
+ */
+#include "webhook.h"
+
+#include <time.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "queue.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+/* How long the launcher waits before restarting a worker that exited. */
+#define RESTART_DELAY_MS 10000
+/* How often expired leases are looked for while running. */
+#define LEASE_SWEEP_MS 30000
+#define MAX_DONE 256
+
+/* ---------------------------------------------------------------------
+ * Launcher
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Returns the OID of webhook.database_name, or InvalidOid.  A heap scan, as
+ * autovacuum's launcher does: with no database selected, index scans of
+ * shared catalogs are not available.
+ */
+static Oid
+lookup_database(void)
+{
+	Oid			dboid = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), webhook_database_name) == 0)
+		{
+			dboid = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dboid;
+}
+
+void
+webhook_launcher_main(Datum arg)
+{
+	BackgroundWorkerHandle *handle = NULL;
+	bool		logged_missing = false;
+	TimestampTz next_start = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		long		wait_ms = handle ? RESTART_DELAY_MS : 1000;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (handle != NULL)
+		{
+			pid_t		pid;
+
+			if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+			{
+				/* e.g. its database is being dropped: give that time to finish */
+				pfree(handle);
+				handle = NULL;
+				next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
+			}
+		}
+		else if (GetCurrentTimestamp() >= next_start)
+		{
+			Oid			dboid = lookup_database();
+
+			if (!OidIsValid(dboid))
+			{
+				if (!logged_missing)
+					ereport(LOG,
+							(errmsg("webhook: database \"%s\" does not exist; waiting for it",
+									webhook_database_name),
+							 errhint("Create the database or set webhook.database_name.")));
+				logged_missing = true;
+			}
+			else
+			{
+				BackgroundWorker worker;
+
+				logged_missing = false;
+				memset(&worker, 0, sizeof(worker));
+				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+				worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+				worker.bgw_restart_time = BGW_NEVER_RESTART;
+				snprintf(worker.bgw_library_name, BGW_MAXLEN, "webhook");
+				snprintf(worker.bgw_function_name, BGW_MAXLEN, "webhook_worker_main");
+				snprintf(worker.bgw_name, BGW_MAXLEN, "webhook worker");
+				snprintf(worker.bgw_type, BGW_MAXLEN, "webhook worker");
+				worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+				worker.bgw_notify_pid = MyProcPid;
+				if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+				{
+					ereport(WARNING,
+							(errmsg("webhook: could not start the delivery worker"),
+							 errhint("Raise max_worker_processes.")));
+					handle = NULL;
+				}
+			}
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Delivery worker
+ * ---------------------------------------------------------------------
+ */
+
+static MemoryContext jobs_cxt;		/* parent of every job's context */
+static MemoryContext endpoints_cxt; /* strings of the endpoint cache */
+static HTAB *endpoints = NULL;
+static uint64 loaded_generation = 0;
+static bool endpoints_loaded = false;
+
+static Job *queued = NULL;		/* claimed, not yet started (FIFO) */
+static Job **queued_tail = &queued;
+static int	nqueued = 0;
+static Job *done = NULL;		/* finished, outcome not yet recorded */
+static int	ndone = 0;
+static int64 next_token;
+
+static void
+worker_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->worker_latch = NULL;
+	webhook_shared->worker_pid = 0;
+	webhook_shared->worker_dboid = InvalidOid;
+	SpinLockRelease(&webhook_shared->mutex);
+	http_engine_shutdown();
+}
+
+static void
+free_job(Job *job)
+{
+	if (job->req.easy)
+		curl_easy_cleanup(job->req.easy);
+	if (job->req.headers)
+		curl_slist_free_all(job->req.headers);
+	MemoryContextDelete(job->cxt);
+}
+
+static void
+push_done(Job *job)
+{
+	job->next = done;
+	done = job;
+	ndone++;
+}
+
+/* Signs and starts the request of a claimed job. */
+static void
+start_job(Job *job)
+{
+	Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+	char		sig[SIGN_STANDARD_LEN];
+	int64		ts = (int64) time(NULL);
+	MemoryContext old;
+
+	if (ep == NULL)
+	{
+		/* endpoint deleted since the claim: its deliveries are gone too */
+		free_job(job);
+		return;
+	}
+	old = MemoryContextSwitchTo(job->cxt);
+	job->started = GetCurrentTimestamp();
+	if (ep->keylen > 0)
+		sign_standard(ep->key, ep->keylen, job->msg_id, ts, job->body, job->bodylen, sig);
+	else
+		sig[0] = '\0';
+	job->req.owner = job;
+	job->req.headers = http_build_headers(job->msg_id, ts, sig, ep->headers, ep->nheaders);
+	if (job->req.headers == NULL)
+	{
+		job->res.error = pstrdup("out of memory building headers");
+		job->new_status = "pending";
+		job->delay_s = 1;
+		MemoryContextSwitchTo(old);
+		push_done(job);
+		return;
+	}
+	http_request_setup(&job->req, pstrdup(ep->url), job->body, job->bodylen,
+					   job->req.headers, ep->timeout_ms,
+					   palloc(webhook_response_limit + 1), webhook_response_limit);
+	MemoryContextSwitchTo(old);
+	http_engine_add(&job->req);
+}
+
+/* Turns a finished transfer into the job's outcome. */
+static void
+finish_job(Job *job, CURLcode code)
+{
+	Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+	MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+	http_request_result(&job->req, code, &job->res);
+	job->response = http_response_text(&job->req);
+	if (job->res.ok)
+		job->new_status = "delivered";
+	else if (ep == NULL || job->attempt > ep->nschedule)
+		job->new_status = "dead";
+	else
+	{
+		job->new_status = "pending";
+		job->delay_s = ep->schedule_ms[job->attempt - 1] / 1000.0;
+		if (job->res.retry_after > 0)
+			job->delay_s = Min(job->res.retry_after, webhook_max_retry_after);
+	}
+	MemoryContextSwitchTo(old);
+	curl_slist_free_all(job->req.headers);
+	job->req.headers = NULL;
+	push_done(job);
+}
+
+/* Drops every job not yet started (after a failed claim transaction). */
+static void
+drop_jobs(Job *list)
+{
+	while (list)
+	{
+		Job		   *next = list->next;
+
+		free_job(list);
+		list = next;
+	}
+}
+
+/*
+ * One unit of database work.  Returns false when the extension is not
+ * installed.  *more is set when a full batch was claimed or fanned out,
+ * meaning more work is probably waiting.
+ */
+static bool
+db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
+{
+	Job		   *claimed = NULL;
+	int			nclaimed = 0;
+	uint64		gen;
+
+	*more = false;
+	if (!queue_begin())
+		return false;
+
+	if (sweep || sweep_all)
+	{
+		int64		n = queue_recover_leases(sweep_all);
+
+		if (n > 0)
+			ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
+								 (long long) n)));
+	}
+
+	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
+	if (!endpoints_loaded || gen != loaded_generation)
+	{
+		MemoryContextReset(endpoints_cxt);
+		queue_load_endpoints(endpoints, endpoints_cxt);
+		loaded_generation = gen;
+		endpoints_loaded = true;
+	}
+
+	if (done != NULL)
+		queue_record(done);
+
+	if (claim)
+	{
+		int			room = 2 * webhook_max_connections - nqueued - http_engine_running();
+		int64		fanned = queue_fanout(webhook_batch_size);
+
+		if (fanned >= webhook_batch_size)
+			*more = true;
+		if (room > 0)
+		{
+			int			limit = Min(room, webhook_batch_size);
+
+			claimed = queue_claim(limit, next_token++, jobs_cxt, &nclaimed);
+			if (nclaimed >= limit)
+				*more = true;
+		}
+	}
+	queue_commit();
+
+	/* Only now, with the claims committed, do the jobs become ours. */
+	while (claimed)
+	{
+		Job		   *next = claimed->next;
+
+		claimed->next = NULL;
+		*queued_tail = claimed;
+		queued_tail = &claimed->next;
+		nqueued++;
+		claimed = next;
+	}
+	drop_jobs(done);
+	done = NULL;
+	ndone = 0;
+	return true;
+}
+
+void
+webhook_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	HASHCTL		ctl;
+	TimestampTz next_poll = 0;
+	TimestampTz next_sweep;
+	bool		swept_all = false;
+	bool		more = false;
+	bool		installed = true;
+	HttpRequest *finished[MAX_DONE];
+	CURLcode	codes[MAX_DONE];
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("webhook worker");
+
+	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
+	endpoints_cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(Endpoint);
+	ctl.hcxt = TopMemoryContext;
+	endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	next_token = ((int64) time(NULL)) << 20;
+
+	http_engine_init(webhook_max_connections);
+	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->worker_latch = MyLatch;
+	webhook_shared->worker_pid = MyProcPid;
+	webhook_shared->worker_dboid = dboid;
+	SpinLockRelease(&webhook_shared->mutex);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	ereport(LOG, (errmsg("webhook worker started in database \"%s\"", webhook_database_name)));
+	next_sweep = GetCurrentTimestamp() + (TimestampTz) LEASE_SWEEP_MS * 1000;
+
+	for (;;)
+	{
+		bool		latch_set = false;
+		bool		claim = false;
+		bool		sweep = false;
+		TimestampTz now;
+		long		timeout;
+		int			n;
+
+		/* Sleep until something happens, unless work is known to be waiting. */
+		timeout = (more || done != NULL) ? 0 : webhook_poll_interval;
+		if (!installed)
+			timeout = Max(webhook_poll_interval, 5000);
+		n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
+		for (int i = 0; i < n; i++)
+			finish_job((Job *) finished[i]->owner, codes[i]);
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			http_engine_configure(webhook_max_connections);
+		}
+
+		now = GetCurrentTimestamp();
+		if (latch_set || more || now >= next_poll)
+		{
+			claim = true;
+			next_poll = now + (TimestampTz) webhook_poll_interval * 1000;
+		}
+		if (now >= next_sweep)
+		{
+			sweep = true;
+			next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
+		}
+		/* Claim only when short of work; record whenever outcomes wait. */
+		if (nqueued >= webhook_max_connections)
+			claim = false;
+
+		if (claim || sweep || done != NULL)
+		{
+			MemoryContext oldcxt = CurrentMemoryContext;
+
+			PG_TRY();
+			{
+				installed = db_cycle(claim, !swept_all, sweep, &more);
+				if (installed)
+					swept_all = true;
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(oldcxt);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				queue_forget_plans();
+				/* outcomes not recorded: their leases bring them back */
+				drop_jobs(done);
+				done = NULL;
+				ndone = 0;
+				more = false;
+				endpoints_loaded = false;
+				pgstat_report_activity(STATE_IDLE, NULL);
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 1000, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(oldcxt);
+		}
+
+		/* Start what was claimed, up to the connection limit. */
+		while (queued != NULL && http_engine_running() < webhook_max_connections)
+		{
+			Job		   *job = queued;
+
+			queued = job->next;
+			if (queued == NULL)
+				queued_tail = &queued;
+			nqueued--;
+			job->next = NULL;
+			start_job(job);
+		}
+	}
+}
