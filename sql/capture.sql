@@ -1,0 +1,75 @@
+\set SHOW_CONTEXT never
+CREATE TABLE orders (
+    id       bigint PRIMARY KEY,
+    customer text NOT NULL,
+    total    numeric(10,2),
+    paid     boolean NOT NULL DEFAULT false,
+    tags     text[],
+    meta     jsonb,
+    card     text,
+    placed   date,
+    at       timestamptz
+);
+SELECT webhook_create_endpoint('orders', 'https://orders.example.com/', event_types => '{orders.*}') AS ep \gset
+SELECT coalesce(max(id), 0) AS e0 FROM webhook_events \gset
+SELECT webhook_watch('orders', exclude_columns => '{card}');
+
+INSERT INTO orders VALUES (1, 'ada', 42.50, false, '{a,b}', '{"k": [1, 2]}', '4111-1111', '2026-01-02', '2026-01-02 03:04:05.678+00');
+INSERT INTO orders (id, customer) VALUES (2, E'q"uote\\back');
+UPDATE orders SET total = 43, paid = true WHERE id = 1;
+-- changes only an excluded column: no event
+UPDATE orders SET card = '5500-0000' WHERE id = 1;
+-- changes nothing at all: no event
+UPDATE orders SET customer = customer WHERE id = 1;
+DELETE FROM orders WHERE id = 2;
+SELECT type, jsonb_pretty(data) FROM webhook_events WHERE id > :e0 ORDER BY id;
+-- the excluded column never left the table
+SELECT count(*) AS leaked FROM webhook_events WHERE data::text LIKE '%4111%' OR data::text LIKE '%5500%';
+
+-- A rolled-back write emits nothing
+BEGIN;
+INSERT INTO orders (id, customer) VALUES (3, 'rolled back');
+ROLLBACK;
+SELECT count(*) FROM webhook_events WHERE data::text LIKE '%rolled back%';
+
+-- Only listed columns, custom prefix
+SELECT webhook_watch('orders', event_prefix => 'shop.order', columns => '{id,paid}');
+UPDATE orders SET total = 1 WHERE id = 1;
+UPDATE orders SET paid = false WHERE id = 1;
+SELECT type, data FROM webhook_events WHERE type LIKE 'shop.%' ORDER BY id;
+
+-- Fan-out matches subscriptions: orders.* receives orders.*, not shop.*
+SELECT webhook_fanout() > 0 AS fanned_out;
+SELECT ev.type, count(*) FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id
+ WHERE d.endpoint_id = :ep GROUP BY 1 ORDER BY 1;
+
+-- Bad input
+SELECT webhook_watch(NULL);
+SELECT webhook_watch('orders', columns => '{id}', exclude_columns => '{card}');
+SELECT webhook_watch('orders', columns => '{nope}');
+SELECT webhook_watch('orders', columns => '{}');
+SELECT webhook_watch('orders', event_prefix => 'bad prefix');
+SELECT webhook_watch('orders', event_prefix => 'orders.*');
+CREATE VIEW orders_v AS SELECT * FROM orders;
+SELECT webhook_watch('orders_v');
+SELECT webhook_watch('no_such_table');
+CREATE TABLE "Bad Name" (id int);
+SELECT webhook_watch('"Bad Name"');
+SELECT webhook_watch('"Bad Name"', event_prefix => 'bad_name');
+INSERT INTO "Bad Name" VALUES (1);
+SELECT type, data FROM webhook_events WHERE type LIKE 'bad_name.%';
+
+-- Unwatch
+SELECT webhook_unwatch('orders');
+SELECT webhook_unwatch('orders');
+INSERT INTO orders (id, customer) VALUES (9, 'unwatched');
+SELECT count(*) FROM webhook_events WHERE data::text LIKE '%unwatched%';
+
+-- The trigger cannot be misused
+CREATE TRIGGER wrong BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('x', 'all');
+INSERT INTO orders (id, customer) VALUES (10, 'x');
+DROP TRIGGER wrong ON orders;
+
+DROP TABLE orders CASCADE;
+DROP TABLE "Bad Name";
+SELECT webhook_delete_endpoint(:ep);
