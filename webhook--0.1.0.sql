@@ -394,7 +394,7 @@ BEGIN
     IF octet_length(data::text) > pg_size_bytes(current_setting('webhook.max_payload_size')) THEN
         RAISE EXCEPTION 'event data is larger than webhook.max_payload_size'
             USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = format('The data is %s bytes; the limit is %s bytes.',
+                  DETAIL = format('The data is %s bytes; the limit is %s.',
                                   octet_length(data::text), current_setting('webhook.max_payload_size'));
     END IF;
     IF idempotency_key IS NULL THEN
@@ -479,11 +479,15 @@ BEGIN
     END IF;
     prefix := coalesce(event_prefix, (SELECT relname FROM pg_class WHERE oid = tbl));
     IF length(prefix) > 200 OR NOT @extschema@.webhook_valid_event_type(prefix) THEN
+        IF event_prefix IS NULL THEN
+            RAISE EXCEPTION 'table name "%" is not a valid event type prefix', prefix
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Event types are dot-separated segments of letters, digits, "_" and "-".',
+                      HINT = 'Pass event_prefix.';
+        END IF;
         RAISE EXCEPTION 'invalid event prefix "%"', left(prefix, 80)
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Event types are dot-separated segments of letters, digits, "_" and "-".',
-                  HINT = CASE WHEN event_prefix IS NULL
-                              THEN 'The table name is not a valid event type prefix; pass event_prefix.' END;
+                  DETAIL = 'Event types are dot-separated segments of letters, digits, "_" and "-".';
     END IF;
     IF columns IS NOT NULL AND exclude_columns IS NOT NULL THEN
         RAISE EXCEPTION 'columns and exclude_columns cannot both be given'

@@ -130,6 +130,7 @@ webhook_check_url(PG_FUNCTION_ARGS)
 {
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *detail;
+	DestCheck	rc;
 
 	if (strlen(url) > 2048)
 		ereport(ERROR,
@@ -141,7 +142,8 @@ webhook_check_url(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid endpoint URL"),
 					 errdetail("The URL contains whitespace or control characters.")));
-	report_destination(destination_check_url(url, &detail), detail);
+	rc = destination_check_url(url, &detail);
+	report_destination(rc, detail);
 	PG_RETURN_VOID();
 }
 

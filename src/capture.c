@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
@@ -71,6 +72,20 @@ append_value(StringInfo buf, Datum value, bool isnull, Oid typid)
 				escape_json(buf, s);
 			pfree(s);
 			return;
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			{
+				/* ISO 8601 whatever the session's DateStyle, as to_json does */
+				char		dt[MAXDATELEN + 1];
+
+				appendStringInfoChar(buf, '"');
+				appendStringInfoString(buf, JsonEncodeDateTime(dt, value, base, NULL));
+				appendStringInfoChar(buf, '"');
+				return;
+			}
 		case JSONOID:
 		case JSONBOID:
 			getTypeOutputInfo(base, &outfunc, &varlena);
