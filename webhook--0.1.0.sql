@@ -605,3 +605,22 @@ SELECT d.id          AS delivery_id,
   JOIN webhook_events ev ON ev.id = d.event_id
  WHERE d.status = 'dead';
 COMMENT ON VIEW webhook_dead_letters IS 'deliveries that exhausted their retry schedule';
+
+-------------------------------------------------------------------------------
+-- Privileges: PUBLIC gets no administrative function (tables have no grants).
+-------------------------------------------------------------------------------
+
+REVOKE ALL ON FUNCTION
+    webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text),
+    webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text),
+    webhook_get_endpoint(bigint),
+    webhook_delete_endpoint(bigint),
+    webhook_disable(bigint, text),
+    webhook_enable(bigint),
+    webhook_publish(text, jsonb, text),
+    webhook_fanout(integer),
+    webhook_watch(regclass, text, text[], text[]),
+    webhook_unwatch(regclass),
+    webhook_test(bigint, text, jsonb),
+    webhook_generate_secret()
+FROM PUBLIC;

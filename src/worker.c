@@ -180,6 +180,7 @@ static bool endpoints_loaded = false;
 static Job *queued = NULL;		/* claimed, not yet started (FIFO) */
 static Job **queued_tail = &queued;
 static int	nqueued = 0;
+static Job *claimed = NULL;		/* claimed in the open transaction */
 static Job *done = NULL;		/* finished, outcome not yet recorded */
 static int	ndone = 0;
 static int64 next_token;
@@ -299,7 +300,6 @@ drop_jobs(Job *list)
 static bool
 db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 {
-	Job		   *claimed = NULL;
 	int			nclaimed = 0;
 	uint64		gen;
 
@@ -458,7 +458,9 @@ webhook_worker_main(Datum arg)
 				FlushErrorState();
 				AbortCurrentTransaction();
 				queue_forget_plans();
-				/* outcomes not recorded: their leases bring them back */
+				/* claims rolled back; outcomes not recorded: leases bring them back */
+				drop_jobs(claimed);
+				claimed = NULL;
 				drop_jobs(done);
 				done = NULL;
 				ndone = 0;
