@@ -294,8 +294,9 @@ drop_jobs(Job *list)
 
 /*
  * One unit of database work.  Returns false when the extension is not
- * installed.  *more is set when a full batch was claimed or fanned out,
- * meaning more work is probably waiting.
+ * installed.  When claiming, *more tells whether a full batch was claimed
+ * or fanned out, meaning more work is probably waiting; otherwise it is
+ * left alone.
  */
 static bool
 db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
@@ -303,7 +304,6 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	int			nclaimed = 0;
 	uint64		gen;
 
-	*more = false;
 	if (!queue_begin())
 		return false;
 
@@ -333,8 +333,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		int			room = 2 * webhook_max_connections - nqueued - http_engine_running();
 		int64		fanned = queue_fanout(webhook_batch_size);
 
-		if (fanned >= webhook_batch_size)
-			*more = true;
+		*more = fanned >= webhook_batch_size;
 		if (room > 0)
 		{
 			int			limit = Min(room, webhook_batch_size);
@@ -343,6 +342,8 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			if (nclaimed >= limit)
 				*more = true;
 		}
+		else
+			*more = true;		/* no room to look: assume work waits */
 	}
 	queue_commit();
 
@@ -412,7 +413,9 @@ webhook_worker_main(Datum arg)
 		int			n;
 
 		/* Sleep until something happens, unless work is known to be waiting. */
-		timeout = (more || done != NULL) ? 0 : webhook_poll_interval;
+		timeout = webhook_poll_interval;
+		if (done != NULL || (more && nqueued < webhook_max_connections / 2))
+			timeout = 0;
 		if (!installed)
 			timeout = Max(webhook_poll_interval, 5000);
 		n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
@@ -438,7 +441,7 @@ webhook_worker_main(Datum arg)
 			next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
 		}
 		/* Claim only when short of work; record whenever outcomes wait. */
-		if (nqueued >= webhook_max_connections)
+		if (nqueued >= webhook_max_connections / 2)
 			claim = false;
 
 		if (claim || sweep || done != NULL)
