@@ -423,9 +423,15 @@ COMMENT ON FUNCTION webhook_publish(text, jsonb, text) IS
 -- number of events handled.  The worker calls this; it is safe to call by hand.
 CREATE FUNCTION webhook_fanout(lim integer DEFAULT 1000)
 RETURNS bigint
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+-- PL/pgSQL so that the plan is prepared once per session (the worker calls
+-- this every cycle).  Events locked by another fan-out are skipped, never
+-- waited for and never fanned out twice.
+DECLARE
+    n bigint;
+BEGIN
     WITH ev AS (
         UPDATE @extschema@.webhook_events e SET dispatched = true
          WHERE e.id IN (SELECT u.id FROM @extschema@.webhook_events u
@@ -442,7 +448,9 @@ AS $$
         ORDER BY 1, 2
         ON CONFLICT DO NOTHING
     )
-    SELECT count(*) FROM ev;
+    SELECT count(*) INTO n FROM ev;
+    RETURN n;
+END
 $$;
 COMMENT ON FUNCTION webhook_fanout(integer) IS
   'creates the deliveries of up to lim committed events; run by the worker';

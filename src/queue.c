@@ -13,7 +13,10 @@
  *	  OID, maybe another schema) they are prepared anew.
  *	- Claims lock with FOR UPDATE SKIP LOCKED and stamp a lease token;
  *	  outcomes are written only where the token still matches, so a late
- *	  result can never overwrite a newer owner's.
+ *	  result can never overwrite a newer owner's.  A token is set only
+ *	  while a delivery is in flight, so matching it implies that status
+ *	  (and keeps the update on the primary key: a status test would let
+ *	  the planner walk the in-flight index instead).
  *	- Results of SPI calls are copied into the caller's memory before the
  *	  transaction ends.
  *-------------------------------------------------------------------------
@@ -136,7 +139,7 @@ prepare_all(Oid ext)
 						  "         last_status = nullif(r.code, 0), last_error = r.err,"
 						  "         finished_at = CASE WHEN r.status IN ('delivered', 'dead') THEN now() END"
 						  "    FROM r"
-						  "   WHERE d.id = r.id AND d.lease_token = r.token AND d.status = 'in_flight'"
+						  "   WHERE d.id = r.id AND d.lease_token = r.token"
 						  "  RETURNING d.id"
 						  ")"
 						  " INSERT INTO %1$s.webhook_attempts"

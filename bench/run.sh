@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# bench/run.sh: the performance benchmark (docs/performance.md).
+#
+# Sets up a throwaway cluster with the extension preloaded, a loopback nginx
+# answering 200 and wrk, then prints one table.  Every figure is the median
+# of RUNS runs; ratios are computed inside the same run so machine noise
+# cancels.  Loopback only.  Run as root (installs what is missing, runs the
+# cluster as postgres) or as a normal user with the packages present.
+#
+#   bash bench/run.sh              # full run
+#   RUNS=1 N=20000 BACKLOG=100000 bash bench/run.sh   # quick look
+set -euo pipefail
+[ -n "${BENCH_TRACE:-}" ] && set -x
+
+RUNS=${RUNS:-3}
+N=${N:-50000}                 # events per throughput run
+BACKLOG=${BACKLOG:-1000000}   # deliveries already waiting in the backlog run
+CAPTURE_ROWS=${CAPTURE_ROWS:-100000}
+LAT_N=${LAT_N:-200}
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+PGBIN=$(pg_config --bindir)
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}" >/dev/null; fi
+fi
+
+run_as=""
+if [ "$(id -u)" = 0 ]; then run_as="runuser -u postgres --"; fi
+
+work=$(mktemp -d /tmp/webhook-bench.XXXXXX)
+chmod 755 "$work"
+[ -n "$run_as" ] && chown postgres "$work"
+cleanup() {
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  $run_as "$PGBIN/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PGPORT=$(free_port); NGPORT=$(free_port)
+
+# --- receiver: nginx answering 200 to every POST, keep-alive ------------------
+mkdir -p "$work/ng"
+cat > "$work/ng/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/ng/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/ng/body;
+  client_body_buffer_size 64k;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server { listen 127.0.0.1:$NGPORT; location / { return 200 'ok'; } }
+}
+EOF
+nginx -c "$work/ng/nginx.conf"
+
+# --- cluster ------------------------------------------------------------------
+$run_as "$PGBIN/initdb" -D "$work/data" -A trust >/dev/null
+cat >> "$work/data/postgresql.conf" <<EOF
+port = $PGPORT
+listen_addresses = ''
+unix_socket_directories = '$work'
+shared_preload_libraries = 'webhook'
+webhook.database_name = 'postgres'
+webhook.allow_http = on
+webhook.allowed_networks = '127.0.0.1/32'
+shared_buffers = 1GB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+EOF
+$run_as "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
+psql_() { $run_as psql -X -q -At -h "$work" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
+psql_ -c "CREATE EXTENSION webhook"
+psql_ -c "SELECT webhook_create_endpoint('nginx', 'http://127.0.0.1:$NGPORT/hook', event_types => '{bench.*}')" >/dev/null
+
+div() { awk "BEGIN { print ($1) / ($2) }"; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+worker_pid() { psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'"; }
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }   # private memory, not shared buffers
+
+# Waits until every delivery is finished; prints deliveries per second,
+# measured from the first to the last attempt.
+wait_drained() {
+  local deadline=$((SECONDS + 900))
+  until [ "$(psql_ -c "SELECT NOT EXISTS (SELECT 1 FROM webhook_events WHERE NOT dispatched)
+                         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending','in_flight') AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE name = 'nginx'))")" = t ]; do
+    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for deliveries" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+reset_queue() { psql_ -c "TRUNCATE webhook_attempts" -c "DELETE FROM webhook_events WHERE type = 'bench.x'" -c "VACUUM webhook_deliveries, webhook_events, webhook_attempts"; }
+
+# One throughput run: N events committed at once; prints rate and µs of worker CPU per delivery.
+throughput_run() {
+  local pid t0 t1 rate
+  reset_queue
+  pid=$(worker_pid); t0=$(cpu_ticks "$pid")
+  psql_ -c "SELECT count(webhook_publish('bench.x', jsonb_build_object('i', i, 'pad', repeat('x', 500)))) FROM generate_series(1, $N) i" >/dev/null
+  wait_drained
+  t1=$(cpu_ticks "$pid")
+  rate=$(psql_ -c "SELECT round(count(*) / extract(epoch FROM max(started_at) - min(started_at))) FROM webhook_attempts")
+  echo "$rate $(( (t1 - t0) * 10000 / N ))"   # ticks are 10 ms
+}
+
+# 1. ceiling
+body=$(python3 -c 'import json; print(json.dumps({"type":"bench.x","timestamp":"2026-01-01T00:00:00.000000Z","data":{"i":1,"pad":"x"*500}}))')
+cat > "$work/post.lua" <<EOF
+wrk.method = "POST"
+wrk.body   = '$body'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+ceil=()
+for _ in $(seq "$RUNS"); do
+  ceil+=("$(wrk -t2 -c64 -d5s -s "$work/post.lua" "http://127.0.0.1:$NGPORT/hook" | awk '/Requests\/sec/ {print int($2)}')")
+done
+CEIL=$(printf '%s\n' "${ceil[@]}" | median)
+
+# 2. throughput, one event per request; 8. CPU per delivery
+rates=(); cpus=()
+for _ in $(seq "$RUNS"); do read -r r c < <(throughput_run); rates+=("$r"); cpus+=("$c"); done
+RATE=$(printf '%s\n' "${rates[@]}" | median); CPU=$(printf '%s\n' "${cpus[@]}" | median)
+RSS_SMALL=$(rss_kb "$(worker_pid)")
+
+# 4. backlog: BACKLOG deliveries waiting (scheduled for a retry tomorrow) on
+# another active endpoint, then the same run: claiming must stay index-driven.
+psql_ -c "SELECT webhook_create_endpoint('backlog', 'http://127.0.0.1:$NGPORT/backlog', event_types => '{backlog.*}')" >/dev/null
+psql_ -c "INSERT INTO webhook_events (type, data, dispatched) SELECT 'backlog.x', '{}', true FROM generate_series(1, $BACKLOG)"
+psql_ -c "INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at) SELECT e.id, (SELECT id FROM webhook_endpoints WHERE name = 'backlog'), now() + interval '1 day' FROM webhook_events e WHERE e.type = 'backlog.x'"
+psql_ -c "VACUUM ANALYZE webhook_deliveries, webhook_events"
+brates=()
+for _ in $(seq "$RUNS"); do read -r r _c < <(throughput_run); brates+=("$r"); done
+BRATE=$(printf '%s\n' "${brates[@]}" | median)
+
+# 7. memory after many more deliveries
+for _ in 1 2 3 4 5; do throughput_run >/dev/null; done
+RSS_BIG=$(rss_kb "$(worker_pid)")
+TOTAL_DELIVERED=$(( N * (RUNS * 2 + 5) ))
+
+# 5. capture cost
+psql_ <<EOF
+CREATE TABLE plain   (id bigint PRIMARY KEY, customer text, total numeric, note text);
+CREATE TABLE watched (LIKE plain INCLUDING ALL);
+CREATE TABLE plpgsql (LIKE plain INCLUDING ALL);
+CREATE TABLE outbox (id bigserial PRIMARY KEY, payload jsonb NOT NULL);
+CREATE FUNCTION outbox_trigger() RETURNS trigger LANGUAGE plpgsql AS
+  \$\$ BEGIN INSERT INTO outbox (payload) VALUES (to_jsonb(NEW)); RETURN NULL; END \$\$;
+CREATE TRIGGER outbox AFTER INSERT OR UPDATE OR DELETE ON plpgsql FOR EACH ROW EXECUTE FUNCTION outbox_trigger();
+SELECT webhook_watch('watched');
+SELECT webhook_create_endpoint('capture', 'http://127.0.0.1:$NGPORT/capture', event_types => '{watched.*}');
+SELECT webhook_disable(id) FROM webhook_endpoints WHERE name = 'capture';
+EOF
+bulk() { # table -> ms for CAPTURE_ROWS rows
+  psql_ -c "TRUNCATE $1" >/dev/null
+  psql_ -c "CHECKPOINT" >/dev/null
+  $run_as psql -X -q -At -h "$work" -p "$PGPORT" -d postgres <<EOF | awk '/^Time:/ {print $2}' | tail -1
+\timing on
+INSERT INTO $1 SELECT i, 'customer ' || i, i * 1.5, 'some note text' FROM generate_series(1, $CAPTURE_ROWS) i;
+EOF
+}
+wr=(); pr=()
+for _ in $(seq "$RUNS"); do
+  p=$(bulk plain); w=$(bulk watched); o=$(bulk plpgsql)
+  wr+=("$(div "$w" "$p")"); pr+=("$(div "$o" "$p")")
+done
+BULK_W=$(printf '%s\n' "${wr[@]}" | median); BULK_P=$(printf '%s\n' "${pr[@]}" | median)
+
+psql_ -c "CREATE SEQUENCE pgb_seq CACHE 1000"
+for t in plain watched plpgsql; do
+  echo "INSERT INTO $t VALUES (nextval('pgb_seq'), 'customer', 1.5, 'note');" > "$work/pgb_$t.sql"
+done
+chmod 644 "$work"/pgb_*.sql
+tps() { psql_ -c "TRUNCATE $1" >/dev/null; $run_as pgbench -n -h "$work" -p "$PGPORT" -c 4 -j 2 -T 5 -f "$work/pgb_$1.sql" postgres 2>/dev/null | awk '/^tps/ {print $3}'; }
+tw=(); tp=()
+for _ in $(seq "$RUNS"); do
+  a=$(tps plain); b=$(tps watched); c=$(tps plpgsql)
+  tw+=("$(div "$b" "$a")"); tp+=("$(div "$c" "$a")")
+done
+TPS_W=$(printf '%s\n' "${tw[@]}" | median); TPS_P=$(printf '%s\n' "${tp[@]}" | median)
+psql_ -c "TRUNCATE webhook_events CASCADE" >/dev/null
+
+# 6. latency at idle: commit -> request received, via nginx's log with msec times
+kill "$(cat "$work/nginx.pid")"; while [ -f "$work/nginx.pid" ]; do sleep 0.05; done
+sed -i "s|access_log off;|log_format t '\$msec \$http_webhook_id'; access_log $work/ng/access.log t;|" "$work/ng/nginx.conf"
+nginx -c "$work/ng/nginx.conf"
+psql_ -c "ALTER SYSTEM SET webhook.poll_interval = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
+: > "$work/commits"
+for i in $(seq "$LAT_N"); do
+  psql_ -c "SELECT 'msg_' || webhook_publish('bench.lat', '{}') || ' ' || extract(epoch FROM clock_timestamp())" >> "$work/commits"
+  # the commit happens right after clock_timestamp(); wait for the request
+  id=$(tail -1 "$work/commits" | cut -d' ' -f1)
+  until grep -q " $id\$" "$work/ng/access.log" 2>/dev/null; do sleep 0.002; done
+done
+read -r P50 P99 < <(python3 - "$work/commits" "$work/ng/access.log" <<'EOF'
+import sys
+c = {l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1])}
+r = {}
+for l in open(sys.argv[2]):
+    t, i = l.split()
+    r.setdefault(i, float(t))
+d = sorted((r[i] - c[i]) * 1000 for i in c if i in r)
+q = lambda p: d[min(len(d) - 1, int(p * len(d)))]
+print(f"{q(0.5):.2f} {q(0.99):.2f}")
+EOF
+)
+
+printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
+printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
+printf '%-58s %14s %12s\n' "2. one event per request, N=$N (deliveries/s)" "$RATE" ">= 25% ceil"
+printf '%-58s %14.1f%% %11s\n' "   ratio to ceiling" "$(div "$RATE * 100" "$CEIL")" "25%"
+printf '%-58s %14s %12s\n' "3. batched, 100 events/request (events/s)" "n/a" ">= 100000"
+printf '%-58s %14s %12s\n' "4. same with $BACKLOG waiting (deliveries/s)" "$BRATE" ""
+printf '%-58s %14.1f%% %11s\n' "   backlog rate / empty-queue rate" "$(div "$BRATE * 100" "$RATE")" ">= 80%"
+printf '%-58s %14.2f %12s\n' "5. bulk INSERT $CAPTURE_ROWS rows: watched / plain" "$BULK_W" "<= 2.0"
+printf '%-58s %14.2f %12s\n' "   PL/pgSQL to_jsonb outbox trigger / plain" "$BULK_P" ""
+printf '%-58s %14.2f %12s\n' "   pgbench single-row INSERT TPS: watched / plain" "$TPS_W" ">= 0.90"
+printf '%-58s %14.2f %12s\n' "   PL/pgSQL outbox trigger TPS / plain" "$TPS_P" ""
+printf '%-58s %14s %12s\n' "6. latency at idle, commit -> request: p50 (ms)" "$P50" "<= 1.5"
+printf '%-58s %14s %12s\n' "   p99 (ms)" "$P99" "<= 5"
+printf '%-58s %14s %12s\n' "7. worker private RSS after $((N * RUNS)) deliveries (kB)" "$RSS_SMALL" ""
+printf '%-58s %14s %12s\n' "   after $TOTAL_DELIVERED deliveries (kB)" "$RSS_BIG" "+<10 MB"
+printf '%-58s %14s %12s\n' "8. worker CPU per delivery, standard format (us)" "$CPU" ""
