@@ -464,7 +464,14 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'webhook_capture'
 LANGUAGE C SECURITY DEFINER;
 COMMENT ON FUNCTION webhook_capture() IS
-  'row trigger installed by webhook_watch: writes one event per changed row';
+  'row trigger installed by webhook_watch: one event per changed row, buffered until the statement ends';
+
+CREATE FUNCTION webhook_capture_flush()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'webhook_capture_flush'
+LANGUAGE C SECURITY DEFINER;
+COMMENT ON FUNCTION webhook_capture_flush() IS
+  'statement trigger installed by webhook_watch: writes the events its statement captured';
 
 CREATE FUNCTION webhook_watch(tbl regclass, event_prefix text DEFAULT NULL,
                               columns text[] DEFAULT NULL, exclude_columns text[] DEFAULT NULL)
@@ -521,7 +528,13 @@ BEGIN
     END LOOP;
     SELECT string_agg(quote_literal(a), ', ') INTO args
       FROM unnest(ARRAY[prefix, mode] || cols) a;
-    EXECUTE format('DROP TRIGGER IF EXISTS webhook_capture ON %s', tbl);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'webhook_capture') THEN
+        EXECUTE format('DROP TRIGGER webhook_capture ON %s', tbl);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'webhook_capture_flush') THEN
+        EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.webhook_capture_flush()', tbl);
+    END IF;
     EXECUTE format('CREATE TRIGGER webhook_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION @extschema@.webhook_capture(%s)', tbl, args);
 END
@@ -539,6 +552,7 @@ BEGIN
         RAISE EXCEPTION '"%" is not watched', tbl USING ERRCODE = 'undefined_object';
     END IF;
     EXECUTE format('DROP TRIGGER webhook_capture ON %s', tbl);
+    EXECUTE format('DROP TRIGGER IF EXISTS webhook_capture_flush ON %s', tbl);
 END
 $$;
 COMMENT ON FUNCTION webhook_unwatch(regclass) IS 'stops emitting events for tbl';

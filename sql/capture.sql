@@ -32,6 +32,24 @@ INSERT INTO orders (id, customer) VALUES (3, 'rolled back');
 ROLLBACK;
 SELECT count(*) FROM webhook_events WHERE data::text LIKE '%rolled back%';
 
+-- Savepoints: the events of a rolled-back statement go, the others stay, in order
+BEGIN;
+INSERT INTO orders (id, customer) VALUES (20, 'kept');
+SAVEPOINT s;
+INSERT INTO orders (id, customer) VALUES (21, 'rolled back');
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO orders (id, customer) VALUES (22, 'kept too'), (23, 'and this');
+COMMIT;
+SELECT data->'new'->>'customer' AS customer FROM webhook_events
+ WHERE id > :e0 AND (data->'new'->>'id')::int >= 20 ORDER BY id;
+
+-- A large statement is written in chunks and loses nothing
+INSERT INTO orders (id, customer) SELECT i, 'bulk ' || i FROM generate_series(1000, 26000) i;
+SELECT count(*), count(DISTINCT data->'new'->>'id') FROM webhook_events WHERE id > :e0 AND data->'new'->>'customer' LIKE 'bulk %';
+DELETE FROM orders WHERE id >= 1000;
+DELETE FROM webhook_events WHERE id > :e0 AND type = 'orders.deleted' AND (data->'old'->>'id')::int >= 1000;
+DELETE FROM webhook_events WHERE id > :e0 AND data->'new'->>'customer' LIKE 'bulk %';
+
 -- Only listed columns, custom prefix
 SELECT webhook_watch('orders', event_prefix => 'shop.order', columns => '{id,paid}');
 UPDATE orders SET total = 1 WHERE id = 1;
@@ -65,7 +83,11 @@ SELECT webhook_unwatch('orders');
 INSERT INTO orders (id, customer) VALUES (9, 'unwatched');
 SELECT count(*) FROM webhook_events WHERE data::text LIKE '%unwatched%';
 
--- The trigger cannot be misused
+-- The triggers cannot be misused
+SELECT webhook_watch('orders');
+DROP TRIGGER webhook_capture_flush ON orders;
+INSERT INTO orders (id, customer) VALUES (11, 'x');
+SELECT webhook_unwatch('orders');
 CREATE TRIGGER wrong BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('x', 'all');
 INSERT INTO orders (id, customer) VALUES (10, 'x');
 DROP TRIGGER wrong ON orders;
