@@ -184,6 +184,7 @@ static Job *claimed = NULL;		/* claimed in the open transaction */
 static Job *done = NULL;		/* finished, outcome not yet recorded */
 static int	ndone = 0;
 static int64 next_token;
+static char *configured_sync_commit;	/* synchronous_commit as configured */
 
 static void
 worker_exit(int code, Datum arg)
@@ -325,6 +326,15 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		endpoints_loaded = true;
 	}
 
+	/*
+	 * Outcomes are committed as durably as configured.  A cycle that only
+	 * fans out and claims commits asynchronously: if a crash loses it, its
+	 * deliveries are simply pending again (requests it started were in
+	 * flight at the fault, which at-least-once allows), and the WAL flush
+	 * stays off the commit-to-request path.
+	 */
+	SetConfigOption("synchronous_commit", done != NULL ? configured_sync_commit : "off",
+					PGC_SUSET, PGC_S_OVERRIDE);
 	if (done != NULL)
 		queue_record(done);
 
@@ -391,6 +401,8 @@ webhook_worker_main(Datum arg)
 	ctl.hcxt = TopMemoryContext;
 	endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	next_token = ((int64) time(NULL)) << 20;
+	configured_sync_commit = MemoryContextStrdup(TopMemoryContext,
+												 GetConfigOption("synchronous_commit", false, false));
 
 	http_engine_init(webhook_max_connections);
 	SpinLockAcquire(&webhook_shared->mutex);
