@@ -375,7 +375,7 @@ queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
 	while ((ep = hash_seq_search(&seq)) != NULL)
 		hash_search(endpoints, &ep->id, HASH_REMOVE, NULL);
 
-	rc = SPI_execute_plan(plan_endpoints, NULL, NULL, true, 0);
+	rc = SPI_execute_plan(plan_endpoints, NULL, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "webhook: loading endpoints failed: %s", SPI_result_code_string(rc));
 

@@ -164,7 +164,7 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("webhook.poll_interval",
 							"How often the worker looks for retries coming due when nothing wakes it.",
-							NULL, &webhook_poll_interval, 1000, 10, 60000,
+							NULL, &webhook_poll_interval, 1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("webhook.batch_size",
 							"Deliveries claimed or recorded by the worker in one statement.",

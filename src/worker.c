@@ -305,6 +305,12 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	int			nclaimed = 0;
 	uint64		gen;
 
+	/*
+	 * Read the generation before the transaction's snapshot is taken: a
+	 * bump this read sees belongs to a commit that snapshot will see, and
+	 * a bump it misses makes the next cycle load again.
+	 */
+	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
 	if (!queue_begin())
 		return false;
 
@@ -317,7 +323,6 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 								 (long long) n)));
 	}
 
-	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
 	if (!endpoints_loaded || gen != loaded_generation)
 	{
 		MemoryContextReset(endpoints_cxt);
@@ -351,6 +356,22 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			claimed = queue_claim(limit, next_token++, jobs_cxt, &nclaimed);
 			if (nclaimed >= limit)
 				*more = true;
+
+			/*
+			 * The claim saw an endpoint the cache does not know (created
+			 * after the cache's snapshot): load again.  The claim's row
+			 * locks keep every claimed endpoint from being deleted before
+			 * we commit, so afterwards every job finds its endpoint.
+			 */
+			for (Job *j = claimed; j != NULL; j = j->next)
+			{
+				if (hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL) == NULL)
+				{
+					MemoryContextReset(endpoints_cxt);
+					queue_load_endpoints(endpoints, endpoints_cxt);
+					break;
+				}
+			}
 		}
 		else
 			*more = true;		/* no room to look: assume work waits */

@@ -1,0 +1,89 @@
+# Delivery end to end: captured rows and published events reach a real
+# receiver on loopback, signed so that the Standard Webhooks reference
+# library verifies them; rolled-back writes are never sent.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WebhookTest;
+
+# The poll interval is an hour: every delivery below is woken by a commit.
+my $node = start_node('delivery', "webhook.poll_interval = '1h'\n");
+my $rcv = start_receiver('delivery');
+
+$node->safe_psql('postgres', qq{
+	CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL, total numeric(10,2), card text);
+	SELECT webhook_create_endpoint('orders', '$rcv->{url}/orders/ok', event_types => '{orders.*}',
+	                               secret => '$SECRET');
+	SELECT webhook_create_endpoint('all', '$rcv->{url}/all/ok', secret => '$SECRET');
+	SELECT webhook_watch('orders', exclude_columns => '{card}');
+});
+
+# 1000 rows in one transaction: 1000 distinct, verified deliveries per endpoint
+$node->safe_psql('postgres',
+	"INSERT INTO orders SELECT i, 'customer ' || i, i * 1.25, '4111-' || i FROM generate_series(1, 1000) i");
+my $got = wait_received($rcv, sub { scalar(grep { $_->{path} eq '/orders/ok' } @{ $_[0] }) >= 1000 },
+	120, '1000 deliveries');
+my @orders = grep { $_->{path} eq '/orders/ok' } @$got;
+my %ids = map { $_->{id} => 1 } @orders;
+is(scalar(keys %ids), 1000, '1000 distinct webhook-ids received');
+is(scalar(grep { !$_->{verified} } @orders), 0, 'every request verified by the reference library');
+my %rows;
+for my $r (@orders)
+{
+	my $b = decode_json($r->{body});
+	$rows{ $b->{data}{new}{id} } = $b;
+}
+is(scalar(keys %rows), 1000, 'every row arrived');
+my $b = $rows{7};
+is($b->{type}, 'orders.created', 'type');
+like($b->{timestamp}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'ISO 8601 timestamp');
+is($b->{data}{new}{customer}, 'customer 7', 'row data');
+ok(!exists $b->{data}{new}{card}, 'excluded column not sent');
+is($orders[0]{headers}{'content-type'}, 'application/json', 'content-type');
+like($orders[0]{headers}{'user-agent'}, qr/^PostgreSQL-webhook\/\d/, 'user-agent names the extension');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 2000 FROM webhook_deliveries WHERE status = 'delivered'"),
+	'every delivery recorded as delivered')
+  or diag($node->safe_psql('postgres',
+	"SELECT endpoint_id, status, count(*) FROM webhook_deliveries GROUP BY 1, 2; SELECT ok, status_code, error, count(*) FROM webhook_attempts GROUP BY 1, 2, 3"));
+is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_attempts WHERE ok"), '2000',
+	'one successful attempt per delivery');
+
+# update and delete payloads
+$node->safe_psql('postgres', "UPDATE orders SET total = 1 WHERE id = 1; DELETE FROM orders WHERE id = 2");
+$got = wait_received($rcv, sub { scalar(grep { $_->{body} =~ /orders\.(updated|deleted)/ && $_->{path} eq '/orders/ok' } @{ $_[0] }) >= 2 }, 30, 'update+delete');
+my ($upd) = map { decode_json($_->{body}) } grep { $_->{body} =~ /orders\.updated/ } @$got;
+is_deeply($upd->{data}{changed}, ['total'], 'update lists changed columns');
+is($upd->{data}{old}{total} + 0, 1.25, 'update carries the old row');
+my ($del) = map { decode_json($_->{body}) } grep { $_->{body} =~ /orders\.deleted/ } @$got;
+is($del->{data}{old}{id}, 2, 'delete carries the old row');
+
+# a rolled-back transaction is never delivered; a marker committed after it is
+$node->safe_psql('postgres', q{
+	BEGIN; INSERT INTO orders VALUES (5001, 'rolled back', 1, NULL); SELECT webhook_publish('orders.ghost', '{}'); ROLLBACK;
+	SELECT webhook_publish('orders.marker', '{"m": 1}');
+});
+$got = wait_received($rcv, sub { grep { $_->{body} =~ /orders\.marker/ } @{ $_[0] } }, 30, 'marker');
+is(scalar(grep { $_->{body} =~ /rolled back|orders\.ghost/ } @$got), 0, 'rolled-back writes never sent');
+
+# idempotency key: one event, one delivery per endpoint
+$node->safe_psql('postgres', q{
+	SELECT webhook_publish('orders.paid', '{"o": 9}', 'pay-9');
+	SELECT webhook_publish('orders.paid', '{"o": 9}', 'pay-9');
+	SELECT webhook_publish('orders.marker2', '{}');
+});
+$got = wait_received($rcv, sub { scalar(grep { $_->{body} =~ /orders\.marker2/ } @{ $_[0] }) >= 2 }, 30, 'marker2');
+is(scalar(grep { $_->{body} =~ /"o": ?9/ && $_->{path} eq '/orders/ok' } @$got), 1, 'idempotency key: delivered once');
+
+# wake on commit: with a one-hour poll, only the commit's wake-up can send this
+$node->safe_psql('postgres', "SELECT webhook_publish('orders.fast', '{}')");
+$got = wait_received($rcv, sub { grep { $_->{body} =~ /orders\.fast/ } @{ $_[0] } }, 60, 'fast');
+ok(scalar(grep { $_->{body} =~ /orders\.fast/ } @$got), 'a commit wakes the worker (poll interval is 1 h)');
+
+done_testing();

@@ -1,0 +1,94 @@
+# t/WebhookTest.pm: shared helpers of the TAP suite: a cluster with the
+# extension preloaded, the loopback receiver, and polling with deadlines
+# (never fixed sleeps).
+package WebhookTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+our @EXPORT = qw(start_node start_receiver received wait_received wait_until $SECRET);
+
+our $SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+my $srcdir = $ENV{TESTDIR} // '.';
+
+# A started cluster with the extension preloaded and created in postgres.
+sub start_node
+{
+	my ($name, $conf, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'webhook'
+webhook.database_name = 'postgres'
+webhook.allow_http = on
+webhook.allowed_networks = '127.0.0.1/32'
+webhook.poll_interval = '200ms'
+} . ($conf // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION webhook') unless $opt{no_extension};
+	return $node;
+}
+
+# Starts test/receiver/receiver.js; returns {url, log, port, handle}.
+sub start_receiver
+{
+	my ($name) = @_;
+	my $log = PostgreSQL::Test::Utils::tempdir() . "/$name.jsonl";
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'node', "$srcdir/test/receiver/receiver.js", '--port', '0', '--log', $log, '--secret', $SECRET ],
+		'>', \$out, '2>', \$err);
+	wait_until(sub { -s "$log.port" }, 30, "receiver $name listening") or die "receiver: $err";
+	open my $fh, '<', "$log.port" or die;
+	my $port = <$fh>;
+	close $fh;
+	return { url => "http://127.0.0.1:$port", log => $log, port => $port, handle => $h };
+}
+
+# Every request the receiver has logged so far, decoded.
+sub received
+{
+	my ($r) = @_;
+	my @lines;
+	open my $fh, '<', $r->{log} or return [];
+	while (my $l = <$fh>)
+	{
+		next unless $l =~ /\n\z/;    # a line still being written
+		push @lines, decode_json($l);
+	}
+	close $fh;
+	return \@lines;
+}
+
+# Polls $cond (a code ref) every 50 ms until it is true or $secs pass.
+sub wait_until
+{
+	my ($cond, $secs, $what) = @_;
+	my $deadline = time() + ($secs // 60);
+	while (time() < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(50_000);
+	}
+	diag("timed out waiting for " . ($what // 'condition'));
+	return 0;
+}
+
+# Waits until the receiver has logged requests for which $cond returns true.
+sub wait_received
+{
+	my ($r, $cond, $secs, $what) = @_;
+	my $got;
+	wait_until(sub { $got = received($r); $cond->($got) }, $secs, $what);
+	return $got;
+}
+
+1;
