@@ -291,6 +291,8 @@ static int	epfd = -1;
 static WaitEventSet *wes = NULL;
 static TimestampTz timer_deadline = -1;	/* -1: no libcurl timer */
 static int	running = 0;
+static int	engine_max_connections = 0;
+static bool pool_stale = false;	/* cached connections predate the rules */
 
 static int
 socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -323,20 +325,30 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
+/* Creates the multi handle (and with it an empty connection cache). */
+static void
+create_multi(void)
+{
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(ERROR, "could not create a libcurl multi handle");
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	http_engine_configure(engine_max_connections);
+	timer_deadline = -1;
+	pool_stale = false;
+}
+
 /* Creates the multi handle, its epoll set and the WaitEventSet. */
 void
 http_engine_init(int max_connections)
 {
 	http_global_init();
-	multi = curl_multi_init();
-	if (multi == NULL)
-		elog(ERROR, "could not create a libcurl multi handle");
+	engine_max_connections = max_connections;
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		elog(ERROR, "epoll_create1 failed: %m");
-	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	http_engine_configure(max_connections);
+	create_multi();
 
 	wes = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -348,15 +360,41 @@ http_engine_init(int max_connections)
 void
 http_engine_configure(int max_connections)
 {
+	engine_max_connections = max_connections;
 	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
+}
+
+/*
+ * Destination rules changed (webhook.allowed_networks, webhook.allow_http):
+ * a cached keep-alive connection was checked under the old rules when it
+ * was opened, and reusing it would skip the connect-time check.  Drop the
+ * cache now if nothing is in flight; otherwise every new transfer opens a
+ * fresh (checked) connection until the engine is idle and the cache can
+ * be dropped.
+ */
+void
+http_engine_forget_connections(void)
+{
+	if (running == 0)
+	{
+		curl_multi_cleanup(multi);
+		multi = NULL;
+		create_multi();
+	}
+	else
+		pool_stale = true;
 }
 
 /* Starts a transfer prepared with http_request_setup. */
 void
 http_engine_add(HttpRequest *r)
 {
-	CURLMcode	rc = curl_multi_add_handle(multi, r->easy);
+	CURLMcode	rc;
+
+	if (pool_stale)
+		curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
+	rc = curl_multi_add_handle(multi, r->easy);
 
 	if (rc != CURLM_OK)
 		elog(ERROR, "curl_multi_add_handle failed: %s", curl_multi_strerror(rc));
@@ -449,6 +487,8 @@ http_engine_wait(long timeout_ms, HttpRequest **done, CURLcode *codes, int maxdo
 		curl_multi_remove_handle(multi, msg->easy_handle);
 		running--;
 	}
+	if (pool_stale && running == 0)
+		http_engine_forget_connections();
 	return ndone;
 }
 

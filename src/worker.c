@@ -457,9 +457,16 @@ webhook_worker_main(Datum arg)
 
 		if (ConfigReloadPending)
 		{
+			bool		old_allow_http = webhook_allow_http;
+			char	   *old_networks = pstrdup(webhook_allowed_networks);
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			http_engine_configure(webhook_max_connections);
+			if (old_allow_http != webhook_allow_http ||
+				strcmp(old_networks, webhook_allowed_networks) != 0)
+				http_engine_forget_connections();
+			pfree(old_networks);
 		}
 
 		now = GetCurrentTimestamp();

@@ -1,0 +1,102 @@
+# Destinations and lifecycle: loopback is refused at connect time once it is
+# no longer allowed (a name that resolves to loopback too), without a byte
+# reaching the receiver; the worker waits quietly without the extension,
+# follows DROP/CREATE EXTENSION, and never blocks DROP DATABASE.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WebhookTest;
+
+my $node = start_node('lifecycle', "webhook.database_name = 'app'\n", no_extension => 1);
+my $rcv = start_receiver('lifecycle');
+my $u = $rcv->{url};
+my $port = $rcv->{port};
+
+sub worker_pid
+{
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+}
+
+# no database "app" yet: the launcher waits quietly
+my $log_start = -s $node->logfile;
+$node->safe_psql('postgres', 'CREATE DATABASE app');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'app'"),
+	'the worker starts once the database exists');
+my $pid = worker_pid();
+
+# the database without the extension: the worker stays, quiet, and picks it up
+$node->safe_psql('app', q{
+	CREATE SCHEMA hooks;
+	CREATE EXTENSION webhook SCHEMA hooks});
+my $id = $node->safe_psql('app', qq{
+	SELECT hooks.webhook_create_endpoint('ep', '$u/ep/ok', secret => '$SECRET')});
+$node->safe_psql('app', "SELECT hooks.webhook_publish('a.first', '{}')");
+ok(wait_received($rcv, sub { grep { $_->{body} =~ /a\.first/ } @{ $_[0] } }, 60, 'first'),
+	'delivered from an extension created in a non-default schema');
+is(worker_pid(), $pid, 'the same worker process all along');
+
+# loopback no longer allowed: refused at connect time, recorded, never sent
+$node->append_conf('postgresql.conf', "webhook.allowed_networks = ''\n");
+$node->reload;
+$node->poll_query_until('app', "SELECT current_setting('webhook.allowed_networks') = ''")
+  or die 'reload not applied';
+my $before = scalar(@{ received($rcv) });
+$node->safe_psql('app', "SELECT hooks.webhook_publish('a.blocked', '{}')");
+ok($node->poll_query_until('app', qq{
+	SELECT count(*) = 1 FROM hooks.webhook_attempts a
+	  JOIN hooks.webhook_deliveries d ON d.id = a.delivery_id
+	  JOIN hooks.webhook_events e ON e.id = d.event_id
+	 WHERE e.type = 'a.blocked' AND NOT a.ok}), 'blocked attempt recorded as a failure');
+like($node->safe_psql('app', q{
+	SELECT d.last_error FROM hooks.webhook_deliveries d JOIN hooks.webhook_events e ON e.id = d.event_id
+	 WHERE e.type = 'a.blocked'}), qr/not allowed|blocked|refused/i, 'the error names the refusal');
+
+# the same through a name that resolves to loopback, and from webhook_test
+$node->safe_psql('app', qq{
+	UPDATE hooks.webhook_endpoints SET url = 'http://localhost:$port/ep/ok' WHERE id = $id});
+my $t = $node->safe_psql('app', "SELECT ok || '|' || coalesce(status::text, '') || '|' || error FROM hooks.webhook_test($id)");
+like($t, qr/^false\|\|.*outside webhook.allowed_networks/, "webhook_test to localhost refused: $t");
+is(scalar(@{ received($rcv) }), $before, 'not one request reached the receiver');
+
+# allowed again: the waiting delivery goes through on its retry
+$node->append_conf('postgresql.conf', "webhook.allowed_networks = '127.0.0.0/8, ::1/128'\n");
+$node->reload;
+$node->safe_psql('app', q{
+	UPDATE hooks.webhook_deliveries SET next_attempt_at = now() WHERE status = 'pending'});
+ok(wait_received($rcv, sub { grep { $_->{body} =~ /a\.blocked/ } @{ $_[0] } }, 60, 'after allow'),
+	'delivered once the network is allowed again');
+
+# DROP EXTENSION is not blocked by requests in flight; CREATE again works
+$node->safe_psql('app', qq{
+	UPDATE hooks.webhook_endpoints SET url = '$u/ep/hang', timeout = '60s' WHERE id = $id;
+	SELECT hooks.webhook_publish('a.hanging', '{}')});
+wait_received($rcv, sub { grep { $_->{body} =~ /a\.hanging/ } @{ $_[0] } }, 60, 'hanging request');
+$node->safe_psql('app', 'SET lock_timeout = 0; DROP EXTENSION webhook');
+pass('DROP EXTENSION with a request in flight');
+$node->safe_psql('app', 'CREATE EXTENSION webhook');
+$node->safe_psql('app', qq{
+	SELECT webhook_create_endpoint('again', '$u/again/ok', secret => '$SECRET');
+	SELECT webhook_publish('a.again', '{}')});
+ok(wait_received($rcv, sub { grep { $_->{body} =~ /a\.again/ } @{ $_[0] } }, 60, 'again'),
+	'delivered after DROP and CREATE EXTENSION');
+
+# DROP DATABASE is not blocked by the worker, which waits for it to return
+$node->safe_psql('app', "SELECT webhook_publish('a.hang2', '{}')
+	FROM webhook_create_endpoint('h2', '$u/h2/hang', timeout => '60s')");
+wait_received($rcv, sub { grep { $_->{body} =~ /a\.hang2/ } @{ $_[0] } }, 60, 'hang2');
+my $log = slurp_file($node->logfile, $log_start);
+unlike($log, qr/ERROR|FATAL|terminated by signal/, 'nothing went wrong in the log until here');
+$node->safe_psql('postgres', 'DROP DATABASE app');
+pass('DROP DATABASE with the worker connected and a request in flight');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'webhook worker'"),
+	'no worker without the database');
+
+done_testing();
