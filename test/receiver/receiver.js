@@ -10,7 +10,7 @@
 // (npm standardwebhooks) on webhook-id/-timestamp/-signature, or null when no
 // --secret was given.  The answer depends on the last path segments, so any
 // prefix can tell endpoints apart (/ep1/ok, /ep2/flaky/2, ...):
-//   /ok  /status/NNN  /flaky/N  /retry-after/S  /random500/PCT  /hang
+//   /ok  /status/NNN  /flaky/N  /retry-after/S  /retry-after-date/S  /random500/PCT  /hang
 //   /slow/MS  /redirect  /big/BYTES  /endless  /close   (anything else: 200)
 'use strict';
 
@@ -70,6 +70,10 @@ const server = http.createServer((req, res) => {
       case 'flaky': return n <= parseInt(last, 10) ? answer(res, 500, 'flaky') : answer(res, 200, 'ok');
       case 'retry-after':
         return n === 1 ? answer(res, 429, 'slow down', { 'retry-after': last }) : answer(res, 200, 'ok');
+      case 'retry-after-date':
+        return n === 1
+          ? answer(res, 503, 'later', { 'retry-after': new Date(Date.now() + 1000 * parseInt(last, 10)).toUTCString() })
+          : answer(res, 200, 'ok');
       case 'random500': return Math.random() * 100 < parseInt(last, 10) ? answer(res, 500, 'random') : answer(res, 200, 'ok');
       case 'slow': return setTimeout(() => answer(res, 200, 'ok'), parseInt(last, 10));
       case 'big': {
