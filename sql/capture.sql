@@ -22,7 +22,7 @@ UPDATE orders SET card = '5500-0000' WHERE id = 1;
 -- changes nothing at all: no event
 UPDATE orders SET customer = customer WHERE id = 1;
 DELETE FROM orders WHERE id = 2;
-SELECT type, jsonb_pretty(data) FROM webhook_events WHERE id > :e0 ORDER BY id;
+SELECT type, jsonb_pretty(data::jsonb) FROM webhook_events WHERE id > :e0 ORDER BY id;
 -- the excluded column never left the table
 SELECT count(*) AS leaked FROM webhook_events WHERE data::text LIKE '%4111%' OR data::text LIKE '%5500%';
 
@@ -95,3 +95,24 @@ DROP TRIGGER wrong ON orders;
 DROP TABLE orders CASCADE;
 DROP TABLE "Bad Name";
 SELECT webhook_delete_endpoint(:ep);
+
+-- Privileges: a writer with no rights on the webhook tables still emits
+-- events; a table owner without EXECUTE cannot attach the capture trigger
+-- (it could otherwise forge events of any type).
+CREATE ROLE webhook_writer;
+CREATE TABLE writer_orders (id int PRIMARY KEY, note text);
+SELECT webhook_watch('writer_orders');
+GRANT INSERT ON writer_orders TO webhook_writer;
+CREATE TABLE writer_own (id int);
+ALTER TABLE writer_own OWNER TO webhook_writer;
+SET ROLE webhook_writer;
+INSERT INTO writer_orders VALUES (1, 'by a plain role');
+SELECT count(*) FROM webhook_events;
+CREATE TRIGGER forge AFTER INSERT ON writer_own
+    FOR EACH ROW EXECUTE FUNCTION webhook_capture('invoice', 'all');
+CREATE TRIGGER forge AFTER INSERT ON writer_own
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook_capture_flush();
+RESET ROLE;
+SELECT type, data FROM webhook_events WHERE type = 'writer_orders.created';
+DROP TABLE writer_orders, writer_own;
+DROP ROLE webhook_writer;

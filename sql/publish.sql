@@ -24,7 +24,7 @@ SELECT count(*), min(data::text) FROM webhook_events WHERE idempotency_key = 'or
 BEGIN;
 SELECT webhook_publish('orders.paid', '{"order": 3}') IS NOT NULL AS published;
 ROLLBACK;
-SELECT count(*) FROM webhook_events WHERE data = '{"order": 3}';
+SELECT count(*) FROM webhook_events WHERE data::jsonb = '{"order": 3}';
 
 -- Bad input
 SELECT webhook_publish(NULL, '{}');

@@ -21,9 +21,18 @@
  * statement, and (a safety net) before commit; it is discarded with an
  * aborted statement, subtransaction or transaction.
  *
- * Both functions are SECURITY DEFINER (writers need no rights on the
- * webhook tables) and every name they use is schema-qualified with the
- * schema the functions live in, so no search_path can redirect them.
+ * Neither function is SECURITY DEFINER: the row trigger only reads the
+ * row and buffers it, running the column types' output functions as the
+ * writer; the INSERT alone runs as the extension's owner (flush_buffer),
+ * so writers need no rights on the webhook tables.  Every name used is
+ * schema-qualified with the schema the functions live in, so no
+ * search_path can redirect it.  EXECUTE on both is revoked from PUBLIC:
+ * only those allowed to may attach them (CREATE TRIGGER checks it), so
+ * no table owner can forge events of any type.
+ *
+ * Everything that depends only on the trigger and the table (which columns
+ * are sent, how each is written, the event types) is worked out at the
+ * first row of a statement and kept in the trigger's fn_extra.
  *-------------------------------------------------------------------------
  */
 #include "webhook.h"
@@ -35,6 +44,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -63,15 +73,49 @@ static ArrayBuildState *buf_data = NULL;
 static int	buf_events = 0;
 static Size buf_bytes = 0;
 static Oid	buf_nsp = InvalidOid;
+static Oid	buf_owner = InvalidOid;	/* owner of the extension's functions */
 static bool callbacks_registered = false;
+
+/* How a column's values are written as JSON (decided once per statement). */
+typedef enum
+{
+	COL_BOOL,
+	COL_NUMBER,					/* output text, quoted if not a JSON number */
+	COL_DATETIME,				/* ISO 8601, as to_json writes it */
+	COL_JSON,					/* output text as is */
+	COL_ARRAY,
+	COL_ROW,
+	COL_TEXT					/* output text as a JSON string */
+} ColKind;
+
+typedef struct Column
+{
+	bool		included;
+	ColKind		kind;
+	Oid			base;			/* base type (domains looked through) */
+	FmgrInfo	out;			/* output function, where used */
+} Column;
+
+/*
+ * What one trigger on one relation needs for every row, built at its first
+ * row of a statement and kept in fn_extra (the trigger's FmgrInfo lives as
+ * long as the statement, and the relation cannot change meanwhile).
+ */
+typedef struct CaptureInfo
+{
+	Oid			tgoid;
+	Oid			relid;
+	int			natts;
+	Oid			nsp;			/* the extension's schema */
+	Column	   *cols;
+	char	   *head;			/* {"schema":...,"table":...,"op": */
+	char	   *types[3];		/* <prefix>.created, .updated, .deleted */
+} CaptureInfo;
 
 /* Appends one column value as JSON. */
 static void
-append_value(StringInfo buf, Datum value, bool isnull, Oid typid)
+append_value(StringInfo buf, Datum value, bool isnull, Column *col)
 {
-	Oid			base;
-	Oid			outfunc;
-	bool		varlena;
 	char	   *s;
 
 	if (isnull)
@@ -79,20 +123,13 @@ append_value(StringInfo buf, Datum value, bool isnull, Oid typid)
 		appendStringInfoString(buf, "null");
 		return;
 	}
-	base = getBaseType(typid);
-	switch (base)
+	switch (col->kind)
 	{
-		case BOOLOID:
+		case COL_BOOL:
 			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
 			return;
-		case INT2OID:
-		case INT4OID:
-		case INT8OID:
-		case FLOAT4OID:
-		case FLOAT8OID:
-		case NUMERICOID:
-			getTypeOutputInfo(base, &outfunc, &varlena);
-			s = OidOutputFunctionCall(outfunc, value);
+		case COL_NUMBER:
+			s = OutputFunctionCall(&col->out, value);
 			/* NaN and infinities are not JSON numbers */
 			if (isdigit((unsigned char) s[0]) || (s[0] == '-' && isdigit((unsigned char) s[1])))
 				appendStringInfoString(buf, s);
@@ -100,64 +137,53 @@ append_value(StringInfo buf, Datum value, bool isnull, Oid typid)
 				escape_json(buf, s);
 			pfree(s);
 			return;
-		case DATEOID:
-		case TIMEOID:
-		case TIMETZOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
+		case COL_DATETIME:
 			{
-				/* ISO 8601 whatever the session's DateStyle, as to_json does */
 				char		dt[MAXDATELEN + 1];
 
 				appendStringInfoChar(buf, '"');
-				appendStringInfoString(buf, JsonEncodeDateTime(dt, value, base, NULL));
+				appendStringInfoString(buf, JsonEncodeDateTime(dt, value, col->base, NULL));
 				appendStringInfoChar(buf, '"');
 				return;
 			}
-		case JSONOID:
-		case JSONBOID:
-			getTypeOutputInfo(base, &outfunc, &varlena);
-			appendStringInfoString(buf, OidOutputFunctionCall(outfunc, value));
+		case COL_JSON:
+			appendStringInfoString(buf, OutputFunctionCall(&col->out, value));
 			return;
-		default:
-			break;
+		case COL_ARRAY:
+			appendStringInfoString(buf, TextDatumGetCString(DirectFunctionCall1(array_to_json, value)));
+			return;
+		case COL_ROW:
+			appendStringInfoString(buf, TextDatumGetCString(DirectFunctionCall1(row_to_json, value)));
+			return;
+		case COL_TEXT:
+			s = OutputFunctionCall(&col->out, value);
+			escape_json(buf, s);
+			pfree(s);
+			return;
 	}
-	if (type_is_array(base))
-	{
-		appendStringInfoString(buf, TextDatumGetCString(DirectFunctionCall1(array_to_json, value)));
-		return;
-	}
-	if (type_is_rowtype(base))
-	{
-		appendStringInfoString(buf, TextDatumGetCString(DirectFunctionCall1(row_to_json, value)));
-		return;
-	}
-	getTypeOutputInfo(typid, &outfunc, &varlena);
-	escape_json(buf, OidOutputFunctionCall(outfunc, value));
 }
 
-/* Appends "key":{col:value,...} for the included columns of tuple. */
+/* Appends ,"key":{col:value,...} for the included columns of tuple. */
 static void
-append_row(StringInfo buf, const char *key, HeapTuple tuple, TupleDesc desc, const bool *included)
+append_row(StringInfo buf, const char *key, HeapTuple tuple, TupleDesc desc, Column *cols)
 {
 	bool		first = true;
 
 	appendStringInfo(buf, ",\"%s\":{", key);
 	for (int i = 0; i < desc->natts; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
 		bool		isnull;
 		Datum		value;
 
-		if (!included[i])
+		if (!cols[i].included)
 			continue;
 		value = heap_getattr(tuple, i + 1, desc, &isnull);
 		if (!first)
 			appendStringInfoChar(buf, ',');
 		first = false;
-		escape_json(buf, NameStr(att->attname));
+		escape_json(buf, NameStr(TupleDescAttr(desc, i)->attname));
 		appendStringInfoChar(buf, ':');
-		append_value(buf, value, isnull, att->atttypid);
+		append_value(buf, value, isnull, &cols[i]);
 	}
 	appendStringInfoChar(buf, '}');
 }
@@ -175,11 +201,11 @@ prepare_insert(Oid nsp)
 		SPI_freeplan(insert_plan);
 	insert_plan = NULL;
 	sql = psprintf("INSERT INTO %s.webhook_events (type, data)"
-				   " SELECT u.t, u.d::pg_catalog.jsonb"
+				   " SELECT u.t, u.d"
 				   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
 				   "   WITH ORDINALITY AS u(t, d, n) ORDER BY u.n",
 				   quote_identifier(get_namespace_name(nsp)));
-	plan = SPI_prepare(sql, 2, (Oid[]) {TEXTARRAYOID, TEXTARRAYOID});
+	plan = SPI_prepare(sql, 2, (Oid[]) {TEXTARRAYOID, JSONARRAYOID});
 	if (plan == NULL || SPI_keepplan(plan) != 0)
 		elog(ERROR, "webhook_capture: could not prepare insert: %s",
 			 SPI_result_code_string(SPI_result));
@@ -197,17 +223,27 @@ discard_buffer(void)
 	buf_bytes = 0;
 }
 
-/* Inserts the buffered events with one statement and empties the buffer. */
+/*
+ * Inserts the buffered events with one statement and empties the buffer.
+ * The INSERT runs as the owner of the extension's functions, in a
+ * restricted security context, so writers need no rights on the webhook
+ * tables (an ERROR restores the user with the aborted transaction).
+ */
 static void
 flush_buffer(void)
 {
 	Datum		args[2];
 	int			rc;
+	Oid			save_userid;
+	int			save_sec_context;
 
 	if (buf_events == 0)
 		return;
 	args[0] = makeArrayResult(buf_types, CurrentMemoryContext);
 	args[1] = makeArrayResult(buf_data, CurrentMemoryContext);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(buf_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook_capture: SPI_connect failed");
 	prepare_insert(buf_nsp);
@@ -215,6 +251,7 @@ flush_buffer(void)
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "webhook_capture: insert failed: %s", SPI_result_code_string(rc));
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	MemoryContextDelete(buf_cxt);
 	discard_buffer();
 	webhook_arm_wake(false);
@@ -256,7 +293,7 @@ capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* Appends one event to the statement's buffer. */
 static void
-buffer_event(Oid nsp, const char *type, const char *data, int len)
+buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len)
 {
 	MemoryContext old;
 
@@ -272,10 +309,12 @@ buffer_event(Oid nsp, const char *type, const char *data, int len)
 		buf_cxt = AllocSetContextCreate(TopTransactionContext, "webhook capture buffer",
 										ALLOCSET_DEFAULT_SIZES);
 	buf_nsp = nsp;
+	buf_owner = owner;
 	old = MemoryContextSwitchTo(buf_cxt);
 	buf_types = accumArrayResult(buf_types, CStringGetTextDatum(type), false, TEXTOID, buf_cxt);
+	/* json is text inside; the data was built here and is valid JSON */
 	buf_data = accumArrayResult(buf_data, PointerGetDatum(cstring_to_text_with_len(data, len)),
-								false, TEXTOID, buf_cxt);
+								false, JSONOID, buf_cxt);
 	MemoryContextSwitchTo(old);
 	buf_events++;
 	buf_bytes += len;
@@ -291,23 +330,124 @@ get_func_oid_in(Oid nsp, const char *name)
 						   PointerGetDatum(buildoidvector(NULL, 0)), ObjectIdGetDatum(nsp));
 }
 
-/* Does rel carry the statement trigger that flushes our buffer? */
+/*
+ * Does rel carry the statement trigger that flushes our buffer?  Sets
+ * *owner to the owner of that function (the extension's owner).
+ */
 static bool
-has_flush_trigger(Relation rel, Oid nsp)
+has_flush_trigger(Relation rel, Oid nsp, Oid *owner)
 {
 	static Oid	flush_oid = InvalidOid;
 	static Oid	flush_nsp = InvalidOid;
+	static Oid	flush_owner = InvalidOid;
 	TriggerDesc *td = rel->trigdesc;
 
 	if (flush_nsp != nsp)
 	{
+		HeapTuple	tup;
+
 		flush_oid = get_func_oid_in(nsp, "webhook_capture_flush");
+		tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(flush_oid));
+		if (!HeapTupleIsValid(tup))
+			return false;
+		flush_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		ReleaseSysCache(tup);
 		flush_nsp = nsp;
 	}
+	*owner = flush_owner;
 	for (int i = 0; td && i < td->numtriggers; i++)
 		if (td->triggers[i].tgfoid == flush_oid && td->triggers[i].tgenabled != TRIGGER_DISABLED)
 			return true;
 	return false;
+}
+
+/* Decides how each column is written and which columns are included. */
+static CaptureInfo *
+build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
+{
+	MemoryContext old = MemoryContextSwitchTo(flinfo->fn_mcxt);
+	TupleDesc	desc = RelationGetDescr(rel);
+	CaptureInfo *ci = palloc0(sizeof(CaptureInfo));
+	const char *mode = tg->tgargs[1];
+	bool		all = strcmp(mode, "all") == 0;
+	bool		listed_value = strcmp(mode, "include") == 0;
+	StringInfoData head;
+
+	if (!all && !listed_value && strcmp(mode, "exclude") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("webhook_capture: unknown column mode \"%s\"", mode)));
+	ci->tgoid = tg->tgoid;
+	ci->relid = RelationGetRelid(rel);
+	ci->natts = desc->natts;
+	ci->nsp = get_func_namespace(flinfo->fn_oid);
+	ci->cols = palloc0(sizeof(Column) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Column	   *col = &ci->cols[i];
+		bool		listed = false;
+		Oid			outfunc;
+		bool		varlena;
+
+		if (att->attisdropped)
+			continue;
+		for (int k = 2; k < tg->tgnargs; k++)
+			if (strcmp(tg->tgargs[k], NameStr(att->attname)) == 0)
+				listed = true;
+		col->included = all || listed == listed_value;
+		if (!col->included)
+			continue;
+		col->base = getBaseType(att->atttypid);
+		switch (col->base)
+		{
+			case BOOLOID:
+				col->kind = COL_BOOL;
+				break;
+			case INT2OID:
+			case INT4OID:
+			case INT8OID:
+			case FLOAT4OID:
+			case FLOAT8OID:
+			case NUMERICOID:
+				col->kind = COL_NUMBER;
+				break;
+			case DATEOID:
+			case TIMEOID:
+			case TIMETZOID:
+			case TIMESTAMPOID:
+			case TIMESTAMPTZOID:
+				col->kind = COL_DATETIME;
+				break;
+			case JSONOID:
+			case JSONBOID:
+				col->kind = COL_JSON;
+				break;
+			default:
+				col->kind = type_is_array(col->base) ? COL_ARRAY :
+					type_is_rowtype(col->base) ? COL_ROW : COL_TEXT;
+				break;
+		}
+		if (col->kind == COL_NUMBER || col->kind == COL_JSON || col->kind == COL_TEXT)
+		{
+			getTypeOutputInfo(col->kind == COL_TEXT ? att->atttypid : col->base,
+							  &outfunc, &varlena);
+			fmgr_info_cxt(outfunc, &col->out, flinfo->fn_mcxt);
+		}
+	}
+
+	initStringInfo(&head);
+	appendStringInfoString(&head, "{\"schema\":");
+	escape_json(&head, get_namespace_name(RelationGetNamespace(rel)));
+	appendStringInfoString(&head, ",\"table\":");
+	escape_json(&head, RelationGetRelationName(rel));
+	appendStringInfoString(&head, ",\"op\":");
+	ci->head = head.data;
+	ci->types[0] = psprintf("%s.created", tg->tgargs[0]);
+	ci->types[1] = psprintf("%s.updated", tg->tgargs[0]);
+	ci->types[2] = psprintf("%s.deleted", tg->tgargs[0]);
+	MemoryContextSwitchTo(old);
+	return ci;
 }
 
 /* Statement trigger: writes the events the row trigger buffered. */
@@ -327,15 +467,14 @@ webhook_capture(PG_FUNCTION_ARGS)
 	Trigger    *tg;
 	Relation	rel;
 	TupleDesc	desc;
-	bool	   *included;
+	CaptureInfo *ci;
 	HeapTuple	newtup = NULL;
 	HeapTuple	oldtup = NULL;
 	const char *op;
-	const char *suffix;
+	int			kind;
 	StringInfoData data;
 	StringInfoData changed;
-	char	   *type;
-	Oid			nsp;
+	Oid			owner;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "webhook_capture: not called by trigger manager");
@@ -353,8 +492,14 @@ webhook_capture(PG_FUNCTION_ARGS)
 
 	rel = td->tg_relation;
 	desc = RelationGetDescr(rel);
-	nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
-	if (!has_flush_trigger(rel, nsp))
+	ci = (CaptureInfo *) fcinfo->flinfo->fn_extra;
+	if (ci == NULL || ci->tgoid != tg->tgoid || ci->relid != RelationGetRelid(rel) ||
+		ci->natts != desc->natts)
+	{
+		ci = build_capture_info(fcinfo->flinfo, tg, rel);
+		fcinfo->flinfo->fn_extra = ci;
+	}
+	if (!has_flush_trigger(rel, ci->nsp, &owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("webhook_capture on \"%s\" has no webhook_capture_flush statement trigger",
@@ -364,51 +509,24 @@ webhook_capture(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		newtup = td->tg_trigtuple;
-		op = "INSERT";
-		suffix = "created";
+		op = "\"INSERT\"";
+		kind = 0;
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
 		oldtup = td->tg_trigtuple;
 		newtup = td->tg_newtuple;
-		op = "UPDATE";
-		suffix = "updated";
+		op = "\"UPDATE\"";
+		kind = 1;
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
 		oldtup = td->tg_trigtuple;
-		op = "DELETE";
-		suffix = "deleted";
+		op = "\"DELETE\"";
+		kind = 2;
 	}
 	else
 		return PointerGetDatum(NULL);	/* TRUNCATE: nothing per row */
-
-	/* Which columns leave the database. */
-	included = palloc(sizeof(bool) * desc->natts);
-	{
-		const char *mode = tg->tgargs[1];
-		bool		listed_value = strcmp(mode, "include") == 0;
-
-		if (!listed_value && strcmp(mode, "exclude") != 0 && strcmp(mode, "all") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-					 errmsg("webhook_capture: unknown column mode \"%s\"", mode)));
-		for (int i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-			bool		listed = false;
-
-			if (att->attisdropped)
-			{
-				included[i] = false;
-				continue;
-			}
-			for (int k = 2; k < tg->tgnargs; k++)
-				if (strcmp(tg->tgargs[k], NameStr(att->attname)) == 0)
-					listed = true;
-			included[i] = strcmp(mode, "all") == 0 ? true : (listed == listed_value);
-		}
-	}
 
 	/* UPDATE: which included columns changed; none means no event. */
 	initStringInfo(&changed);
@@ -425,7 +543,7 @@ webhook_capture(PG_FUNCTION_ARGS)
 			Datum		v1,
 						v2;
 
-			if (!included[i])
+			if (!ci->cols[i].included)
 				continue;
 			v1 = heap_getattr(oldtup, i + 1, desc, &n1);
 			v2 = heap_getattr(newtup, i + 1, desc, &n2);
@@ -442,15 +560,12 @@ webhook_capture(PG_FUNCTION_ARGS)
 	}
 
 	initStringInfo(&data);
-	appendStringInfoString(&data, "{\"schema\":");
-	escape_json(&data, get_namespace_name(RelationGetNamespace(rel)));
-	appendStringInfoString(&data, ",\"table\":");
-	escape_json(&data, RelationGetRelationName(rel));
-	appendStringInfo(&data, ",\"op\":\"%s\"", op);
+	appendStringInfoString(&data, ci->head);
+	appendStringInfoString(&data, op);
 	if (newtup)
-		append_row(&data, "new", newtup, desc, included);
+		append_row(&data, "new", newtup, desc, ci->cols);
 	if (oldtup)
-		append_row(&data, "old", oldtup, desc, included);
+		append_row(&data, "old", oldtup, desc, ci->cols);
 	appendBinaryStringInfo(&data, changed.data, changed.len);
 	appendStringInfoChar(&data, '}');
 
@@ -463,7 +578,8 @@ webhook_capture(PG_FUNCTION_ARGS)
 						   data.len, webhook_max_payload_size),
 				 errhint("Exclude large columns with webhook_watch(..., exclude_columns => ...).")));
 
-	type = psprintf("%s.%s", tg->tgargs[0], suffix);
-	buffer_event(nsp, type, data.data, data.len);
+	buffer_event(ci->nsp, owner, ci->types[kind], data.data, data.len);
+	pfree(data.data);
+	pfree(changed.data);
 	return PointerGetDatum(NULL);
 }
