@@ -172,7 +172,9 @@ http_request_setup(HttpRequest *r, const char *url, const char *body, size_t bod
 
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, webhook_allow_http ? "http,https" : "https");
+	/* never a proxy from the server's environment: the address check is ours */
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);

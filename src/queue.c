@@ -59,6 +59,18 @@ queue_forget_plans(void)
 	ext_oid = InvalidOid;
 }
 
+/*
+ * The installation (pg_extension OID) the prepared statements belong to,
+ * or InvalidOid.  A job claimed under another installation (the extension
+ * was dropped, maybe created again, since) must be neither sent nor
+ * recorded: its ids mean nothing now.
+ */
+Oid
+queue_installation(void)
+{
+	return ext_oid;
+}
+
 /* Prepares one statement, %1$s standing for the quoted extension schema. */
 static SPIPlanPtr
 prepare(const char *fmt, const char *schema, int nargs, Oid *argtypes)
@@ -288,6 +300,7 @@ queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed)
 		job->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		job->lease_token = token;
+		job->installation = ext_oid;
 		snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, job->event_id);
 		build_body(job, SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6),
 				   SPI_getvalue(tup, desc, 7));
@@ -316,6 +329,8 @@ queue_record(Job *done)
 
 	for (Job *j = done; j != NULL; j = j->next)
 	{
+		if (j->installation != ext_oid)
+			continue;			/* claimed before a DROP EXTENSION */
 		ACC(a[0], Int64GetDatum(j->delivery_id), false, INT8OID);
 		ACC(a[1], Int64GetDatum(j->lease_token), false, INT8OID);
 		ACC(a[2], CStringGetTextDatum(j->new_status), false, TEXTOID);
@@ -392,6 +407,9 @@ queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
 		ep = hash_search(endpoints, &id, HASH_ENTER, NULL);
 		old = MemoryContextSwitchTo(cxt);
 		ep->url = SPI_getvalue(tup, desc, 2);
+		/* the rules may have changed since it was stored (or bypassed) */
+		if (destination_check_url(ep->url, &ep->url_error) == DEST_OK)
+			ep->url_error = NULL;
 		ep->keylen = sign_decode_secret(SPI_getvalue(tup, desc, 3), ep->key);
 		n = get_array(tup, desc, 4, TEXTOID, &elems);
 		ep->headers = palloc(sizeof(char *) * (n + 1));

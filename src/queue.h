@@ -24,6 +24,7 @@ typedef struct Endpoint
 	int64	   *schedule_ms;
 	int			nschedule;
 	bool		active;
+	char	   *url_error;		/* why the URL breaks the rules, or NULL */
 } Endpoint;
 
 /* One claimed delivery, from claim to recorded outcome; owns its context. */
@@ -35,6 +36,7 @@ typedef struct Job
 	int64		endpoint_id;
 	int64		event_id;
 	int64		lease_token;
+	Oid			installation;	/* pg_extension OID when claimed */
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;
@@ -51,6 +53,7 @@ typedef struct Job
 extern bool queue_begin(void);
 extern void queue_commit(void);
 extern void queue_forget_plans(void);
+extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
 extern int64 queue_fanout(int limit);
 extern Job *queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed);

@@ -176,6 +176,7 @@ static MemoryContext endpoints_cxt; /* strings of the endpoint cache */
 static HTAB *endpoints = NULL;
 static uint64 loaded_generation = 0;
 static bool endpoints_loaded = false;
+static Oid	loaded_installation = InvalidOid;	/* of the endpoint cache */
 
 static Job *queued = NULL;		/* claimed, not yet started (FIFO) */
 static Job **queued_tail = &queued;
@@ -184,7 +185,7 @@ static Job *claimed = NULL;		/* claimed in the open transaction */
 static Job *done = NULL;		/* finished, outcome not yet recorded */
 static int	ndone = 0;
 static int64 next_token;
-static char *configured_sync_commit;	/* synchronous_commit as configured */
+static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 
 static void
 worker_exit(int code, Datum arg)
@@ -215,6 +216,24 @@ push_done(Job *job)
 	ndone++;
 }
 
+/* Sets the job's new status from its result and the endpoint's schedule. */
+static void
+decide(Job *job, Endpoint *ep)
+{
+	if (job->res.ok)
+		job->new_status = "delivered";
+	else if (ep == NULL || job->attempt > ep->nschedule)
+		job->new_status = "dead";
+	else
+	{
+		job->new_status = "pending";
+		job->delay_s = ep->schedule_ms[job->attempt - 1] / 1000.0;
+		/* webhook.max_retry_after = 0 means Retry-After is ignored */
+		if (job->res.retry_after > 0 && webhook_max_retry_after > 0)
+			job->delay_s = Min(job->res.retry_after, webhook_max_retry_after);
+	}
+}
+
 /* Signs and starts the request of a claimed job. */
 static void
 start_job(Job *job)
@@ -224,14 +243,26 @@ start_job(Job *job)
 	int64		ts = (int64) time(NULL);
 	MemoryContext old;
 
-	if (ep == NULL)
+	if (ep == NULL || job->installation != queue_installation())
 	{
-		/* endpoint deleted since the claim: its deliveries are gone too */
+		/*
+		 * The endpoint was deleted since the claim (its deliveries with
+		 * it), or the extension was dropped: nothing to send or record.
+		 */
 		free_job(job);
 		return;
 	}
 	old = MemoryContextSwitchTo(job->cxt);
 	job->started = GetCurrentTimestamp();
+	if (ep->url_error != NULL)
+	{
+		/* refused by the destination rules: a failed attempt, no connection */
+		job->res.error = pstrdup(ep->url_error);
+		decide(job, ep);
+		MemoryContextSwitchTo(old);
+		push_done(job);
+		return;
+	}
 	if (ep->keylen > 0)
 		sign_standard(ep->key, ep->keylen, job->msg_id, ts, job->body, job->bodylen, sig);
 	else
@@ -263,17 +294,7 @@ finish_job(Job *job, CURLcode code)
 
 	http_request_result(&job->req, code, &job->res);
 	job->response = http_response_text(&job->req);
-	if (job->res.ok)
-		job->new_status = "delivered";
-	else if (ep == NULL || job->attempt > ep->nschedule)
-		job->new_status = "dead";
-	else
-	{
-		job->new_status = "pending";
-		job->delay_s = ep->schedule_ms[job->attempt - 1] / 1000.0;
-		if (job->res.retry_after > 0)
-			job->delay_s = Min(job->res.retry_after, webhook_max_retry_after);
-	}
+	decide(job, ep);
 	MemoryContextSwitchTo(old);
 	curl_slist_free_all(job->req.headers);
 	job->req.headers = NULL;
@@ -312,7 +333,18 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 */
 	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
 	if (!queue_begin())
+	{
+		/* not installed (any more): outcomes have nowhere to go */
+		drop_jobs(done);
+		done = NULL;
+		ndone = 0;
 		return false;
+	}
+	if (queue_installation() != loaded_installation)
+	{
+		endpoints_loaded = false;
+		loaded_installation = queue_installation();
+	}
 
 	if (sweep || sweep_all)
 	{
@@ -338,8 +370,9 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * flight at the fault, which at-least-once allows), and the WAL flush
 	 * stays off the commit-to-request path.
 	 */
-	SetConfigOption("synchronous_commit", done != NULL ? configured_sync_commit : "off",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	configured_sync_commit = synchronous_commit;
+	if (done == NULL)
+		synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
 	if (done != NULL)
 		queue_record(done);
 
@@ -377,6 +410,8 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			*more = true;		/* no room to look: assume work waits */
 	}
 	queue_commit();
+	synchronous_commit = configured_sync_commit;
+	configured_sync_commit = -1;
 
 	/* Only now, with the claims committed, do the jobs become ours. */
 	while (claimed)
@@ -422,8 +457,6 @@ webhook_worker_main(Datum arg)
 	ctl.hcxt = TopMemoryContext;
 	endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	next_token = ((int64) time(NULL)) << 20;
-	configured_sync_commit = MemoryContextStrdup(TopMemoryContext,
-												 GetConfigOption("synchronous_commit", false, false));
 
 	http_engine_init(webhook_max_connections);
 	SpinLockAcquire(&webhook_shared->mutex);
@@ -465,7 +498,10 @@ webhook_worker_main(Datum arg)
 			http_engine_configure(webhook_max_connections);
 			if (old_allow_http != webhook_allow_http ||
 				strcmp(old_networks, webhook_allowed_networks) != 0)
+			{
 				http_engine_forget_connections();
+				endpoints_loaded = false;	/* check every URL again */
+			}
 			pfree(old_networks);
 		}
 
@@ -497,6 +533,9 @@ webhook_worker_main(Datum arg)
 			PG_CATCH();
 			{
 				MemoryContextSwitchTo(oldcxt);
+				if (configured_sync_commit >= 0)
+					synchronous_commit = configured_sync_commit;
+				configured_sync_commit = -1;
 				EmitErrorReport();
 				FlushErrorState();
 				AbortCurrentTransaction();
