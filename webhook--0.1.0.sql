@@ -161,8 +161,37 @@ CREATE TRIGGER webhook_endpoints_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook_endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
 
+-- A direct INSERT or UPDATE of a URL is held to the same rules as
+-- webhook_create_endpoint (the worker checks them again before each request).
+CREATE FUNCTION webhook_endpoints_check_url()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.webhook_check_url(NEW.url);
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION webhook_endpoints_check_url() IS
+  'trigger: refuses endpoint URLs that break the destination rules, however they are written';
+CREATE TRIGGER webhook_endpoints_check_url
+    BEFORE INSERT OR UPDATE OF url ON webhook_endpoints
+    FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_check_url();
+
+-- Every table is data, not configuration shipped with the extension:
+-- pg_dump must keep all of it (and the id counters, since webhook-id is
+-- derived from the event id and receivers deduplicate on it).
 SELECT pg_catalog.pg_extension_config_dump('webhook_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_subscriptions', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_events', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_deliveries', 'id'), '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_attempts', 'id'), '');
 
 -------------------------------------------------------------------------------
 -- Endpoints
@@ -256,6 +285,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text) IS
+  'raises a clear error for the first endpoint option that is invalid; NULL options are not checked';
 
 CREATE FUNCTION webhook_create_endpoint(
     name           text,
@@ -314,6 +345,8 @@ BEGIN
     RETURN e;
 END
 $$;
+COMMENT ON FUNCTION webhook_get_endpoint(bigint) IS
+  'locks and returns the endpoint row; raises 42704 when there is none';
 
 CREATE FUNCTION webhook_delete_endpoint(endpoint_id bigint)
 RETURNS void
@@ -371,7 +404,7 @@ COMMENT ON FUNCTION webhook_enable(bigint) IS 'resumes delivery to a disabled en
 
 CREATE FUNCTION webhook_publish(event_type text, data jsonb, idempotency_key text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -485,6 +518,7 @@ DECLARE
     cols   text[] := '{}';
     c      text;
     args   text;
+    part   regclass;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -531,10 +565,15 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'webhook_capture') THEN
         EXECUTE format('DROP TRIGGER webhook_capture ON %s', tbl);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'webhook_capture_flush') THEN
-        EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.webhook_capture_flush()', tbl);
-    END IF;
+    -- The statement trigger writes what the row triggers buffered.  Row
+    -- triggers are cloned to partitions, statement triggers are not: put
+    -- one on every partition too, for statements that name a partition.
+    FOR part IN SELECT relid FROM pg_partition_tree(tbl) UNION SELECT tbl LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = part AND tgname = 'webhook_capture_flush') THEN
+            EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.webhook_capture_flush()', part);
+        END IF;
+    END LOOP;
     EXECUTE format('CREATE TRIGGER webhook_capture AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION @extschema@.webhook_capture(%s)', tbl, args);
 END
@@ -547,12 +586,21 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    part regclass;
 BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = tbl AND tgname = 'webhook_capture') THEN
         RAISE EXCEPTION '"%" is not watched', tbl USING ERRCODE = 'undefined_object';
     END IF;
     EXECUTE format('DROP TRIGGER webhook_capture ON %s', tbl);
-    EXECUTE format('DROP TRIGGER IF EXISTS webhook_capture_flush ON %s', tbl);
+    FOR part IN SELECT tgrelid FROM pg_trigger
+                 WHERE tgname = 'webhook_capture_flush'
+                   AND tgrelid IN (SELECT relid FROM pg_partition_tree(tbl) UNION SELECT tbl) LOOP
+        EXECUTE format('DROP TRIGGER webhook_capture_flush ON %s', part);
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION webhook_unwatch(regclass) IS 'stops emitting events for tbl';
@@ -589,8 +637,8 @@ SELECT e.id AS endpoint_id,
        lf.started_at AS last_failure_at,
        lf.error      AS last_error,
        h.success_rate AS success_rate_1h,
-       h.p50_ms       AS p50_ms_1h,
-       h.p95_ms       AS p95_ms_1h
+       round(h.p50_ms::numeric, 1)::float8 AS p50_ms_1h,
+       round(h.p95_ms::numeric, 1)::float8 AS p95_ms_1h
   FROM webhook_endpoints e
   LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE x.status = 'pending')   AS pending,

@@ -116,3 +116,24 @@ RESET ROLE;
 SELECT type, data FROM webhook_events WHERE type = 'writer_orders.created';
 DROP TABLE writer_orders, writer_own;
 DROP ROLE webhook_writer;
+
+-- Partitioned tables: writes through the parent and straight into a
+-- partition (even one attached after webhook_watch) are all captured.
+CREATE TABLE parted (id int, region text) PARTITION BY LIST (region);
+CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu');
+SELECT webhook_watch('parted');
+CREATE TABLE parted_us PARTITION OF parted FOR VALUES IN ('us');
+INSERT INTO parted VALUES (1, 'eu'), (2, 'us');
+INSERT INTO parted_eu VALUES (3, 'eu');
+INSERT INTO parted_us VALUES (4, 'us');
+BEGIN;
+INSERT INTO parted_us VALUES (5, 'us');
+SAVEPOINT s;
+INSERT INTO parted_us VALUES (6, 'us');
+ROLLBACK TO s;
+COMMIT;
+SELECT type, data->>'table' AS tbl, data->'new'->>'id' AS id FROM webhook_events
+ WHERE type LIKE 'parted.%' ORDER BY id;
+SELECT webhook_unwatch('parted');
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgname LIKE 'webhook%' AND tgrelid::regclass::text LIKE 'parted%';
+DROP TABLE parted;

@@ -53,6 +53,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
@@ -236,9 +237,16 @@ flush_buffer(void)
 	int			rc;
 	Oid			save_userid;
 	int			save_sec_context;
+	bool		pushed = false;
 
 	if (buf_events == 0)
 		return;
+	if (!ActiveSnapshotSet())
+	{
+		/* the pre-commit safety net runs outside any statement */
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed = true;
+	}
 	args[0] = makeArrayResult(buf_types, CurrentMemoryContext);
 	args[1] = makeArrayResult(buf_data, CurrentMemoryContext);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
@@ -252,6 +260,8 @@ flush_buffer(void)
 		elog(ERROR, "webhook_capture: insert failed: %s", SPI_result_code_string(rc));
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (pushed)
+		PopActiveSnapshot();
 	MemoryContextDelete(buf_cxt);
 	discard_buffer();
 	webhook_arm_wake(false);
@@ -349,7 +359,7 @@ has_flush_trigger(Relation rel, Oid nsp, Oid *owner)
 		flush_oid = get_func_oid_in(nsp, "webhook_capture_flush");
 		tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(flush_oid));
 		if (!HeapTupleIsValid(tup))
-			return false;
+			elog(ERROR, "webhook_capture: function webhook_capture_flush not found");
 		flush_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 		ReleaseSysCache(tup);
 		flush_nsp = nsp;
@@ -475,6 +485,7 @@ webhook_capture(PG_FUNCTION_ARGS)
 	StringInfoData data;
 	StringInfoData changed;
 	Oid			owner;
+	bool		batched;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "webhook_capture: not called by trigger manager");
@@ -499,7 +510,14 @@ webhook_capture(PG_FUNCTION_ARGS)
 		ci = build_capture_info(fcinfo->flinfo, tg, rel);
 		fcinfo->flinfo->fn_extra = ci;
 	}
-	if (!has_flush_trigger(rel, ci->nsp, &owner))
+	/*
+	 * Without the statement trigger nothing would write the buffer before
+	 * the statement ends.  A partition attached after webhook_watch() has
+	 * the row trigger (cloned from its parent) but not the statement
+	 * trigger: its events are written row by row.
+	 */
+	batched = has_flush_trigger(rel, ci->nsp, &owner);
+	if (!batched && !rel->rd_rel->relispartition)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("webhook_capture on \"%s\" has no webhook_capture_flush statement trigger",
@@ -579,6 +597,8 @@ webhook_capture(PG_FUNCTION_ARGS)
 				 errhint("Exclude large columns with webhook_watch(..., exclude_columns => ...).")));
 
 	buffer_event(ci->nsp, owner, ci->types[kind], data.data, data.len);
+	if (!batched)
+		flush_buffer();
 	pfree(data.data);
 	pfree(changed.data);
 	return PointerGetDatum(NULL);
