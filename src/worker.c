@@ -48,6 +48,15 @@
 #define LEASE_SWEEP_MS 30000
 #define MAX_DONE 256
 
+/*
+ * Commits wake the worker one by one.  Under a stream of small
+ * transactions, a claim cycle per wake-up would cost more than the
+ * deliveries: wake-ups closer than this to the previous claim wait for the
+ * gap, so each cycle takes all that committed meanwhile.  At idle the
+ * previous claim is long past and a commit is claimed at once.
+ */
+#define MIN_CLAIM_GAP_US 1000
+
 /* ---------------------------------------------------------------------
  * Launcher
  * ---------------------------------------------------------------------
@@ -440,6 +449,8 @@ webhook_worker_main(Datum arg)
 	bool		swept_all = false;
 	bool		more = false;
 	bool		installed = true;
+	bool		wake_pending = false;
+	TimestampTz last_claim = 0;
 	HttpRequest *finished[MAX_DONE];
 	CURLcode	codes[MAX_DONE];
 
@@ -448,6 +459,16 @@ webhook_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("webhook worker");
+
+	/*
+	 * Every statement the worker runs is meant to walk an index: the queue
+	 * tables are mostly dead rows between vacuums, and a plan made while a
+	 * table was empty (a sequential scan looks cheapest then) is kept for
+	 * the life of the worker and would grow with the table.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
+	/* short statements, run thousands of times: never worth compiling */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
 	endpoints_cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
@@ -482,6 +503,12 @@ webhook_worker_main(Datum arg)
 		timeout = webhook_poll_interval;
 		if (done != NULL || (more && nqueued < webhook_max_connections / 2))
 			timeout = 0;
+		else if (wake_pending && nqueued < webhook_max_connections / 2)
+		{
+			long		left = (long) ((last_claim + MIN_CLAIM_GAP_US - GetCurrentTimestamp() + 999) / 1000);
+
+			timeout = Max(0, Min(timeout, left));
+		}
 		if (!installed)
 			timeout = Max(webhook_poll_interval, 5000);
 		n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
@@ -506,9 +533,16 @@ webhook_worker_main(Datum arg)
 		}
 
 		now = GetCurrentTimestamp();
-		if (latch_set || more || now >= next_poll)
+		if (latch_set)
+			wake_pending = true;
+		/* Claim only when short of work; record whenever outcomes wait. */
+		if (nqueued < webhook_max_connections / 2 &&
+			(more || now >= next_poll ||
+			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
 		{
 			claim = true;
+			wake_pending = false;
+			last_claim = now;
 			next_poll = now + (TimestampTz) webhook_poll_interval * 1000;
 		}
 		if (now >= next_sweep)
@@ -516,9 +550,6 @@ webhook_worker_main(Datum arg)
 			sweep = true;
 			next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
 		}
-		/* Claim only when short of work; record whenever outcomes wait. */
-		if (nqueued >= webhook_max_connections / 2)
-			claim = false;
 
 		if (claim || sweep || done != NULL)
 		{
