@@ -85,8 +85,11 @@ SELECT count(*) FROM webhook_events WHERE data::text LIKE '%unwatched%';
 
 -- The triggers cannot be misused
 SELECT webhook_watch('orders');
+-- without the statement trigger the events are still written at the
+-- statement's end
 DROP TRIGGER webhook_capture_flush ON orders;
 INSERT INTO orders (id, customer) VALUES (11, 'x');
+SELECT count(*) FROM webhook_events WHERE type = 'orders.created' AND data->'new'->>'id' = '11';
 SELECT webhook_unwatch('orders');
 CREATE TRIGGER wrong BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('x', 'all');
 INSERT INTO orders (id, customer) VALUES (10, 'x');
@@ -137,3 +140,49 @@ SELECT type, data->>'table' AS tbl, data->'new'->>'id' AS id FROM webhook_events
 SELECT webhook_unwatch('parted');
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgname LIKE 'webhook%' AND tgrelid::regclass::text LIKE 'parted%';
 DROP TABLE parted;
+
+-- Only a partition watched, written through its unwatched parent: each
+-- statement's events are written at its end, so a later ROLLBACK TO
+-- SAVEPOINT cannot take them along.
+CREATE TABLE parted2 (id int, region text) PARTITION BY LIST (region);
+CREATE TABLE parted2_eu PARTITION OF parted2 FOR VALUES IN ('eu');
+SELECT webhook_watch('parted2_eu', 'p2');
+BEGIN;
+INSERT INTO parted2 VALUES (1, 'eu');
+SAVEPOINT s;
+INSERT INTO parted2 VALUES (2, 'eu');
+ROLLBACK TO s;
+COMMIT;
+SELECT type, data->'new'->>'id' AS id FROM webhook_events WHERE type LIKE 'p2.%' ORDER BY id;
+DROP TABLE parted2;
+
+-- Subtransactions inside one statement: what an exception block rolls back
+-- is never sent; what it keeps, and what the outer level captured, is.
+CREATE TABLE sub_t (id int PRIMARY KEY);
+SELECT webhook_watch('sub_t');
+CREATE FUNCTION sub_try(i int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        INSERT INTO sub_t VALUES (i);
+        IF i % 2 = 0 THEN
+            RAISE EXCEPTION 'even';
+        END IF;
+    EXCEPTION WHEN raise_exception THEN
+        NULL;
+    END;
+END $$;
+CREATE TABLE sub_src (id int);
+CREATE FUNCTION sub_src_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sub_try(NEW.id + 100);
+    RETURN NULL;
+END $$;
+-- our row trigger on sub_t buffers, then sub_src's trigger opens
+-- subtransactions that capture too
+CREATE TRIGGER sub_src_trg AFTER INSERT ON sub_src FOR EACH ROW EXECUTE FUNCTION sub_src_trg();
+SELECT sub_try(1), sub_try(2), sub_try(3);
+WITH a AS (INSERT INTO sub_t VALUES (10), (11) RETURNING id)
+INSERT INTO sub_src SELECT id FROM a;
+SELECT data->'new'->>'id' AS id FROM webhook_events WHERE type = 'sub_t.created' ORDER BY (data->'new'->>'id')::int;
+DROP TABLE sub_t, sub_src;
+DROP FUNCTION sub_try(int), sub_src_trg();

@@ -229,7 +229,7 @@ webhook_test(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid event type \"%s\"", event_type)));
 	data = PG_ARGISNULL(2) ? psprintf("{\"test\":true,\"endpoint_id\":" INT64_FORMAT "}", endpoint_id)
-		: text_to_cstring(DatumGetTextPP(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2))));
+		: DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
 	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "webhook_test: return type must be a row type");
 

@@ -42,6 +42,7 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -75,6 +76,9 @@ static int	buf_events = 0;
 static Size buf_bytes = 0;
 static Oid	buf_nsp = InvalidOid;
 static Oid	buf_owner = InvalidOid;	/* owner of the extension's functions */
+static SubTransactionId buf_subxid = InvalidSubTransactionId;	/* filled in */
+static bool flushing = false;
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static bool callbacks_registered = false;
 
 /* How a column's values are written as JSON (decided once per statement). */
@@ -218,6 +222,7 @@ prepare_insert(Oid nsp)
 static void
 discard_buffer(void)
 {
+	flushing = false;
 	buf_cxt = NULL;
 	buf_types = buf_data = NULL;
 	buf_events = 0;
@@ -231,30 +236,26 @@ discard_buffer(void)
  * tables (an ERROR restores the user with the aborted transaction).
  */
 static void
-flush_buffer(void)
+insert_events(Oid nsp, Oid owner, Datum types, Datum data)
 {
-	Datum		args[2];
+	Datum		args[2] = {types, data};
 	int			rc;
 	Oid			save_userid;
 	int			save_sec_context;
 	bool		pushed = false;
 
-	if (buf_events == 0)
-		return;
 	if (!ActiveSnapshotSet())
 	{
 		/* the pre-commit safety net runs outside any statement */
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pushed = true;
 	}
-	args[0] = makeArrayResult(buf_types, CurrentMemoryContext);
-	args[1] = makeArrayResult(buf_data, CurrentMemoryContext);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(buf_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook_capture: SPI_connect failed");
-	prepare_insert(buf_nsp);
+	prepare_insert(nsp);
 	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "webhook_capture: insert failed: %s", SPI_result_code_string(rc));
@@ -262,9 +263,61 @@ flush_buffer(void)
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	if (pushed)
 		PopActiveSnapshot();
+	webhook_arm_wake(false);
+}
+
+/*
+ * Writes the buffer, unless we are inside a subtransaction started after
+ * the buffer was filled: the rows would belong to that subtransaction and
+ * vanish if it rolled back, though the events are the outer level's.
+ * They wait for the end of a statement at their own level.
+ */
+static void
+flush_buffer(void)
+{
+	Datum		types;
+	Datum		data;
+
+	if (buf_events == 0 || flushing || GetCurrentSubTransactionId() > buf_subxid)
+		return;
+	flushing = true;
+	types = makeArrayResult(buf_types, CurrentMemoryContext);
+	data = makeArrayResult(buf_data, CurrentMemoryContext);
+	PG_TRY();
+	{
+		insert_events(buf_nsp, buf_owner, types, data);
+	}
+	PG_FINALLY();
+	{
+		flushing = false;
+	}
+	PG_END_TRY();
 	MemoryContextDelete(buf_cxt);
 	discard_buffer();
-	webhook_arm_wake(false);
+}
+
+/*
+ * The end of every statement writes what it captured, whatever table the
+ * statement named (a statement on an unwatched parent of a watched
+ * partition fires no trigger of ours at its end).
+ */
+static void
+capture_executor_finish(QueryDesc *queryDesc)
+{
+	if (prev_executor_finish)
+		prev_executor_finish(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
+	if (buf_events > 0)
+		flush_buffer();
+}
+
+/* Called from _PG_init. */
+void
+capture_init(void)
+{
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = capture_executor_finish;
 }
 
 static void
@@ -293,8 +346,14 @@ static void
 capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
-	/* the buffer holds only the current statement's events: all aborted */
-	if (event == SUBXACT_EVENT_ABORT_SUB && buf_cxt != NULL)
+	/*
+	 * Every buffered event was captured in subtransaction buf_subxid
+	 * (buffer_event flushes when that changes).  Ids grow within a
+	 * transaction: the aborting one is buf_subxid or one of its parents
+	 * exactly when buf_subxid >= mySubid.  An older buffer belongs to a
+	 * transaction level that lives on and must be kept.
+	 */
+	if (event == SUBXACT_EVENT_ABORT_SUB && buf_cxt != NULL && buf_subxid >= mySubid)
 	{
 		MemoryContextDelete(buf_cxt);
 		discard_buffer();
@@ -313,13 +372,29 @@ buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len)
 		RegisterSubXactCallback(capture_subxact_callback, NULL);
 		callbacks_registered = true;
 	}
+	if (buf_cxt != NULL && GetCurrentSubTransactionId() > buf_subxid)
+	{
+		/*
+		 * Inside a subtransaction begun after the buffer was filled (a
+		 * function with an exception block, say): this event is the
+		 * subtransaction's and is written at once; the buffer stays.
+		 */
+		insert_events(nsp, owner,
+					  PointerGetDatum(construct_array(&(Datum) {CStringGetTextDatum(type)}, 1,
+													  TEXTOID, -1, false, TYPALIGN_INT)),
+					  PointerGetDatum(construct_array(&(Datum) {PointerGetDatum(cstring_to_text_with_len(data, len))}, 1,
+													  JSONOID, -1, false, TYPALIGN_INT)));
+		return;
+	}
 	if (buf_cxt != NULL && nsp != buf_nsp)
-		flush_buffer();			/* another installation of the extension */
+		flush_buffer();			/* the extension was created again meanwhile */
 	if (buf_cxt == NULL)
 		buf_cxt = AllocSetContextCreate(TopTransactionContext, "webhook capture buffer",
 										ALLOCSET_DEFAULT_SIZES);
 	buf_nsp = nsp;
 	buf_owner = owner;
+	/* a committed child's events are now its parent's, and so on up */
+	buf_subxid = GetCurrentSubTransactionId();
 	old = MemoryContextSwitchTo(buf_cxt);
 	buf_types = accumArrayResult(buf_types, CStringGetTextDatum(type), false, TEXTOID, buf_cxt);
 	/* json is text inside; the data was built here and is valid JSON */
@@ -340,35 +415,25 @@ get_func_oid_in(Oid nsp, const char *name)
 						   PointerGetDatum(buildoidvector(NULL, 0)), ObjectIdGetDatum(nsp));
 }
 
-/*
- * Does rel carry the statement trigger that flushes our buffer?  Sets
- * *owner to the owner of that function (the extension's owner).
- */
-static bool
-has_flush_trigger(Relation rel, Oid nsp, Oid *owner)
+/* The owner of the extension's functions in nsp: the INSERT runs as it. */
+static Oid
+extension_owner(Oid nsp)
 {
-	static Oid	flush_oid = InvalidOid;
-	static Oid	flush_nsp = InvalidOid;
-	static Oid	flush_owner = InvalidOid;
-	TriggerDesc *td = rel->trigdesc;
+	static Oid	owner_nsp = InvalidOid;
+	static Oid	owner = InvalidOid;
 
-	if (flush_nsp != nsp)
+	if (owner_nsp != nsp)
 	{
-		HeapTuple	tup;
+		Oid			flush_oid = get_func_oid_in(nsp, "webhook_capture_flush");
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(flush_oid));
 
-		flush_oid = get_func_oid_in(nsp, "webhook_capture_flush");
-		tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(flush_oid));
 		if (!HeapTupleIsValid(tup))
 			elog(ERROR, "webhook_capture: function webhook_capture_flush not found");
-		flush_owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+		owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 		ReleaseSysCache(tup);
-		flush_nsp = nsp;
+		owner_nsp = nsp;
 	}
-	*owner = flush_owner;
-	for (int i = 0; td && i < td->numtriggers; i++)
-		if (td->triggers[i].tgfoid == flush_oid && td->triggers[i].tgenabled != TRIGGER_DISABLED)
-			return true;
-	return false;
+	return owner;
 }
 
 /* Decides how each column is written and which columns are included. */
@@ -485,7 +550,6 @@ webhook_capture(PG_FUNCTION_ARGS)
 	StringInfoData data;
 	StringInfoData changed;
 	Oid			owner;
-	bool		batched;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "webhook_capture: not called by trigger manager");
@@ -510,19 +574,7 @@ webhook_capture(PG_FUNCTION_ARGS)
 		ci = build_capture_info(fcinfo->flinfo, tg, rel);
 		fcinfo->flinfo->fn_extra = ci;
 	}
-	/*
-	 * Without the statement trigger nothing would write the buffer before
-	 * the statement ends.  A partition attached after webhook_watch() has
-	 * the row trigger (cloned from its parent) but not the statement
-	 * trigger: its events are written row by row.
-	 */
-	batched = has_flush_trigger(rel, ci->nsp, &owner);
-	if (!batched && !rel->rd_rel->relispartition)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("webhook_capture on \"%s\" has no webhook_capture_flush statement trigger",
-						RelationGetRelationName(rel)),
-				 errhint("Use webhook_watch() to install both triggers.")));
+	owner = extension_owner(ci->nsp);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
@@ -597,8 +649,6 @@ webhook_capture(PG_FUNCTION_ARGS)
 				 errhint("Exclude large columns with webhook_watch(..., exclude_columns => ...).")));
 
 	buffer_event(ci->nsp, owner, ci->types[kind], data.data, data.len);
-	if (!batched)
-		flush_buffer();
 	pfree(data.data);
 	pfree(changed.data);
 	return PointerGetDatum(NULL);

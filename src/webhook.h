@@ -51,6 +51,9 @@ extern WebhookShared *webhook_shared;
 extern void webhook_wake_worker(void);
 extern void webhook_arm_wake(bool config_changed);
 
+/* capture.c */
+extern void capture_init(void);
+
 /* worker.c */
 extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
 extern PGDLLEXPORT void webhook_worker_main(Datum arg);

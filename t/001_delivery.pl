@@ -81,6 +81,17 @@ $node->safe_psql('postgres', q{
 $got = wait_received($rcv, sub { scalar(grep { $_->{body} =~ /orders\.marker2/ } @{ $_[0] }) >= 2 }, 30, 'marker2');
 is(scalar(grep { $_->{body} =~ /"o": ?9/ && $_->{path} eq '/orders/ok' } @$got), 1, 'idempotency key: delivered once');
 
+# webhook_test sends the caller's data (any JSON value), signed, synchronously
+my $test = $node->safe_psql('postgres', q{
+	SELECT string_agg(ok::text, ',' ORDER BY n) FROM (
+	  SELECT 1 AS n, ok FROM webhook_test(1, 'orders.probe', '{"probe": [1, "two"]}')
+	  UNION ALL SELECT 2, ok FROM webhook_test(1, 'orders.probe', '"just text"')
+	  UNION ALL SELECT 3, ok FROM webhook_test(1, 'orders.probe', 'true')) t});
+is($test, 'true,true,true', 'webhook_test with data: three 2xx answers');
+$got = received($rcv);
+my @probes = map { decode_json($_->{body})->{data} } grep { $_->{body} =~ /orders\.probe/ && $_->{verified} } @$got;
+is_deeply(\@probes, [ { probe => [ 1, 'two' ] }, 'just text', JSON::PP::true ], 'webhook_test sent the data as given, verified');
+
 # wake on commit: with a one-hour poll, only the commit's wake-up can send this
 $node->safe_psql('postgres', "SELECT webhook_publish('orders.fast', '{}')");
 $got = wait_received($rcv, sub { grep { $_->{body} =~ /orders\.fast/ } @{ $_[0] } }, 60, 'fast');
