@@ -139,6 +139,9 @@ CREATE INDEX webhook_deliveries_lease_idx
     ON webhook_deliveries (lease_until) WHERE status = 'in_flight';
 CREATE INDEX webhook_deliveries_endpoint_status_idx
     ON webhook_deliveries (endpoint_id, status);
+-- Retention walks finished deliveries oldest first.
+CREATE INDEX webhook_deliveries_finished_idx
+    ON webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
 COMMENT ON TABLE webhook_deliveries IS 'one row per event and matching endpoint: status, attempts and when to try next';
 
 CREATE TABLE webhook_attempts (
@@ -677,6 +680,183 @@ SELECT d.id          AS delivery_id,
 COMMENT ON VIEW webhook_dead_letters IS 'deliveries that exhausted their retry schedule';
 
 -------------------------------------------------------------------------------
+-- Replay, recovery and retention
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_replay(delivery_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st text;
+BEGIN
+    IF delivery_id IS NULL THEN
+        RAISE EXCEPTION 'delivery_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT d.status INTO st FROM @extschema@.webhook_deliveries d
+     WHERE d.id = webhook_replay.delivery_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery % does not exist', delivery_id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF st NOT IN ('delivered', 'dead') THEN
+        RAISE EXCEPTION 'delivery % is %', delivery_id, st
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Only delivered and dead deliveries can be replayed; this one is still on its way.';
+    END IF;
+    UPDATE @extschema@.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+     WHERE d.id = webhook_replay.delivery_id;
+    PERFORM @extschema@.webhook_wake();
+END
+$$;
+COMMENT ON FUNCTION webhook_replay(bigint) IS
+  'sends a delivered or dead delivery again: same webhook-id, a fresh retry schedule';
+
+CREATE FUNCTION webhook_replay_event(event_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF event_id IS NULL THEN
+        RAISE EXCEPTION 'event_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.webhook_events e WHERE e.id = webhook_replay_event.event_id) THEN
+        RAISE EXCEPTION 'event % does not exist', event_id USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE @extschema@.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+     WHERE d.event_id = webhook_replay_event.event_id AND d.status IN ('delivered', 'dead');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM @extschema@.webhook_wake();
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION webhook_replay_event(bigint) IS
+  'replays an event to every endpoint whose delivery of it is delivered or dead; returns how many';
+
+CREATE FUNCTION webhook_recover(endpoint_id bigint, since timestamptz, until timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF since IS NULL OR until IS NULL THEN
+        RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF since > until THEN
+        RAISE EXCEPTION 'since is after until' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
+    UPDATE @extschema@.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+     WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
+       AND d.finished_at >= since AND d.finished_at < until;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM @extschema@.webhook_wake();
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION webhook_recover(bigint, timestamptz, timestamptz) IS
+  're-queues every dead delivery of the endpoint that died in [since, until); returns how many';
+
+-- One bounded step of retention; the worker calls it in short transactions
+-- until it deletes less than lim of each, webhook_purge until nothing is left.
+CREATE FUNCTION webhook_purge_step(older_than interval, dead_older_than interval, lim integer,
+                                   OUT deliveries bigint, OUT dead_letters bigint,
+                                   OUT attempts bigint, OUT events bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM @extschema@.webhook_deliveries d
+         WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
+                         WHERE x.finished_at < now() - older_than AND x.status = 'delivered'
+                         ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
+        RETURNING d.id
+    ), a AS (
+        DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM a) INTO deliveries, attempts;
+
+    WITH gone AS (
+        DELETE FROM @extschema@.webhook_deliveries d
+         WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
+                         WHERE x.finished_at < now() - dead_older_than AND x.status = 'dead'
+                         ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
+        RETURNING d.id
+    ), a AS (
+        DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone), attempts + (SELECT count(*) FROM a) INTO dead_letters, attempts;
+
+    -- webhook_test's attempts belong to no delivery
+    WITH a AS (
+        DELETE FROM @extschema@.webhook_attempts t
+         WHERE t.id IN (SELECT y.id FROM @extschema@.webhook_attempts y
+                         WHERE y.delivery_id IS NULL AND y.started_at < now() - older_than
+                         LIMIT lim)
+        RETURNING 1
+    )
+    SELECT attempts + count(*) INTO attempts FROM a;
+
+    -- events fanned out long ago whose deliveries are all gone
+    WITH gone AS (
+        DELETE FROM @extschema@.webhook_events e
+         WHERE e.id IN (SELECT v.id FROM @extschema@.webhook_events v
+                         WHERE v.dispatched AND v.occurred_at < now() - older_than
+                           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d
+                                            WHERE d.event_id = v.id)
+                         ORDER BY v.id LIMIT lim FOR UPDATE SKIP LOCKED)
+        RETURNING 1
+    )
+    SELECT count(*) INTO events FROM gone;
+END
+$$;
+COMMENT ON FUNCTION webhook_purge_step(interval, interval, integer) IS
+  'deletes at most lim of each kind of expired row; run by the worker for retention';
+
+CREATE FUNCTION webhook_purge(older_than interval, dead_letters_older_than interval DEFAULT NULL,
+                              OUT deliveries bigint, OUT dead_letters bigint,
+                              OUT attempts bigint, OUT events bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    dead_age interval;
+BEGIN
+    IF older_than IS NULL OR older_than < '0'::interval THEN
+        RAISE EXCEPTION 'older_than must be a positive interval' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- webhook.dead_letter_retention = 0 keeps dead letters for ever (NULL age)
+    dead_age := coalesce(dead_letters_older_than,
+                         nullif(current_setting('webhook.dead_letter_retention')::interval, '0'::interval));
+    deliveries := 0; dead_letters := 0; attempts := 0; events := 0;
+    LOOP
+        r := @extschema@.webhook_purge_step(older_than, dead_age, 10000);
+        deliveries := deliveries + r.deliveries;
+        dead_letters := dead_letters + r.dead_letters;
+        attempts := attempts + r.attempts;
+        events := events + r.events;
+        EXIT WHEN r.deliveries + r.dead_letters + r.attempts + r.events = 0;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION webhook_purge(interval, interval) IS
+  'deletes delivered deliveries, their attempts and finished events older than older_than, and dead letters older than dead_letters_older_than (default webhook.dead_letter_retention); returns counts';
+
+-------------------------------------------------------------------------------
 -- Privileges: PUBLIC gets no administrative function (tables have no grants).
 -------------------------------------------------------------------------------
 
@@ -694,5 +874,10 @@ REVOKE ALL ON FUNCTION
     webhook_capture(),
     webhook_capture_flush(),
     webhook_test(bigint, text, jsonb),
-    webhook_generate_secret()
+    webhook_generate_secret(),
+    webhook_replay(bigint),
+    webhook_replay_event(bigint),
+    webhook_recover(bigint, timestamptz, timestamptz),
+    webhook_purge_step(interval, interval, integer),
+    webhook_purge(interval, interval)
 FROM PUBLIC;

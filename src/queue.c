@@ -43,12 +43,14 @@ static SPIPlanPtr plan_claim = NULL;
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_endpoints = NULL;
+static SPIPlanPtr plan_purge = NULL;
 
 /* Frees every kept plan; they are prepared again on next use. */
 void
 queue_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&plan_fanout, &plan_claim, &plan_record, &plan_recover, &plan_endpoints};
+	SPIPlanPtr *plans[] = {&plan_fanout, &plan_claim, &plan_record, &plan_recover, &plan_endpoints,
+	&plan_purge};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
 	{
@@ -111,6 +113,13 @@ prepare_all(Oid ext)
 	schema = quote_identifier(get_namespace_name(nsp));
 
 	plan_fanout = prepare("SELECT %1$s.webhook_fanout($1)", schema, 1, int4type);
+
+	/* NULL ages (retention 0) keep rows for ever */
+	plan_purge = prepare("SELECT deliveries + dead_letters + attempts + events"
+						 "  FROM %1$s.webhook_purge_step("
+						 "         nullif(make_interval(secs => $1), '0'::interval),"
+						 "         nullif(make_interval(secs => $2), '0'::interval), $3)",
+						 schema, 3, (Oid[]) {FLOAT8OID, FLOAT8OID, INT4OID});
 
 	plan_claim = prepare(
 						 "WITH c AS ("
@@ -236,6 +245,24 @@ queue_recover_leases(bool all)
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "webhook: lease recovery failed: %s", SPI_result_code_string(rc));
 	return (int64) SPI_processed;
+}
+
+/*
+ * One bounded retention step (at most limit rows of each kind); returns the
+ * number of rows deleted.
+ */
+int64
+queue_purge(int retention_s, int dead_retention_s, int limit)
+{
+	bool		isnull;
+	int			rc = SPI_execute_plan(plan_purge,
+									  (Datum[]) {Float8GetDatum(retention_s),
+										  Float8GetDatum(dead_retention_s), Int32GetDatum(limit)},
+									  NULL, false, 1);
+
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "webhook: purge failed: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* Fans out up to limit committed events; returns how many were handled. */

@@ -56,6 +56,7 @@ extern void queue_forget_plans(void);
 extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
 extern int64 queue_fanout(int limit);
+extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 extern Job *queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
 extern void queue_load_endpoints(HTAB *endpoints, MemoryContext cxt);

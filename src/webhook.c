@@ -41,6 +41,8 @@ int			webhook_max_retry_after = 86400;
 int			webhook_poll_interval = 1000;
 int			webhook_batch_size = 500;
 int			webhook_max_payload_size = 262144;
+int			webhook_retention = 7 * 86400;
+int			webhook_dead_letter_retention = 30 * 86400;
 
 WebhookShared *webhook_shared = NULL;
 
@@ -174,6 +176,14 @@ _PG_init(void)
 							"Largest event data accepted, in bytes of JSON text.",
 							NULL, &webhook_max_payload_size, 262144, 1024, 64 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("webhook.retention",
+							"How long delivered deliveries, their attempts and finished events are kept; 0 keeps them for ever.",
+							NULL, &webhook_retention, 7 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("webhook.dead_letter_retention",
+							"How long dead letters are kept; 0 keeps them for ever.",
+							NULL, &webhook_dead_letter_retention, 30 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		ereport(ERROR,

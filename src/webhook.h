@@ -35,6 +35,8 @@ extern int	webhook_max_retry_after;	/* seconds */
 extern int	webhook_poll_interval;	/* milliseconds */
 extern int	webhook_batch_size;
 extern int	webhook_max_payload_size;	/* bytes */
+extern int	webhook_retention;	/* seconds, 0 = for ever */
+extern int	webhook_dead_letter_retention;	/* seconds, 0 = for ever */
 
 /* Shared state between backends and the worker (webhook.c). */
 typedef struct WebhookShared

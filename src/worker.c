@@ -47,6 +47,9 @@
 /* How often expired leases are looked for while running. */
 #define LEASE_SWEEP_MS 30000
 #define MAX_DONE 256
+/* Retention: rows of each kind deleted per step, and the pause between steps. */
+#define PURGE_LIMIT 2000
+#define PURGE_INTERVAL_MS 1000
 
 /*
  * Commits wake the worker one by one.  Under a stream of small
@@ -439,6 +442,49 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	return true;
 }
 
+/*
+ * After an ERROR in a unit of database work: report it, abort, forget the
+ * plans and every job whose claim or outcome was rolled back (leases bring
+ * those deliveries back), and pause a moment.
+ */
+static void
+recover_from_error(void)
+{
+	if (configured_sync_commit >= 0)
+		synchronous_commit = configured_sync_commit;
+	configured_sync_commit = -1;
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	queue_forget_plans();
+	drop_jobs(claimed);
+	claimed = NULL;
+	drop_jobs(done);
+	done = NULL;
+	ndone = 0;
+	endpoints_loaded = false;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 1000, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+}
+
+/*
+ * One retention step in its own short transaction; returns the rows
+ * deleted (at most PURGE_LIMIT of each kind).
+ */
+static int64
+purge_cycle(void)
+{
+	int64		n;
+
+	if (!queue_begin())
+		return 0;
+	n = queue_purge(webhook_retention, webhook_dead_letter_retention, PURGE_LIMIT);
+	queue_commit();
+	return n;
+}
+
 void
 webhook_worker_main(Datum arg)
 {
@@ -446,6 +492,8 @@ webhook_worker_main(Datum arg)
 	HASHCTL		ctl;
 	TimestampTz next_poll = 0;
 	TimestampTz next_sweep;
+	TimestampTz next_purge = 0;
+	bool		purge_more = false;
 	bool		swept_all = false;
 	bool		more = false;
 	bool		installed = true;
@@ -501,7 +549,7 @@ webhook_worker_main(Datum arg)
 
 		/* Sleep until something happens, unless work is known to be waiting. */
 		timeout = webhook_poll_interval;
-		if (done != NULL || (more && nqueued < webhook_max_connections / 2))
+		if (done != NULL || (more && nqueued < webhook_max_connections / 2) || purge_more)
 			timeout = 0;
 		else if (wake_pending && nqueued < webhook_max_connections / 2)
 		{
@@ -564,25 +612,8 @@ webhook_worker_main(Datum arg)
 			PG_CATCH();
 			{
 				MemoryContextSwitchTo(oldcxt);
-				if (configured_sync_commit >= 0)
-					synchronous_commit = configured_sync_commit;
-				configured_sync_commit = -1;
-				EmitErrorReport();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				queue_forget_plans();
-				/* claims rolled back; outcomes not recorded: leases bring them back */
-				drop_jobs(claimed);
-				claimed = NULL;
-				drop_jobs(done);
-				done = NULL;
-				ndone = 0;
+				recover_from_error();
 				more = false;
-				endpoints_loaded = false;
-				pgstat_report_activity(STATE_IDLE, NULL);
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 1000, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
 			}
 			PG_END_TRY();
 			MemoryContextSwitchTo(oldcxt);
@@ -599,6 +630,31 @@ webhook_worker_main(Datum arg)
 			nqueued--;
 			job->next = NULL;
 			start_job(job);
+		}
+
+		/*
+		 * Retention, after the requests are on their way.  A step that hit
+		 * its limit is followed by another at once, between claim cycles.
+		 */
+		if (installed && now >= next_purge &&
+			(webhook_retention > 0 || webhook_dead_letter_retention > 0))
+		{
+			MemoryContext oldcxt = CurrentMemoryContext;
+			int64		purged = 0;
+
+			PG_TRY();
+			{
+				purged = purge_cycle();
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(oldcxt);
+				recover_from_error();
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(oldcxt);
+			purge_more = purged >= PURGE_LIMIT;
+			next_purge = purge_more ? now : now + (TimestampTz) PURGE_INTERVAL_MS * 1000;
 		}
 	}
 }

@@ -1,0 +1,66 @@
+\set SHOW_CONTEXT never
+-- Replay, recovery and retention.  No worker runs in this database: the
+-- tests move deliveries through their states by hand.
+SELECT webhook_fanout() >= 0 AS flushed_earlier_events;
+SELECT webhook_create_endpoint('ops', 'https://ops.example.com/in', event_types => '{ops.*}') AS ep \gset
+SELECT count(webhook_publish('ops.thing', jsonb_build_object('n', i))) FROM generate_series(1, 6) i;
+SELECT webhook_fanout();
+SELECT min(id) AS d1 FROM webhook_deliveries WHERE endpoint_id = :ep \gset
+-- d1, d1+1 delivered long ago; d1+2, d1+3 dead (one old, one recent); d1+4 in flight; d1+5 pending
+UPDATE webhook_deliveries SET status = 'delivered', attempts = 1, finished_at = now() - interval '10 days'
+ WHERE id IN (:d1, :d1 + 1);
+UPDATE webhook_deliveries SET status = 'dead', attempts = 8, last_status = 500, finished_at = now() - interval '40 days'
+ WHERE id = :d1 + 2;
+UPDATE webhook_deliveries SET status = 'dead', attempts = 8, last_status = 500, finished_at = now() - interval '1 hour'
+ WHERE id = :d1 + 3;
+UPDATE webhook_deliveries SET status = 'in_flight', attempts = 1, lease_token = 1, lease_until = now() + interval '1 min'
+ WHERE id = :d1 + 4;
+INSERT INTO webhook_attempts (endpoint_id, delivery_id, attempt, started_at, duration_ms, status_code, ok)
+SELECT :ep, id, 1, coalesce(finished_at, now()), 1, 200, status = 'delivered'
+  FROM webhook_deliveries WHERE endpoint_id = :ep;
+
+-- replay: delivered and dead only; fresh schedule, same event (same webhook-id)
+SELECT webhook_replay(:d1);
+SELECT status, attempts, finished_at IS NULL AS unfinished, next_attempt_at <= now() AS due
+  FROM webhook_deliveries WHERE id = :d1;
+SELECT webhook_replay(:d1);
+SELECT webhook_replay(:d1 + 4);
+SELECT webhook_replay(-1);
+SELECT webhook_replay(NULL);
+
+-- replay_event: every endpoint that got the event
+SELECT webhook_create_endpoint('ops2', 'https://ops2.example.com/in', event_types => '{ops.*}') AS ep2 \gset
+SELECT webhook_publish('ops.both', '{}') AS both_ev \gset
+SELECT webhook_fanout();
+UPDATE webhook_deliveries SET status = 'delivered', attempts = 1, finished_at = now() WHERE event_id = :both_ev;
+SELECT webhook_replay_event(:both_ev);
+SELECT count(*) FILTER (WHERE status = 'pending') AS pending FROM webhook_deliveries WHERE event_id = :both_ev;
+SELECT webhook_replay_event(:both_ev);
+SELECT webhook_replay_event(-1);
+DELETE FROM webhook_deliveries WHERE event_id = :both_ev;
+SELECT webhook_delete_endpoint(:ep2);
+
+-- recover: dead deliveries of one endpoint that died in a window
+SELECT webhook_recover(:ep, now() - interval '2 hours');
+SELECT status FROM webhook_deliveries WHERE id = :d1 + 3;
+SELECT status FROM webhook_deliveries WHERE id = :d1 + 2;
+SELECT webhook_recover(:ep, now() - interval '50 days', now() - interval '30 days');
+SELECT webhook_recover(:ep, now(), now() - interval '1 day');
+SELECT webhook_recover(:ep, NULL);
+SELECT webhook_recover(-1, now());
+
+-- purge: delivered deliveries (and their attempts) and finished events older
+-- than the age; dead letters by their own age; nothing waiting is touched
+UPDATE webhook_deliveries SET status = 'dead', attempts = 8, finished_at = now() - interval '40 days'
+ WHERE id = :d1 + 2;
+UPDATE webhook_events SET occurred_at = now() - interval '10 days'
+ WHERE id IN (SELECT event_id FROM webhook_deliveries WHERE endpoint_id = :ep);
+SELECT * FROM webhook_purge('7 days');
+SELECT id - :d1 AS d, status FROM webhook_deliveries WHERE endpoint_id = :ep ORDER BY id;
+SELECT * FROM webhook_purge('7 days');
+SELECT * FROM webhook_purge('1 day', dead_letters_older_than => '0');
+SELECT * FROM webhook_purge(NULL);
+SELECT * FROM webhook_purge('-1 day');
+-- the events of waiting deliveries are still there
+SELECT count(*) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = :ep;
+SELECT webhook_delete_endpoint(:ep);
