@@ -6,7 +6,7 @@ OBJS = src/webhook.o src/worker.o src/queue.o src/http.o src/sign.o \
 DATA = webhook--0.1.0.sql
 PGFILEDESC = "webhook - transactional outbound webhooks"
 
-REGRESS = setup endpoints publish capture sign views operations
+REGRESS = setup endpoints publish capture sign views operations privileges
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf \
                --load-extension=webhook
 ISOLATION = claim
@@ -25,3 +25,6 @@ override with_llvm = no
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Every object depends on the project's headers (PGXS tracks no dependencies).
+$(OBJS): src/webhook.h src/queue.h src/http.h

@@ -86,10 +86,16 @@ CREATE TABLE webhook_endpoints (
                     CHECK (timeout BETWEEN '100ms' AND '60s'),
     description     text CHECK (length(description) <= 1000),
     state           text NOT NULL DEFAULT 'active'
-                    CHECK (state IN ('active', 'disabled')),
+                    CHECK (state IN ('active', 'disabled', 'paused', 'circuit_open')),
     state_reason    text,
     state_since     timestamptz NOT NULL DEFAULT now(),
-    created_at      timestamptz NOT NULL DEFAULT now()
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- kept by the worker: failed requests in a row, and since when every
+    -- request failed; the circuit breaker's next probe and current cool-down
+    consecutive_failures integer NOT NULL DEFAULT 0 CHECK (consecutive_failures >= 0),
+    failing_since   timestamptz,
+    circuit_until   timestamptz,
+    circuit_cooldown integer NOT NULL DEFAULT 0 CHECK (circuit_cooldown >= 0)
 );
 COMMENT ON TABLE webhook_endpoints IS 'receivers of webhooks: URL, signing secret, headers, retry schedule and timeout';
 
@@ -160,8 +166,12 @@ CREATE INDEX webhook_attempts_endpoint_idx ON webhook_attempts (endpoint_id, id)
 CREATE INDEX webhook_attempts_delivery_idx ON webhook_attempts (delivery_id);
 COMMENT ON TABLE webhook_attempts IS 'one row per HTTP request made: outcome, timing and the start of the response body';
 
+-- The worker's counters (consecutive_failures, failing_since, circuit_*)
+-- are not settings: updating them alone does not make it reload.
 CREATE TRIGGER webhook_endpoints_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON webhook_endpoints
+    AFTER INSERT OR DELETE OR TRUNCATE
+       OR UPDATE OF id, name, url, secret, headers, retry_schedule, timeout, state
+    ON webhook_endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
 
 -- A direct INSERT or UPDATE of a URL is held to the same rules as
@@ -366,19 +376,50 @@ $$;
 COMMENT ON FUNCTION webhook_delete_endpoint(bigint) IS
   'removes an endpoint with its subscriptions, deliveries and attempts; events are kept';
 
-CREATE FUNCTION webhook_disable(endpoint_id bigint, reason text DEFAULT 'disabled by user')
-RETURNS void
+-- Every change of an endpoint's state goes through here: kept in the row,
+-- logged, and announced on the webhook_alerts channel.  Returns false when
+-- the endpoint was already in that state.
+CREATE FUNCTION webhook_set_state(endpoint_id bigint, new_state text, reason text)
+RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     e @extschema@.webhook_endpoints := @extschema@.webhook_get_endpoint(endpoint_id);
 BEGIN
-    IF e.state <> 'disabled' THEN
-        UPDATE @extschema@.webhook_endpoints
-           SET state = 'disabled', state_reason = reason, state_since = now()
-         WHERE id = e.id;
+    IF new_state IS NULL OR new_state NOT IN ('active', 'disabled', 'paused', 'circuit_open') THEN
+        RAISE EXCEPTION 'invalid endpoint state "%"', new_state
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'States are active, disabled, paused and circuit_open.';
     END IF;
+    IF e.state = new_state THEN
+        RETURN false;
+    END IF;
+    UPDATE @extschema@.webhook_endpoints
+       SET state = new_state, state_reason = reason, state_since = now(),
+           -- a fresh start: counters and breaker reset whenever it turns active
+           consecutive_failures = CASE WHEN new_state = 'active' THEN 0 ELSE consecutive_failures END,
+           failing_since = CASE WHEN new_state = 'active' THEN NULL ELSE failing_since END,
+           circuit_cooldown = CASE WHEN new_state = 'active' THEN 0 ELSE circuit_cooldown END,
+           circuit_until = CASE WHEN new_state = 'circuit_open' THEN circuit_until END
+     WHERE id = e.id;
+    RAISE LOG 'webhook: endpoint "%" % -> %: %', e.name, e.state, new_state, reason;
+    PERFORM pg_notify('webhook_alerts',
+                      json_build_object('endpoint', e.name, 'endpoint_id', e.id, 'from', e.state,
+                                        'to', new_state, 'reason', reason)::text);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION webhook_set_state(bigint, text, text) IS
+  'changes an endpoint''s state, logs it and announces it on webhook_alerts; used by the functions below and the worker';
+
+CREATE FUNCTION webhook_disable(endpoint_id bigint, reason text DEFAULT 'disabled by user')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.webhook_set_state(endpoint_id, 'disabled', coalesce(reason, 'disabled by user'));
 END
 $$;
 COMMENT ON FUNCTION webhook_disable(bigint, text) IS
@@ -389,17 +430,26 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    e @extschema@.webhook_endpoints := @extschema@.webhook_get_endpoint(endpoint_id);
 BEGIN
-    IF e.state <> 'active' THEN
-        UPDATE @extschema@.webhook_endpoints
-           SET state = 'active', state_reason = 'enabled by user', state_since = now()
-         WHERE id = e.id;
-    END IF;
+    PERFORM @extschema@.webhook_set_state(endpoint_id, 'active', 'enabled by user');
+    PERFORM @extschema@.webhook_wake();
 END
 $$;
-COMMENT ON FUNCTION webhook_enable(bigint) IS 'resumes delivery to a disabled endpoint';
+COMMENT ON FUNCTION webhook_enable(bigint) IS
+  'returns an endpoint to active whatever its state (disabled, paused or circuit_open); delivery resumes with nothing lost';
+
+CREATE FUNCTION webhook_resume(endpoint_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.webhook_set_state(endpoint_id, 'active', 'resumed by user');
+    PERFORM @extschema@.webhook_wake();
+END
+$$;
+COMMENT ON FUNCTION webhook_resume(bigint) IS
+  'returns a paused (or open-circuit) endpoint to active; its waiting deliveries go out with nothing lost';
 
 -------------------------------------------------------------------------------
 -- Events
@@ -635,20 +685,28 @@ SELECT e.id AS endpoint_id,
        coalesce(d.delivered, 0) AS delivered,
        coalesce(d.dead, 0)      AS dead,
        now() - d.oldest_pending AS oldest_pending_age,
-       (SELECT max(a.started_at) FROM webhook_attempts a
-         WHERE a.endpoint_id = e.id AND a.ok) AS last_success_at,
+       (SELECT a.started_at FROM webhook_attempts a
+         WHERE a.endpoint_id = e.id AND a.ok ORDER BY a.id DESC LIMIT 1) AS last_success_at,
        lf.started_at AS last_failure_at,
        lf.error      AS last_error,
        h.success_rate AS success_rate_1h,
        round(h.p50_ms::numeric, 1)::float8 AS p50_ms_1h,
-       round(h.p95_ms::numeric, 1)::float8 AS p95_ms_1h
+       round(h.p95_ms::numeric, 1)::float8 AS p95_ms_1h,
+       e.state_reason,
+       e.state_since,
+       e.consecutive_failures,
+       CASE e.state
+           WHEN 'active' THEN d.next_due
+           WHEN 'circuit_open' THEN greatest(d.next_due, e.circuit_until)
+       END AS next_attempt_at
   FROM webhook_endpoints e
   LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE x.status = 'pending')   AS pending,
                count(*) FILTER (WHERE x.status = 'in_flight') AS in_flight,
                count(*) FILTER (WHERE x.status = 'delivered') AS delivered,
                count(*) FILTER (WHERE x.status = 'dead')      AS dead,
-               min(x.created_at) FILTER (WHERE x.status = 'pending') AS oldest_pending
+               min(x.created_at) FILTER (WHERE x.status = 'pending') AS oldest_pending,
+               min(x.next_attempt_at) FILTER (WHERE x.status = 'pending') AS next_due
           FROM webhook_deliveries x WHERE x.endpoint_id = e.id) d ON true
   LEFT JOIN LATERAL (
         SELECT a.started_at,
@@ -663,6 +721,74 @@ SELECT e.id AS endpoint_id,
           FROM webhook_attempts a
          WHERE a.endpoint_id = e.id AND a.started_at > now() - interval '1 hour') h ON true;
 COMMENT ON VIEW webhook_endpoint_health IS 'one row per endpoint: state, queue counts, last success and failure, last-hour success rate and latency';
+
+CREATE VIEW webhook_delivery_stats AS
+SELECT date_trunc('minute', a.started_at) AS bucket,
+       a.endpoint_id,
+       count(*) AS requests,
+       count(*) FILTER (WHERE a.ok) AS delivered,
+       count(*) FILTER (WHERE NOT a.ok) AS failed,
+       round(avg((NOT a.ok)::int)::numeric, 4) AS failure_rate,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms))::numeric, 1)::float8 AS p50_ms,
+       round((percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms))::numeric, 1)::float8 AS p95_ms
+  FROM webhook_attempts a
+ GROUP BY 1, 2;
+COMMENT ON VIEW webhook_delivery_stats IS 'requests per endpoint and minute: delivered, failed, failure rate, p50 and p95 latency';
+
+CREATE INDEX webhook_attempts_started_idx ON webhook_attempts (started_at);
+
+CREATE FUNCTION webhook_delivery_chart(endpoint_id bigint DEFAULT NULL, since interval DEFAULT '1 hour',
+                                       bucket interval DEFAULT '1 minute')
+RETURNS TABLE (bucket_start timestamptz, requests bigint, delivered bigint, failed bigint,
+               p95_ms float8, chart text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    width constant integer := 50;
+    origin constant timestamptz := '2000-01-01 00:00:00+00';
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR since <= '0'::interval OR bucket <= '0'::interval THEN
+        RAISE EXCEPTION 'since and bucket must be positive intervals' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF extract(epoch FROM since) / extract(epoch FROM bucket) > 10000 THEN
+        RAISE EXCEPTION 'too many buckets' USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'since / bucket is at most 10000.';
+    END IF;
+    RETURN QUERY
+    WITH b AS (
+        SELECT g AS bucket
+          FROM generate_series(date_bin(webhook_delivery_chart.bucket, now() - since, origin),
+                               now(), webhook_delivery_chart.bucket) g
+    ), a AS (
+        SELECT date_bin(webhook_delivery_chart.bucket, x.started_at, origin) AS bucket,
+               count(*) AS requests,
+               count(*) FILTER (WHERE x.ok) AS delivered,
+               count(*) FILTER (WHERE NOT x.ok) AS failed,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY x.duration_ms) AS p95_ms
+          FROM @extschema@.webhook_attempts x
+         WHERE x.started_at >= date_bin(webhook_delivery_chart.bucket, now() - since, origin)
+           AND (webhook_delivery_chart.endpoint_id IS NULL
+                OR x.endpoint_id = webhook_delivery_chart.endpoint_id)
+         GROUP BY 1
+    ), m AS (
+        SELECT greatest(max(a.requests), 1) AS top FROM a
+    )
+    SELECT b.bucket, coalesce(a.requests, 0), coalesce(a.delivered, 0), coalesce(a.failed, 0),
+           round(a.p95_ms::numeric, 1)::float8,
+           -- '#' delivered, 'x' failed, scaled to the busiest bucket; any
+           -- request at all shows at least one mark
+           repeat('#', CASE WHEN coalesce(a.delivered, 0) = 0 THEN 0
+                            ELSE greatest(1, (a.delivered * width / m.top)::int) END)
+           || repeat('x', CASE WHEN coalesce(a.failed, 0) = 0 THEN 0
+                               ELSE greatest(1, (a.failed * width / m.top)::int) END)
+      FROM b CROSS JOIN m LEFT JOIN a ON a.bucket = b.bucket
+     ORDER BY b.bucket;
+END
+$$;
+COMMENT ON FUNCTION webhook_delivery_chart(bigint, interval, interval) IS
+  'requests per time bucket with a text bar (# delivered, x failed) for psql; one endpoint or all (SECURITY DEFINER: counts only, grantable to an operator role)';
 
 CREATE VIEW webhook_dead_letters AS
 SELECT d.id          AS delivery_id,
@@ -867,6 +993,12 @@ REVOKE ALL ON FUNCTION
     webhook_delete_endpoint(bigint),
     webhook_disable(bigint, text),
     webhook_enable(bigint),
+    webhook_resume(bigint),
+    webhook_delivery_chart(bigint, interval, interval),
+    webhook_wake(),
+    webhook_config_changed(),
+    webhook_endpoints_check_url(),
+    webhook_set_state(bigint, text, text),
     webhook_publish(text, jsonb, text),
     webhook_fanout(integer),
     webhook_watch(regclass, text, text[], text[]),

@@ -64,3 +64,35 @@ SELECT * FROM webhook_purge('-1 day');
 -- the events of waiting deliveries are still there
 SELECT count(*) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = :ep;
 SELECT webhook_delete_endpoint(:ep);
+
+-- States: every change is kept with its reason; enable and resume return
+-- an endpoint to active from any state, with its health counters reset
+SELECT webhook_create_endpoint('st', 'https://st.example.com/in') AS st \gset
+UPDATE webhook_endpoints SET consecutive_failures = 7, failing_since = now() WHERE id = :st;
+SELECT webhook_set_state(:st, 'paused', 'every request failed for 5 days');
+SELECT webhook_set_state(:st, 'paused', 'again');
+SELECT state, state_reason, consecutive_failures, next_attempt_at FROM webhook_endpoint_health WHERE endpoint_id = :st;
+SELECT webhook_resume(:st);
+SELECT state, state_reason, consecutive_failures, failing_since FROM webhook_endpoints WHERE id = :st;
+SELECT webhook_disable(:st, 'maintenance');
+SELECT state, state_reason FROM webhook_endpoints WHERE id = :st;
+SELECT webhook_enable(:st);
+SELECT state, state_reason FROM webhook_endpoints WHERE id = :st;
+SELECT webhook_set_state(:st, 'sleeping', 'no such state');
+SELECT webhook_resume(-1);
+
+-- The chart and the per-minute statistics
+INSERT INTO webhook_attempts (endpoint_id, delivery_id, attempt, started_at, duration_ms, status_code, ok)
+SELECT :st, NULL, 1, date_bin('1 minute', now(), '2000-01-01') + interval '1 second',
+       i, CASE WHEN i % 4 = 0 THEN 500 ELSE 200 END, i % 4 <> 0
+  FROM generate_series(1, 40) i;
+SELECT requests, delivered, failed, p95_ms, chart
+  FROM webhook_delivery_chart(:st, '3 minutes') WHERE requests > 0;
+SELECT count(*) BETWEEN 3 AND 5 AS buckets_filled, sum(requests) AS requests
+  FROM webhook_delivery_chart(:st, '3 minutes');
+SELECT sum(requests) >= 40 AS all_endpoints FROM webhook_delivery_chart(NULL, '1 hour', '10 minutes');
+SELECT requests, delivered, failed, failure_rate, p50_ms, p95_ms
+  FROM webhook_delivery_stats WHERE endpoint_id = :st;
+SELECT * FROM webhook_delivery_chart(:st, '0');
+SELECT * FROM webhook_delivery_chart(:st, '1 year', '1 second');
+SELECT webhook_delete_endpoint(:st);

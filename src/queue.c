@@ -44,13 +44,17 @@ static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_endpoints = NULL;
 static SPIPlanPtr plan_purge = NULL;
+static SPIPlanPtr plan_health = NULL;
+static SPIPlanPtr plan_state = NULL;
+static SPIPlanPtr plan_dead = NULL;
+static SPIPlanPtr plan_circuit = NULL;
 
 /* Frees every kept plan; they are prepared again on next use. */
 void
 queue_forget_plans(void)
 {
 	SPIPlanPtr *plans[] = {&plan_fanout, &plan_claim, &plan_record, &plan_recover, &plan_endpoints,
-	&plan_purge};
+	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
 	{
@@ -122,15 +126,22 @@ prepare_all(Oid ext)
 						 schema, 3, (Oid[]) {FLOAT8OID, FLOAT8OID, INT4OID});
 
 	plan_claim = prepare(
-						 "WITH c AS ("
+						 /* an open circuit whose cool-down ended gets one probe */
+						 "WITH probe AS ("
+						 "  UPDATE %1$s.webhook_endpoints p"
+						 "     SET circuit_until = now() + make_interval(secs => p.circuit_cooldown)"
+						 "   WHERE p.state = 'circuit_open' AND p.circuit_until <= now()"
+						 "  RETURNING p.id"
+						 "), c AS ("
 						 "  SELECT d.id FROM %1$s.webhook_endpoints e"
 						 "  CROSS JOIN LATERAL ("
 						 "    SELECT x.id FROM %1$s.webhook_deliveries x"
 						 "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
 						 "       AND x.next_attempt_at <= now()"
-						 "     ORDER BY x.next_attempt_at LIMIT $1"
+						 "     ORDER BY x.next_attempt_at"
+						 "     LIMIT CASE WHEN e.state = 'active' THEN $1 ELSE 1 END"
 						 "     FOR UPDATE SKIP LOCKED) d"
-						 "  WHERE e.state = 'active'"
+						 "  WHERE e.state = 'active' OR e.id IN (SELECT id FROM probe)"
 						 "  LIMIT $1"
 						 "), u AS ("
 						 "  UPDATE %1$s.webhook_deliveries d"
@@ -187,9 +198,32 @@ prepare_all(Oid ext)
 							 "       (extract(epoch FROM e.timeout) * 1000)::int8,"
 							 "       coalesce((SELECT array_agg((extract(epoch FROM x) * 1000)::int8 ORDER BY o)"
 							 "                   FROM unnest(e.retry_schedule) WITH ORDINALITY AS s(x, o)), '{}'),"
-							 "       e.state = 'active'"
+							 "       e.state = 'active', e.state, e.consecutive_failures,"
+							 "       e.failing_since, e.circuit_cooldown"
 							 "  FROM %1$s.webhook_endpoints e",
 							 schema, 0, NULL);
+
+	plan_health = prepare(
+						  "UPDATE %1$s.webhook_endpoints e"
+						  "   SET consecutive_failures = u.cf, failing_since = u.fs"
+						  "  FROM unnest($1, $2, $3) AS u(id, cf, fs)"
+						  " WHERE e.id = u.id",
+						  schema, 3, (Oid[]) {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID});
+
+	plan_circuit = prepare(
+						   "UPDATE %1$s.webhook_endpoints"
+						   "   SET circuit_cooldown = $2, circuit_until = now() + make_interval(secs => $2)"
+						   " WHERE id = $1",
+						   schema, 2, (Oid[]) {INT8OID, INT4OID});
+	plan_state = prepare("SELECT %1$s.webhook_set_state($1, $2, $3)",
+						 schema, 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID});
+
+	plan_dead = prepare(
+						"SELECT pg_catalog.pg_notify('webhook_alerts',"
+						"         pg_catalog.json_build_object('delivery_id', u.id, 'endpoint_id', u.ep,"
+						"           'event_id', u.ev, 'to', 'dead', 'reason', u.err)::text)"
+						"  FROM unnest($1, $2, $3, $4) AS u(id, ep, ev, err)",
+						schema, 4, (Oid[]) {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID});
 	ext_oid = ext;
 }
 
@@ -382,6 +416,90 @@ queue_record(Job *done)
 		elog(ERROR, "webhook: recording outcomes failed: %s", SPI_result_code_string(rc));
 }
 
+/* Writes the counters of every endpoint whose counters changed. */
+void
+queue_write_health(HTAB *endpoints)
+{
+	ArrayBuildState *a[3] = {0};
+	HASH_SEQ_STATUS seq;
+	Endpoint   *ep;
+	int			rc;
+
+	hash_seq_init(&seq, endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+	{
+		if (!ep->dirty)
+			continue;
+		ep->dirty = false;
+		ACC(a[0], Int64GetDatum(ep->id), false, INT8OID);
+		ACC(a[1], Int32GetDatum(ep->consecutive_failures), false, INT4OID);
+		ACC(a[2], TimestampTzGetDatum(ep->failing_since), ep->failing_since == 0, TIMESTAMPTZOID);
+	}
+	if (a[0] == NULL)
+		return;
+	rc = SPI_execute_plan(plan_health,
+						  (Datum[]) {makeArrayResult(a[0], CurrentMemoryContext),
+							  makeArrayResult(a[1], CurrentMemoryContext),
+						  makeArrayResult(a[2], CurrentMemoryContext)},
+						  NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "webhook: writing endpoint health failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Moves an endpoint to state (webhook_set_state logs and announces it).
+ * For circuit_open, cooldown_s arms the next probe.
+ */
+void
+queue_set_state(int64 endpoint_id, const char *state, const char *reason, int cooldown_s)
+{
+	int			rc;
+
+	if (strcmp(state, "circuit_open") == 0)
+	{
+		rc = SPI_execute_plan(plan_circuit,
+							  (Datum[]) {Int64GetDatum(endpoint_id), Int32GetDatum(cooldown_s)},
+							  NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "webhook: arming the circuit breaker failed: %s", SPI_result_code_string(rc));
+	}
+	rc = SPI_execute_plan(plan_state,
+						  (Datum[]) {Int64GetDatum(endpoint_id), CStringGetTextDatum(state),
+						  CStringGetTextDatum(reason)},
+						  NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "webhook: changing an endpoint's state failed: %s", SPI_result_code_string(rc));
+}
+
+/* Announces every delivery of the list that went dead on webhook_alerts. */
+void
+queue_notify_dead(Job *done)
+{
+	ArrayBuildState *a[4] = {0};
+	int			rc;
+
+	for (Job *j = done; j != NULL; j = j->next)
+	{
+		if (j->installation != ext_oid || strcmp(j->new_status, "dead") != 0)
+			continue;
+		ACC(a[0], Int64GetDatum(j->delivery_id), false, INT8OID);
+		ACC(a[1], Int64GetDatum(j->endpoint_id), false, INT8OID);
+		ACC(a[2], Int64GetDatum(j->event_id), false, INT8OID);
+		ACC(a[3], j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0,
+			j->res.error == NULL, TEXTOID);
+	}
+	if (a[0] == NULL)
+		return;
+	rc = SPI_execute_plan(plan_dead,
+						  (Datum[]) {makeArrayResult(a[0], CurrentMemoryContext),
+							  makeArrayResult(a[1], CurrentMemoryContext),
+							  makeArrayResult(a[2], CurrentMemoryContext),
+						  makeArrayResult(a[3], CurrentMemoryContext)},
+						  NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "webhook: announcing dead letters failed: %s", SPI_result_code_string(rc));
+}
+
 /* Reads an int8[] or text[] column into a palloc'd C array. */
 static int
 get_array(HeapTuple tup, TupleDesc desc, int col, Oid elemtype, Datum **elems)
@@ -450,6 +568,13 @@ queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
 			ep->schedule_ms[k] = DatumGetInt64(elems[k]);
 		ep->nschedule = n;
 		ep->active = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		strlcpy(ep->state, SPI_getvalue(tup, desc, 8), sizeof(ep->state));
+		ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+		ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
+		if (isnull)
+			ep->failing_since = 0;
+		ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+		ep->dirty = false;
 		MemoryContextSwitchTo(old);
 	}
 }

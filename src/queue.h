@@ -25,6 +25,12 @@ typedef struct Endpoint
 	int			nschedule;
 	bool		active;
 	char	   *url_error;		/* why the URL breaks the rules, or NULL */
+	char		state[16];		/* active, disabled, paused, circuit_open */
+	/* health, as stored; updated by the worker from the outcomes */
+	int			consecutive_failures;
+	TimestampTz failing_since;	/* 0: the last request succeeded */
+	int			circuit_cooldown;	/* seconds; 0: never opened since a success */
+	bool		dirty;			/* counters changed, not yet written */
 } Endpoint;
 
 /* One claimed delivery, from claim to recorded outcome; owns its context. */
@@ -37,6 +43,7 @@ typedef struct Job
 	int64		event_id;
 	int64		lease_token;
 	Oid			installation;	/* pg_extension OID when claimed */
+	bool		probe;			/* the single request to an open circuit */
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;
@@ -59,6 +66,10 @@ extern int64 queue_fanout(int limit);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 extern Job *queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
+extern void queue_write_health(HTAB *endpoints);
+extern void queue_set_state(int64 endpoint_id, const char *state, const char *reason,
+							int cooldown_s);
+extern void queue_notify_dead(Job *done);
 extern void queue_load_endpoints(HTAB *endpoints, MemoryContext cxt);
 
 #endif							/* WEBHOOK_QUEUE_H */

@@ -42,6 +42,9 @@ int			webhook_poll_interval = 1000;
 int			webhook_batch_size = 500;
 int			webhook_max_payload_size = 262144;
 int			webhook_retention = 7 * 86400;
+int			webhook_breaker_failures = 10;
+int			webhook_breaker_cooldown = 5;
+int			webhook_pause_after = 5 * 86400;
 int			webhook_dead_letter_retention = 30 * 86400;
 
 WebhookShared *webhook_shared = NULL;
@@ -176,6 +179,18 @@ _PG_init(void)
 							"Largest event data accepted, in bytes of JSON text.",
 							NULL, &webhook_max_payload_size, 262144, 1024, 64 * 1024 * 1024,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("webhook.breaker_failures",
+							"Failed requests in a row that open an endpoint's circuit; 0 disables the breaker.",
+							NULL, &webhook_breaker_failures, 10, 0, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("webhook.breaker_cooldown",
+							"First cool-down of an open circuit; it doubles after each failed probe, up to 60 times this.",
+							NULL, &webhook_breaker_cooldown, 5, 1, 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("webhook.pause_after",
+							"How long every request to an endpoint may fail before it is paused; 0 never pauses.",
+							NULL, &webhook_pause_after, 5 * 86400, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("webhook.retention",
 							"How long delivered deliveries, their attempts and finished events are kept; 0 keeps them for ever.",
 							NULL, &webhook_retention, 7 * 86400, 0, INT_MAX,

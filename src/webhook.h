@@ -36,6 +36,9 @@ extern int	webhook_poll_interval;	/* milliseconds */
 extern int	webhook_batch_size;
 extern int	webhook_max_payload_size;	/* bytes */
 extern int	webhook_retention;	/* seconds, 0 = for ever */
+extern int	webhook_breaker_failures;	/* 0 = no circuit breaker */
+extern int	webhook_breaker_cooldown;	/* seconds, first cool-down */
+extern int	webhook_pause_after;	/* seconds, 0 = never pause */
 extern int	webhook_dead_letter_retention;	/* seconds, 0 = for ever */
 
 /* Shared state between backends and the worker (webhook.c). */

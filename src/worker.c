@@ -313,6 +313,115 @@ finish_job(Job *job, CURLcode code)
 	push_done(job);
 }
 
+/* Circuit breaker cool-down: webhook.breaker_cooldown, doubling up to 60 times it. */
+#define COOLDOWN_MIN_S webhook_breaker_cooldown
+#define COOLDOWN_MAX_S (60 * webhook_breaker_cooldown)
+
+typedef struct StateChange
+{
+	int64		endpoint_id;
+	const char *state;
+	char	   *reason;
+	int			cooldown_s;
+} StateChange;
+
+/*
+ * Folds the outcomes into each endpoint's health (failures in a row, since
+ * when every request failed) and decides state changes: 410 Gone disables,
+ * webhook.breaker_failures failures in a row open the circuit (cool-down
+ * webhook.breaker_cooldown, 5 s, doubling after each failed probe up to 60
+ * times that), a probe's success closes
+ * it, and webhook.pause_after of nothing but failures pauses.  Fills
+ * changes (room for ndone) and returns how many.
+ */
+static int
+fold_health(Job *list, int njobs, StateChange *changes)
+{
+	Job		  **order = palloc(sizeof(Job *) * Max(njobs, 1));
+	int			n = 0;
+	int			nchanges = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	/* done is newest first: walk it oldest first */
+	for (Job *j = list; j != NULL && n < njobs; j = j->next)
+		order[n++] = j;
+	for (int i = n - 1; i >= 0; i--)
+	{
+		Job		   *j = order[i];
+		Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
+		StateChange *c = &changes[nchanges];
+
+		if (ep == NULL || j->installation != queue_installation() ||
+			strcmp(ep->state, "disabled") == 0 || strcmp(ep->state, "paused") == 0)
+			continue;
+		c->endpoint_id = ep->id;
+		c->cooldown_s = 0;
+		c->state = NULL;
+		if (j->res.status == 410)
+		{
+			c->state = "disabled";
+			c->reason = pstrdup("the receiver answered 410 Gone");
+		}
+		else if (j->res.ok)
+		{
+			if (ep->consecutive_failures != 0 || ep->failing_since != 0)
+				ep->dirty = true;
+			ep->consecutive_failures = 0;
+			ep->failing_since = 0;
+			ep->circuit_cooldown = 0;
+			if (strcmp(ep->state, "circuit_open") == 0)
+			{
+				c->state = "active";
+				c->reason = pstrdup("a probe request succeeded");
+			}
+		}
+		else
+		{
+			ep->consecutive_failures++;
+			if (ep->failing_since == 0)
+				ep->failing_since = j->started;
+			ep->dirty = true;
+			if (webhook_pause_after > 0 &&
+				now - ep->failing_since >= (TimestampTz) webhook_pause_after * USECS_PER_SEC)
+			{
+				c->state = "paused";
+				c->reason = psprintf("every request failed for %d s (webhook.pause_after); last: %s",
+									 (int) ((now - ep->failing_since) / USECS_PER_SEC),
+									 j->res.error ? j->res.error : "failed");
+			}
+			else if (strcmp(ep->state, "circuit_open") == 0)
+			{
+				if (!j->probe)
+					continue;	/* sent before the circuit opened */
+				/* a failed probe: stay open, wait twice as long */
+				c->state = "circuit_open";
+				c->cooldown_s = Min(Max(ep->circuit_cooldown * 2, COOLDOWN_MIN_S), COOLDOWN_MAX_S);
+				c->reason = NULL;
+			}
+			else if (webhook_breaker_failures > 0 &&
+					 ep->consecutive_failures >= webhook_breaker_failures)
+			{
+				c->state = "circuit_open";
+				c->cooldown_s = Max(Min(ep->circuit_cooldown * 2, COOLDOWN_MAX_S), COOLDOWN_MIN_S);
+				c->reason = psprintf("%d failed requests in a row; last: %s",
+									 ep->consecutive_failures,
+									 j->res.error ? j->res.error : "failed");
+			}
+		}
+		if (c->state != NULL)
+		{
+			strlcpy(ep->state, c->state, sizeof(ep->state));
+			if (c->cooldown_s > 0)
+				ep->circuit_cooldown = c->cooldown_s;
+			if (strcmp(c->state, "active") == 0)
+				ep->dirty = false;	/* webhook_set_state resets the counters */
+			nchanges++;
+		}
+	}
+	pfree(order);
+	return nchanges;
+}
+
 /* Drops every job not yet started (after a failed claim transaction). */
 static void
 drop_jobs(Job *list)
@@ -386,7 +495,23 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	if (done == NULL)
 		synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
 	if (done != NULL)
+	{
+		StateChange *changes = palloc(sizeof(StateChange) * (ndone + 1));
+		int			nchanges = fold_health(done, ndone, changes);
+
 		queue_record(done);
+		queue_notify_dead(done);
+		queue_write_health(endpoints);
+		for (int i = 0; i < nchanges; i++)
+		{
+			if (changes[i].reason == NULL)
+				queue_set_state(changes[i].endpoint_id, "circuit_open", "probe failed",
+								changes[i].cooldown_s);
+			else
+				queue_set_state(changes[i].endpoint_id, changes[i].state, changes[i].reason,
+								changes[i].cooldown_s);
+		}
+	}
 
 	if (claim)
 	{
@@ -416,6 +541,13 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 					queue_load_endpoints(endpoints, endpoints_cxt);
 					break;
 				}
+			}
+			/* a delivery claimed from an open circuit is its probe */
+			for (Job *j = claimed; j != NULL; j = j->next)
+			{
+				Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
+
+				j->probe = ep != NULL && strcmp(ep->state, "circuit_open") == 0;
 			}
 		}
 		else

@@ -13,7 +13,9 @@ use Test::More;
 use Time::HiRes qw(time);
 use WebhookTest;
 
-my $node = start_node('retention', "webhook.retention = '1s'\nwebhook.dead_letter_retention = '2s'\n");
+# the breaker would stop the always-failing endpoint: not this test's subject
+my $node = start_node('retention',
+	"webhook.retention = '1s'\nwebhook.dead_letter_retention = '2s'\nwebhook.breaker_failures = 0\n");
 my $rcv = start_receiver('retention');
 $node->safe_psql('postgres', qq{
 	SELECT webhook_create_endpoint('ok', '$rcv->{url}/ok/ok', event_types => '{load.*}');

@@ -1,0 +1,118 @@
+# Endpoint states: the circuit breaker stops hammering a failing receiver
+# (a handful of probes, no attempts used up while open, nothing lost), a
+# success closes it, 410 Gone disables, webhook.pause_after pauses and
+# webhook_resume brings everything through; every change is logged and
+# announced on webhook_alerts, and so is every dead letter.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WebhookTest;
+
+my $node = start_node('states', "webhook.breaker_failures = 3\nwebhook.breaker_cooldown = '1s'\n");
+my $rcv = start_receiver('states');
+my $u = $rcv->{url};
+
+my $listener = $node->background_psql('postgres');
+$listener->query_safe('LISTEN webhook_alerts');
+
+sub requests_to
+{
+	my ($prefix) = @_;
+	return scalar(grep { index($_->{path}, "/$prefix/") == 0 } @{ received($rcv) });
+}
+
+sub state_of
+{
+	my ($name) = @_;
+	return $node->safe_psql('postgres', "SELECT state FROM webhook_endpoints WHERE name = '$name'");
+}
+
+# 1. circuit breaker: 20 events to a receiver answering 503
+my $brk = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('brk', '$u/brk/status/503', event_types => '{brk.*}',
+	                               retry_schedule => '{1s,1s,1s,1s}')});
+$node->safe_psql('postgres', "SELECT count(webhook_publish('brk.x', jsonb_build_object('i', i))) FROM generate_series(1, 20) i");
+ok($node->poll_query_until('postgres', "SELECT state = 'circuit_open' FROM webhook_endpoints WHERE id = $brk"),
+	'the circuit opens after failures in a row');
+my $at_open = requests_to('brk');
+# probes: one request per cool-down (1 s, 2 s, 4 s...), never the whole queue
+wait_until(sub { requests_to('brk') >= $at_open + 2 }, 60, 'two probes');
+my $probes = requests_to('brk') - $at_open;
+cmp_ok($probes, '<=', 3, "while open only single probes are sent ($probes so far)");
+is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $brk AND status = 'dead'"),
+	'0', 'nothing dead-lettered while the circuit is open');
+like($node->safe_psql('postgres', "SELECT state_reason FROM webhook_endpoint_health WHERE endpoint_id = $brk"),
+	qr/failed requests in a row; last: HTTP 503/, 'the health view gives the reason');
+
+# the receiver comes back: the next probe succeeds, the circuit closes, all 20 arrive
+$node->safe_psql('postgres', "UPDATE webhook_endpoints SET url = '$u/brk/ok' WHERE id = $brk");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 20 FROM webhook_deliveries WHERE endpoint_id = $brk AND status = 'delivered'"),
+	'after a successful probe every event is delivered');
+is(state_of('brk'), 'active', 'circuit closed');
+my $total = requests_to('brk');
+cmp_ok($total, '<=', 20 + 20 + 8, "requests in all: $total (the first wave, a few probes, the deliveries)");
+is($node->safe_psql('postgres', "SELECT consecutive_failures FROM webhook_endpoint_health WHERE endpoint_id = $brk"),
+	'0', 'failures in a row reset');
+
+# 2. 410 Gone disables the endpoint; its deliveries wait
+my $gone = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('gone', '$u/gone/status/410', event_types => '{gone.*}')});
+$node->safe_psql('postgres', "SELECT webhook_publish('gone.x', '{}')");
+ok($node->poll_query_until('postgres', "SELECT state = 'disabled' FROM webhook_endpoints WHERE id = $gone"),
+	'410 Gone disables the endpoint');
+like($node->safe_psql('postgres', "SELECT state_reason FROM webhook_endpoints WHERE id = $gone"),
+	qr/410 Gone/, 'with the reason');
+is($node->safe_psql('postgres', "SELECT status FROM webhook_deliveries WHERE endpoint_id = $gone"),
+	'pending', 'its delivery waits');
+
+# 3. auto-pause: every request failing for webhook.pause_after
+$node->append_conf('postgresql.conf', "webhook.pause_after = '2s'\nwebhook.breaker_failures = 0\n");
+$node->reload;
+$node->poll_query_until('postgres', "SELECT current_setting('webhook.pause_after') = '2s'");
+my $pz = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('pz', '$u/pz/status/500', event_types => '{pz.*}',
+	                               retry_schedule => '{0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s,0.3s}')});
+$node->safe_psql('postgres', "SELECT count(webhook_publish('pz.x', jsonb_build_object('i', i))) FROM generate_series(1, 5) i");
+ok($node->poll_query_until('postgres', "SELECT state = 'paused' FROM webhook_endpoints WHERE id = $pz"),
+	'paused after failing for webhook.pause_after');
+my $at_pause = requests_to('pz');
+is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $pz AND status = 'dead'"),
+	'0', 'nothing dead when paused');
+# paused means not attempted: a marker on another endpoint goes through meanwhile
+$node->safe_psql('postgres', "SELECT webhook_publish('brk.marker', '{}')");
+wait_received($rcv, sub { grep { $_->{body} =~ /brk\.marker/ } @{ $_[0] } }, 60, 'marker');
+# requests that were in flight when it paused may still land
+cmp_ok(requests_to('pz'), '<=', $at_pause + 5, 'no new requests while paused');
+$node->safe_psql('postgres', "UPDATE webhook_endpoints SET url = '$u/pz/ok' WHERE id = $pz; SELECT webhook_resume($pz)");
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 5 FROM webhook_deliveries WHERE endpoint_id = $pz AND status = 'delivered'"),
+	'webhook_resume: everything delivered, nothing lost');
+
+# 4. a dead letter is announced too
+$node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('dl', '$u/dl/status/500', event_types => '{dl.*}', retry_schedule => '{}');
+	SELECT webhook_publish('dl.x', '{}')});
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM webhook_dead_letters WHERE event_type = 'dl.x'");
+
+# every change was announced, with JSON a consumer can act on
+my $out = $listener->query_safe('SELECT 1');
+my @alerts = map { decode_json($_) } ($out =~ /payload "(\{.*?\})" received/g);
+my %seen = map { ($_->{endpoint} // 'delivery') . ':' . ($_->{from} // '') . '->' . $_->{to} => 1 } @alerts;
+ok($seen{'brk:active->circuit_open'}, 'alert: circuit opened');
+ok($seen{'brk:circuit_open->active'}, 'alert: circuit closed');
+ok($seen{'gone:active->disabled'}, 'alert: disabled by 410');
+ok($seen{'pz:active->paused'}, 'alert: paused');
+ok($seen{'pz:paused->active'}, 'alert: resumed');
+ok(scalar(grep { ($_->{to} // '') eq 'dead' && $_->{delivery_id} } @alerts), 'alert: dead letter');
+$listener->quit;
+
+like(slurp_file($node->logfile), qr/endpoint "brk" active -> circuit_open/, 'state changes are logged');
+
+done_testing();
