@@ -85,6 +85,7 @@ CREATE TABLE webhook_endpoints (
     timeout         interval NOT NULL DEFAULT '10s'
                     CHECK (timeout BETWEEN '100ms' AND '60s'),
     description     text CHECK (length(description) <= 1000),
+    max_in_flight   integer NOT NULL DEFAULT 16 CHECK (max_in_flight BETWEEN 1 AND 1000),
     state           text NOT NULL DEFAULT 'active'
                     CHECK (state IN ('active', 'disabled', 'paused', 'circuit_open')),
     state_reason    text,
@@ -170,7 +171,7 @@ COMMENT ON TABLE webhook_attempts IS 'one row per HTTP request made: outcome, ti
 -- are not settings: updating them alone does not make it reload.
 CREATE TRIGGER webhook_endpoints_changed
     AFTER INSERT OR DELETE OR TRUNCATE
-       OR UPDATE OF id, name, url, secret, headers, retry_schedule, timeout, state
+       OR UPDATE OF id, name, url, secret, headers, retry_schedule, timeout, state, max_in_flight
     ON webhook_endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
 
@@ -213,7 +214,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('we
 -- Raises 22023 with a clear message unless every endpoint option is valid.
 CREATE FUNCTION webhook_check_endpoint_options(
     name text, url text, event_types text[], secret text, headers jsonb,
-    retry_schedule interval[], timeout interval, description text)
+    retry_schedule interval[], timeout interval, description text, max_in_flight integer)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -296,9 +297,14 @@ BEGIN
         RAISE EXCEPTION 'description is longer than 1000 characters'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF max_in_flight IS NOT NULL AND (max_in_flight < 1 OR max_in_flight > 1000) THEN
+        RAISE EXCEPTION 'invalid max_in_flight %', max_in_flight
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An endpoint takes between 1 and 1000 concurrent requests.';
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text) IS
+COMMENT ON FUNCTION webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text, integer) IS
   'raises a clear error for the first endpoint option that is invalid; NULL options are not checked';
 
 CREATE FUNCTION webhook_create_endpoint(
@@ -309,7 +315,8 @@ CREATE FUNCTION webhook_create_endpoint(
     headers        jsonb      DEFAULT '{}',
     retry_schedule interval[] DEFAULT '{5s,5min,30min,2h,5h,10h,10h}',
     timeout        interval   DEFAULT '10s',
-    description    text       DEFAULT NULL)
+    description    text       DEFAULT NULL,
+    max_in_flight  integer    DEFAULT 16)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -318,27 +325,28 @@ DECLARE
     new_id bigint;
 BEGIN
     IF name IS NULL OR url IS NULL OR event_types IS NULL OR headers IS NULL
-       OR retry_schedule IS NULL OR timeout IS NULL THEN
-        RAISE EXCEPTION 'name, url, event_types, headers, retry_schedule and timeout must not be NULL'
+       OR retry_schedule IS NULL OR timeout IS NULL OR max_in_flight IS NULL THEN
+        RAISE EXCEPTION 'name, url, event_types, headers, retry_schedule, timeout and max_in_flight must not be NULL'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     PERFORM @extschema@.webhook_check_endpoint_options(name, url, event_types, secret, headers,
-                                                      retry_schedule, timeout, description);
+                                                      retry_schedule, timeout, description,
+                                                      max_in_flight);
     IF EXISTS (SELECT 1 FROM @extschema@.webhook_endpoints e WHERE e.name = webhook_create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', name
             USING ERRCODE = 'unique_violation';
     END IF;
     INSERT INTO @extschema@.webhook_endpoints
-        (name, url, secret, headers, retry_schedule, timeout, description)
+        (name, url, secret, headers, retry_schedule, timeout, description, max_in_flight)
     VALUES (name, url, coalesce(secret, @extschema@.webhook_generate_secret()), headers,
-            retry_schedule, timeout, description)
+            retry_schedule, timeout, description, max_in_flight)
     RETURNING id INTO new_id;
     INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
     SELECT DISTINCT new_id, t FROM unnest(event_types) t;
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text) IS
+COMMENT ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer) IS
   'creates an endpoint subscribed to event_types and returns its id; a NULL secret generates one';
 
 -- Locks and returns the endpoint row, or raises 42704 when there is none.
@@ -698,7 +706,10 @@ SELECT e.id AS endpoint_id,
        CASE e.state
            WHEN 'active' THEN d.next_due
            WHEN 'circuit_open' THEN greatest(d.next_due, e.circuit_until)
-       END AS next_attempt_at
+       END AS next_attempt_at,
+       -- deliveries are due but the endpoint has max_in_flight requests out
+       coalesce(e.state = 'active' AND d.in_flight >= e.max_in_flight AND d.next_due <= now(), false)
+           AS throttled
   FROM webhook_endpoints e
   LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE x.status = 'pending')   AS pending,
@@ -987,8 +998,8 @@ COMMENT ON FUNCTION webhook_purge(interval, interval) IS
 -------------------------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION
-    webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text),
-    webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text),
+    webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer),
+    webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text, integer),
     webhook_get_endpoint(bigint),
     webhook_delete_endpoint(bigint),
     webhook_disable(bigint, text),

@@ -80,7 +80,7 @@ EOF
 $run_as "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
 psql_() { $run_as psql -X -q -At -h "$work" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 psql_ -c "CREATE EXTENSION webhook"
-psql_ -c "SELECT webhook_create_endpoint('nginx', 'http://127.0.0.1:$NGPORT/hook', event_types => '{bench.*}')" >/dev/null
+psql_ -c "SELECT webhook_create_endpoint('nginx', 'http://127.0.0.1:$NGPORT/hook', event_types => '{bench.*}', max_in_flight => 64)" >/dev/null
 
 div() { awk "BEGIN { print ($1) / ($2) }"; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }

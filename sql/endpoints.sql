@@ -100,3 +100,10 @@ INSERT INTO webhook_subscriptions (endpoint_id, event_type) VALUES (:id, 'a b');
 INSERT INTO webhook_subscriptions (endpoint_id, event_type) VALUES (999, 'a');
 \set VERBOSITY default
 SELECT webhook_delete_endpoint(id) FROM webhook_endpoints ORDER BY id;
+-- max_in_flight: concurrent requests per endpoint
+SELECT webhook_create_endpoint('mif0', 'https://mif.example.com/', max_in_flight => 0);
+SELECT webhook_create_endpoint('mif1001', 'https://mif.example.com/', max_in_flight => 1001);
+SELECT webhook_create_endpoint('mifnull', 'https://mif.example.com/', max_in_flight => NULL);
+SELECT webhook_create_endpoint('mif', 'https://mif.example.com/', max_in_flight => 4) AS mif \gset
+SELECT max_in_flight FROM webhook_endpoints WHERE id = :mif;
+SELECT webhook_delete_endpoint(:mif);

@@ -139,7 +139,11 @@ prepare_all(Oid ext)
 						 "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
 						 "       AND x.next_attempt_at <= now()"
 						 "     ORDER BY x.next_attempt_at"
-						 "     LIMIT CASE WHEN e.state = 'active' THEN $1 ELSE 1 END"
+						 /* at most max_in_flight claimed and unfinished per endpoint */
+						 "     LIMIT greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END,"
+						 "                    e.max_in_flight - (SELECT count(*) FROM %1$s.webhook_deliveries f"
+						 "                                        WHERE f.endpoint_id = e.id"
+						 "                                          AND f.status = 'in_flight')))"
 						 "     FOR UPDATE SKIP LOCKED) d"
 						 "  WHERE e.state = 'active' OR e.id IN (SELECT id FROM probe)"
 						 "  LIMIT $1"

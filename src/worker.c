@@ -716,8 +716,12 @@ webhook_worker_main(Datum arg)
 		if (latch_set)
 			wake_pending = true;
 		/* Claim only when short of work; record whenever outcomes wait. */
+		/*
+		 * Recorded outcomes free slots under endpoints' max_in_flight:
+		 * deliveries held back by it may be claimed now.
+		 */
 		if (nqueued < webhook_max_connections / 2 &&
-			(more || now >= next_poll ||
+			(more || now >= next_poll || done != NULL ||
 			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
 		{
 			claim = true;

@@ -101,6 +101,39 @@ $node->safe_psql('postgres', qq{
 	SELECT webhook_publish('dl.x', '{}')});
 $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM webhook_dead_letters WHERE event_type = 'dl.x'");
 
+# 5. recovery of that dead letter and replay of a delivered delivery: same webhook-id again
+my ($dl_ep, $dl_id) = split /\|/, $node->safe_psql('postgres',
+	"SELECT endpoint_id, delivery_id FROM webhook_dead_letters WHERE event_type = 'dl.x'");
+$node->safe_psql('postgres', qq{
+	UPDATE webhook_endpoints SET url = '$u/dl/ok' WHERE id = $dl_ep;
+	SELECT webhook_recover($dl_ep, now() - interval '1 hour')});
+ok($node->poll_query_until('postgres', "SELECT status = 'delivered' FROM webhook_deliveries WHERE id = $dl_id"),
+	'webhook_recover: the dead letter is delivered');
+$node->safe_psql('postgres', "SELECT webhook_replay($dl_id)");
+my $dl_reqs = wait_received($rcv, sub { scalar(grep { $_->{path} eq '/dl/ok' } @{ $_[0] }) >= 2 }, 60, 'replay');
+my @dl = grep { index($_->{path}, '/dl/') == 0 } @$dl_reqs;
+is(scalar(keys %{ { map { $_->{id} => 1 } @dl } }), 1, 'the dead attempt, the recovery and the replay share one webhook-id');
+
+# 6. max_in_flight: never more than that many requests out to one endpoint
+my $mif = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('mif', '$u/mif/slow/300', event_types => '{mif.*}', max_in_flight => 2)});
+$node->safe_psql('postgres', "SELECT count(webhook_publish('mif.x', jsonb_build_object('i', i))) FROM generate_series(1, 8) i");
+my $throttled = 0;
+wait_until(sub {
+	$throttled ||= $node->safe_psql('postgres', "SELECT throttled FROM webhook_endpoint_health WHERE endpoint_id = $mif") eq 't';
+	$node->safe_psql('postgres', "SELECT count(*) = 8 FROM webhook_deliveries WHERE endpoint_id = $mif AND status = 'delivered'") eq 't';
+}, 60, 'mif delivered');
+ok($throttled, 'the health view shows the endpoint throttled while deliveries wait for a free slot');
+my @t = sort { $a <=> $b } map { $_->{t} } grep { index($_->{path}, '/mif/') == 0 } @{ received($rcv) };
+is(scalar(@t), 8, 'all eight delivered');
+# each request is held 300 ms: a third can start only after the first ended
+my $min_gap = 1e9;
+for my $i (0 .. $#t - 2)
+{
+	$min_gap = $t[ $i + 2 ] - $t[$i] if $t[ $i + 2 ] - $t[$i] < $min_gap;
+}
+cmp_ok($min_gap, '>=', 290, "never more than 2 in flight (closest third request: $min_gap ms)");
+
 # every change was announced, with JSON a consumer can act on
 my $out = $listener->query_safe('SELECT 1');
 my @alerts = map { decode_json($_) } ($out =~ /payload "(\{.*?\})" received/g);
