@@ -408,8 +408,12 @@ BEGIN
            -- a fresh start: counters and breaker reset whenever it turns active
            consecutive_failures = CASE WHEN new_state = 'active' THEN 0 ELSE consecutive_failures END,
            failing_since = CASE WHEN new_state = 'active' THEN NULL ELSE failing_since END,
-           circuit_cooldown = CASE WHEN new_state = 'active' THEN 0 ELSE circuit_cooldown END,
-           circuit_until = CASE WHEN new_state = 'circuit_open' THEN circuit_until END
+           -- opened by hand: probe at once, then back off as the worker would
+           circuit_cooldown = CASE WHEN new_state = 'active' THEN 0
+                                   WHEN new_state = 'circuit_open' AND circuit_cooldown = 0
+                                   THEN extract(epoch FROM current_setting('webhook.breaker_cooldown')::interval)::int
+                                   ELSE circuit_cooldown END,
+           circuit_until = CASE WHEN new_state = 'circuit_open' THEN coalesce(circuit_until, now()) END
      WHERE id = e.id;
     RAISE LOG 'webhook: endpoint "%" % -> %: %', e.name, e.state, new_state, reason;
     PERFORM pg_notify('webhook_alerts',

@@ -78,6 +78,10 @@ SELECT webhook_disable(:st, 'maintenance');
 SELECT state, state_reason FROM webhook_endpoints WHERE id = :st;
 SELECT webhook_enable(:st);
 SELECT state, state_reason FROM webhook_endpoints WHERE id = :st;
+-- a circuit opened by hand is probed at once, then backs off
+SELECT webhook_set_state(:st, 'circuit_open', 'opened by hand');
+SELECT circuit_until <= now() AS probe_due, circuit_cooldown > 0 AS backs_off FROM webhook_endpoints WHERE id = :st;
+SELECT webhook_enable(:st);
 SELECT webhook_set_state(:st, 'sleeping', 'no such state');
 SELECT webhook_resume(-1);
 

@@ -97,7 +97,7 @@ prepare_all(Oid ext)
 {
 	const char *schema;
 	Oid			nsp;
-	Oid			claim_types[2] = {INT4OID, INT8OID};
+	Oid			claim_types[4] = {INT4OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID};
 	Oid			record_types[12] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
 		INT4ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
 	FLOAT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID};
@@ -141,9 +141,9 @@ prepare_all(Oid ext)
 						 "     ORDER BY x.next_attempt_at"
 						 /* at most max_in_flight claimed and unfinished per endpoint */
 						 "     LIMIT greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END,"
-						 "                    e.max_in_flight - (SELECT count(*) FROM %1$s.webhook_deliveries f"
-						 "                                        WHERE f.endpoint_id = e.id"
-						 "                                          AND f.status = 'in_flight')))"
+						 /* $3/$4: endpoints and what the worker holds of each */
+						 "                    e.max_in_flight - coalesce((SELECT f.n FROM unnest($3, $4) AS f(id, n)"
+						 "                                                 WHERE f.id = e.id), 0)))"
 						 "     FOR UPDATE SKIP LOCKED) d"
 						 "  WHERE e.state = 'active' OR e.id IN (SELECT id FROM probe)"
 						 "  LIMIT $1"
@@ -159,7 +159,7 @@ prepare_all(Oid ext)
 						 "        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 						 "        ev.data::text"
 						 "   FROM u JOIN %1$s.webhook_events ev ON ev.id = u.event_id",
-						 schema, 2, claim_types);
+						 schema, 4, claim_types);
 
 	plan_record = prepare(
 						  "WITH r AS ("
@@ -339,13 +339,29 @@ build_body(Job *job, const char *type, const char *ts, const char *data)
  * of parent, so it outlives the transaction), and sets *nclaimed.
  */
 Job *
-queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed)
+queue_claim(int limit, int64 token, HTAB *held, MemoryContext parent, int *nclaimed)
 {
 	Job		   *head = NULL;
 	Job		  **tail = &head;
 	int			rc;
+	ArrayBuildState *ids = NULL;
+	ArrayBuildState *counts = NULL;
+	HASH_SEQ_STATUS seq;
+	HeldCount  *h;
 
-	rc = SPI_execute_plan(plan_claim, (Datum[]) {Int32GetDatum(limit), Int64GetDatum(token)},
+	/* what the worker holds (claimed, not yet recorded) per endpoint */
+	hash_seq_init(&seq, held);
+	while ((h = hash_seq_search(&seq)) != NULL)
+	{
+		ids = accumArrayResult(ids, Int64GetDatum(h->endpoint_id), false, INT8OID, CurrentMemoryContext);
+		counts = accumArrayResult(counts, Int32GetDatum(h->count), false, INT4OID, CurrentMemoryContext);
+	}
+	rc = SPI_execute_plan(plan_claim,
+						  (Datum[]) {Int32GetDatum(limit), Int64GetDatum(token),
+							  ids ? makeArrayResult(ids, CurrentMemoryContext)
+							  : PointerGetDatum(construct_empty_array(INT8OID)),
+							  counts ? makeArrayResult(counts, CurrentMemoryContext)
+						  : PointerGetDatum(construct_empty_array(INT4OID))},
 						  NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "webhook: claim failed: %s", SPI_result_code_string(rc));

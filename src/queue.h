@@ -44,6 +44,7 @@ typedef struct Job
 	int64		lease_token;
 	Oid			installation;	/* pg_extension OID when claimed */
 	bool		probe;			/* the single request to an open circuit */
+	bool		held;			/* counted in the worker's per-endpoint counts */
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;
@@ -64,7 +65,14 @@ extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
 extern int64 queue_fanout(int limit);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
-extern Job *queue_claim(int limit, int64 token, MemoryContext parent, int *nclaimed);
+/* Deliveries of one endpoint the worker holds: claimed, not yet recorded. */
+typedef struct HeldCount
+{
+	int64		endpoint_id;	/* hash key */
+	int			count;
+} HeldCount;
+
+extern Job *queue_claim(int limit, int64 token, HTAB *held, MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
 extern void queue_write_health(HTAB *endpoints);
 extern void queue_set_state(int64 endpoint_id, const char *state, const char *reason,

@@ -190,6 +190,7 @@ static uint64 loaded_generation = 0;
 static bool endpoints_loaded = false;
 static Oid	loaded_installation = InvalidOid;	/* of the endpoint cache */
 
+static HTAB *held = NULL;		/* HeldCount per endpoint, for max_in_flight */
 static Job *queued = NULL;		/* claimed, not yet started (FIFO) */
 static Job **queued_tail = &queued;
 static int	nqueued = 0;
@@ -211,8 +212,25 @@ worker_exit(int code, Datum arg)
 }
 
 static void
+hold(Job *job, int delta)
+{
+	bool		found;
+	HeldCount  *h = hash_search(held, &job->endpoint_id, delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+
+	if (h == NULL)
+		return;
+	if (delta > 0 && !found)
+		h->count = 0;
+	h->count += delta;
+	if (h->count <= 0)
+		hash_search(held, &job->endpoint_id, HASH_REMOVE, NULL);
+}
+
+static void
 free_job(Job *job)
 {
+	if (job->held)
+		hold(job, -1);
 	if (job->req.easy)
 		curl_easy_cleanup(job->req.easy);
 	if (job->req.headers)
@@ -523,7 +541,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		{
 			int			limit = Min(room, webhook_batch_size);
 
-			claimed = queue_claim(limit, next_token++, jobs_cxt, &nclaimed);
+			claimed = queue_claim(limit, next_token++, held, jobs_cxt, &nclaimed);
 			if (nclaimed >= limit)
 				*more = true;
 
@@ -563,6 +581,8 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		Job		   *next = claimed->next;
 
 		claimed->next = NULL;
+		claimed->held = true;
+		hold(claimed, 1);
 		*queued_tail = claimed;
 		queued_tail = &claimed->next;
 		nqueued++;
@@ -657,6 +677,8 @@ webhook_worker_main(Datum arg)
 	ctl.entrysize = sizeof(Endpoint);
 	ctl.hcxt = TopMemoryContext;
 	endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.entrysize = sizeof(HeldCount);
+	held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	next_token = ((int64) time(NULL)) << 20;
 
 	http_engine_init(webhook_max_connections);

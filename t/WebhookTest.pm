@@ -18,6 +18,7 @@ our @EXPORT = qw(start_node start_receiver received wait_received wait_until $SE
 
 our $SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 my $srcdir = $ENV{TESTDIR} // '.';
+my @receivers;
 
 # A started cluster with the extension preloaded and created in postgres.
 sub start_node
@@ -50,7 +51,17 @@ sub start_receiver
 	open my $fh, '<', "$log.port" or die;
 	my $port = <$fh>;
 	close $fh;
+	push @receivers, $h;
 	return { url => "http://127.0.0.1:$port", log => $log, port => $port, handle => $h };
+}
+
+# Receivers die with the test, whatever way it ends.
+END
+{
+	for my $h (@receivers)
+	{
+		eval { $h->kill_kill(grace => 2); };
+	}
 }
 
 # Every request the receiver has logged so far, decoded.
