@@ -193,19 +193,18 @@ CREATE TRIGGER webhook_endpoints_check_url
     BEFORE INSERT OR UPDATE OF url ON webhook_endpoints
     FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_check_url();
 
--- Every table is data, not configuration shipped with the extension:
--- pg_dump must keep all of it (and the id counters, since webhook-id is
--- derived from the event id and receivers deduplicate on it).
+-- pg_dump keeps the configuration and the queue: endpoints, subscriptions,
+-- and the outbox (events and deliveries: committed events not yet sent are
+-- user data), with the id counters, since webhook-id derives from the event
+-- id and receivers deduplicate on it.  webhook_attempts is a log: not dumped.
 SELECT pg_catalog.pg_extension_config_dump('webhook_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
-SELECT pg_catalog.pg_extension_config_dump('webhook_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_subscriptions', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_events', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_deliveries', 'id'), '');
-SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_attempts', 'id'), '');
 
 -------------------------------------------------------------------------------
 -- Endpoints
