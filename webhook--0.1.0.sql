@@ -914,31 +914,36 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
+    ev1 bigint[];
+    ev2 bigint[];
 BEGIN
     WITH gone AS (
         DELETE FROM @extschema@.webhook_deliveries d
          WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
                          WHERE x.finished_at < now() - older_than AND x.status = 'delivered'
                          ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
-        RETURNING d.id
+        RETURNING d.id, d.event_id
     ), a AS (
         DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM a) INTO deliveries, attempts;
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM a),
+           (SELECT array_agg(DISTINCT gone.event_id) FROM gone)
+      INTO deliveries, attempts, ev1;
 
     WITH gone AS (
         DELETE FROM @extschema@.webhook_deliveries d
          WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
                          WHERE x.finished_at < now() - dead_older_than AND x.status = 'dead'
                          ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
-        RETURNING d.id
+        RETURNING d.id, d.event_id
     ), a AS (
         DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM gone), attempts + (SELECT count(*) FROM a) INTO dead_letters, attempts;
+    SELECT (SELECT count(*) FROM gone), attempts + (SELECT count(*) FROM a),
+           (SELECT array_agg(DISTINCT gone.event_id) FROM gone)
+      INTO dead_letters, attempts, ev2;
 
     -- webhook_test's attempts belong to no delivery
     WITH a AS (
@@ -950,14 +955,18 @@ BEGIN
     )
     SELECT attempts + count(*) INTO attempts FROM a;
 
-    -- events fanned out long ago whose deliveries are all gone
-    WITH gone AS (
-        DELETE FROM @extschema@.webhook_events e
-         WHERE e.id IN (SELECT v.id FROM @extschema@.webhook_events v
-                         WHERE v.dispatched AND v.occurred_at < now() - older_than
-                           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d
-                                            WHERE d.event_id = v.id)
-                         ORDER BY v.id LIMIT lim FOR UPDATE SKIP LOCKED)
+    -- Events fanned out long ago with no delivery left.  The candidates are
+    -- the events of the deliveries just removed and the oldest lim events
+    -- (those no endpoint subscribed to): bounded work, never a scan of the
+    -- whole outbox.
+    WITH cand AS (
+        SELECT unnest(coalesce(ev1, '{}') || coalesce(ev2, '{}')) AS id
+        UNION
+        SELECT v.id FROM (SELECT o.id FROM @extschema@.webhook_events o ORDER BY o.id LIMIT lim) v
+    ), gone AS (
+        DELETE FROM @extschema@.webhook_events e USING cand
+         WHERE e.id = cand.id AND e.dispatched AND e.occurred_at < now() - older_than
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d WHERE d.event_id = e.id)
         RETURNING 1
     )
     SELECT count(*) INTO events FROM gone;
