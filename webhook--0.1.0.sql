@@ -193,6 +193,14 @@ CREATE TRIGGER webhook_endpoints_check_url
     BEFORE INSERT OR UPDATE OF url ON webhook_endpoints
     FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_check_url();
 
+-- webhook-id is msg_<event id>, and receivers deduplicate on it: a new
+-- installation (a new database, DROP and CREATE EXTENSION) must not hand
+-- out ids an earlier one used.  Event ids start at a random point of a
+-- 2^52 range, so two installations' ranges practically never meet (a
+-- restore from pg_dump sets the counter back to where it was instead).
+SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('webhook_events', 'id'),
+                         1 + (pg_catalog.random() * 4503599627370496)::bigint, false);
+
 -- pg_dump keeps the configuration and the queue: endpoints, subscriptions,
 -- and the outbox (events and deliveries: committed events not yet sent are
 -- user data), with the id counters, since webhook-id derives from the event

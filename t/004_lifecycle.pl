@@ -108,9 +108,13 @@ $node->safe_psql('app', qq{
 	UPDATE hooks.webhook_endpoints SET url = '$u/ep/hang', timeout = '60s' WHERE id = $id;
 	SELECT hooks.webhook_publish('a.hanging', '{}')});
 wait_received($rcv, sub { grep { $_->{body} =~ /a\.hanging/ } @{ $_[0] } }, 60, 'hanging request');
+my $old_max = $node->safe_psql('app', 'SELECT max(id) FROM hooks.webhook_events');
 $node->safe_psql('app', 'SET lock_timeout = 0; DROP EXTENSION webhook');
 pass('DROP EXTENSION with a request in flight');
 $node->safe_psql('app', 'CREATE EXTENSION webhook');
+# a new installation must not reuse the webhook-ids (event ids) of the old one
+my $new_first = $node->safe_psql('app', "SELECT webhook_publish('a.probe', '{}')");
+ok(abs($new_first - $old_max) > 1000000, "event ids start elsewhere after CREATE EXTENSION ($old_max, then $new_first)");
 $node->safe_psql('app', qq{
 	SELECT webhook_create_endpoint('again', '$u/again/ok', secret => '$SECRET');
 	SELECT webhook_publish('a.again', '{}')});
