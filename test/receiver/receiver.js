@@ -12,6 +12,7 @@
 // prefix can tell endpoints apart (/ep1/ok, /ep2/flaky/2, ...):
 //   /ok  /status/NNN  /flaky/N  /retry-after/S  /retry-after-date/S  /random500/PCT  /hang
 //   /slow/MS  /redirect  /big/BYTES  /endless  /close   (anything else: 200)
+//   /randomclose/PCT  (destroys the socket without answering for PCT% of requests, else 200)
 'use strict';
 
 const http = require('http');
@@ -75,6 +76,7 @@ const server = http.createServer((req, res) => {
           ? answer(res, 503, 'later', { 'retry-after': new Date(Date.now() + 1000 * parseInt(last, 10)).toUTCString() })
           : answer(res, 200, 'ok');
       case 'random500': return Math.random() * 100 < parseInt(last, 10) ? answer(res, 500, 'random') : answer(res, 200, 'ok');
+      case 'randomclose': return Math.random() * 100 < parseInt(last, 10) ? req.socket.destroy() : answer(res, 200, 'ok');
       case 'slow': return setTimeout(() => answer(res, 200, 'ok'), parseInt(last, 10));
       case 'big': {
         let left = parseInt(last, 10);
