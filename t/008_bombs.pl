@@ -1,0 +1,66 @@
+# Response bombs: receivers answering with huge bodies or endless chunked
+# data, many at once, do not grow the worker's memory past a fixed bound:
+# the worker stops reading at webhook.response_limit, judges the request by
+# its status, and records the capped body; never an error in the worker.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WebhookTest;
+
+my $node = start_node('bombs', "webhook.response_limit = 4096\nwebhook.breaker_failures = 0\n");
+my $rcv = start_receiver('bombs');
+my $u = $rcv->{url};
+
+sub worker_rss_kb
+{
+	my $pid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+	open my $fh, '<', "/proc/$pid/status" or die "no worker: $!";
+	while (<$fh>)
+	{
+		return $1 if /^RssAnon:\s+(\d+)/;
+	}
+	die 'no RssAnon';
+}
+
+# warm up: the worker's usual working set
+$node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('warm', '$u/warm/ok', event_types => '{warm.*}');
+	SELECT count(webhook_publish('warm.x', '{}')) FROM generate_series(1, 500)});
+$node->poll_query_until('postgres', "SELECT count(*) = 500 FROM webhook_deliveries WHERE status = 'delivered'")
+  or die 'warm-up not delivered';
+my $before = worker_rss_kb();
+
+# 32 requests answered with 20 MB each, 32 with endless chunked data
+$node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('big', '$u/big/big/20000000', event_types => '{big.*}',
+	                               retry_schedule => '{}', max_in_flight => 32);
+	SELECT webhook_create_endpoint('endless', '$u/endless/endless', event_types => '{endless.*}',
+	                               retry_schedule => '{}', timeout => '2s', max_in_flight => 32);
+	SELECT count(webhook_publish('big.x', '{}')) FROM generate_series(1, 32);
+	SELECT count(webhook_publish('endless.x', '{}')) FROM generate_series(1, 32)});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 64 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+	 WHERE e.name IN ('big', 'endless') AND d.status IN ('delivered', 'dead')}),
+	'every bomb finished');
+my $after = worker_rss_kb();
+note("worker RssAnon: $before kB before, $after kB after 32 answers of 20 MB and 32 endless ones");
+cmp_ok($after - $before, '<', 20 * 1024, 'the worker grew by less than 20 MB');
+
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+	 WHERE e.name = 'big' AND a.ok AND length(a.response_body) = 4096}),
+	'32', '20 MB answers: delivered, body recorded capped at webhook.response_limit');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+	 WHERE e.name = 'endless' AND a.ok AND length(a.response_body) = 4096 AND a.duration_ms < 2000}),
+	'32', 'endless answers: cut off at the cap (not the 2 s timeout), judged by their 200');
+unlike(slurp_file($node->logfile), qr/\bERROR:|\bFATAL:|terminated by signal|out of memory/,
+	'no error in the worker');
+
+done_testing();
