@@ -382,6 +382,11 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Lock order, the worker's too: deliveries in id order, then the
+    -- endpoint.  The cascade below then waits for nothing, and deleting an
+    -- endpoint can never deadlock with the worker recording its outcomes.
+    PERFORM 1 FROM @extschema@.webhook_deliveries d
+      WHERE d.endpoint_id = webhook_delete_endpoint.endpoint_id ORDER BY d.id FOR UPDATE;
     PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
     DELETE FROM @extschema@.webhook_attempts a WHERE a.endpoint_id = webhook_delete_endpoint.endpoint_id;
     -- subscriptions and deliveries go with the endpoint (ON DELETE CASCADE); events stay.
@@ -544,12 +549,18 @@ BEGIN
                          ORDER BY u.id LIMIT lim
                          FOR UPDATE SKIP LOCKED)
         RETURNING e.id, e.type
+    ), eps AS (
+        -- the lock the deliveries' foreign key would take, taken first: an
+        -- endpoint being deleted is waited for and then skipped, instead of
+        -- failing the insert with a foreign key violation
+        SELECT e.id FROM @extschema@.webhook_endpoints e FOR KEY SHARE
     ), ins AS (
         INSERT INTO @extschema@.webhook_deliveries (event_id, endpoint_id)
         SELECT DISTINCT ev.id, s.endpoint_id
           FROM ev JOIN @extschema@.webhook_subscriptions s
             ON s.event_type = '*' OR s.event_type = ev.type
             OR (s.event_type LIKE '%.*' AND starts_with(ev.type, left(s.event_type, -1)))
+          JOIN eps ON eps.id = s.endpoint_id
         ORDER BY 1, 2
         ON CONFLICT DO NOTHING
     )

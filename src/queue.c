@@ -48,13 +48,14 @@ static SPIPlanPtr plan_health = NULL;
 static SPIPlanPtr plan_state = NULL;
 static SPIPlanPtr plan_dead = NULL;
 static SPIPlanPtr plan_circuit = NULL;
+static SPIPlanPtr plan_lock = NULL;
 
 /* Frees every kept plan; they are prepared again on next use. */
 void
 queue_forget_plans(void)
 {
 	SPIPlanPtr *plans[] = {&plan_fanout, &plan_claim, &plan_record, &plan_recover, &plan_endpoints,
-	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit};
+	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
 	{
@@ -187,6 +188,15 @@ prepare_all(Oid ext)
 						  "     AS a(endpoint_id, delivery_id, attempt, started_at, duration_ms,"
 						  "          code, ok, err, body)",
 						  schema, 12, record_types);
+
+	/*
+	 * Rows to be recorded are locked first, in id order: anyone else who
+	 * locks several deliveries (webhook_delete_endpoint) does so in the same
+	 * order, so no deadlock is possible.
+	 */
+	plan_lock = prepare("SELECT 1 FROM %1$s.webhook_deliveries d"
+						" WHERE d.id = ANY ($1) ORDER BY d.id FOR UPDATE",
+						schema, 1, (Oid[]) {INT8ARRAYOID});
 
 	plan_recover = prepare(
 						   "UPDATE %1$s.webhook_deliveries"
@@ -431,6 +441,9 @@ queue_record(Job *done)
 		return;
 	for (int i = 0; i < 12; i++)
 		args[i] = makeArrayResult(a[i], CurrentMemoryContext);
+	rc = SPI_execute_plan(plan_lock, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "webhook: locking deliveries failed: %s", SPI_result_code_string(rc));
 	rc = SPI_execute_plan(plan_record, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "webhook: recording outcomes failed: %s", SPI_result_code_string(rc));
