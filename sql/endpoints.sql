@@ -107,3 +107,40 @@ SELECT webhook_create_endpoint('mifnull', 'https://mif.example.com/', max_in_fli
 SELECT webhook_create_endpoint('mif', 'https://mif.example.com/', max_in_flight => 4) AS mif \gset
 SELECT max_in_flight FROM webhook_endpoints WHERE id = :mif;
 SELECT webhook_delete_endpoint(:mif);
+
+-- Subscriptions with filters, and changing an endpoint
+SELECT webhook_fanout() >= 0 AS flushed_earlier_events;
+SELECT webhook_create_endpoint('subs', 'https://subs.example.com/', event_types => '{none.x}') AS subs \gset
+SELECT webhook_subscribe(:subs, 'orders.*', '{"region": "eu"}');
+SELECT webhook_subscribe(:subs, 'invoices.paid');
+SELECT webhook_publish('orders.paid', '{"region": "eu", "n": 1}') AS ev_eu \gset
+SELECT webhook_publish('orders.paid', '{"region": "us", "n": 2}') AS ev_us \gset
+SELECT webhook_publish('invoices.paid', '{"n": 3}') AS ev_inv \gset
+SELECT webhook_fanout();
+SELECT e.data->>'n' AS n FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+ WHERE d.endpoint_id = :subs ORDER BY 1;
+-- subscribing again replaces the filter
+SELECT webhook_subscribe(:subs, 'orders.*', '{"region": "us"}');
+SELECT event_type, filter FROM webhook_subscriptions WHERE endpoint_id = :subs ORDER BY 1;
+SELECT webhook_unsubscribe(:subs, 'invoices.paid');
+SELECT webhook_unsubscribe(:subs, 'invoices.paid');
+SELECT webhook_subscribe(:subs, 'orders.*', '[1]');
+SELECT webhook_subscribe(:subs, 'orders..x');
+SELECT webhook_subscribe(:subs, NULL);
+SELECT webhook_subscribe(-1, 'orders.*');
+-- update: NULL leaves an option as it is; event_types replaces the list
+SELECT webhook_update_endpoint(:subs, url => 'https://subs2.example.com/in', timeout => '3s',
+                               max_in_flight => 8, event_types => '{orders.*,refunds.*}');
+SELECT name, url, timeout, max_in_flight, description FROM webhook_endpoints WHERE id = :subs;
+SELECT event_type, filter FROM webhook_subscriptions WHERE endpoint_id = :subs ORDER BY 1;
+SELECT webhook_update_endpoint(:subs, secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+SELECT secret FROM webhook_endpoints WHERE id = :subs;
+SELECT webhook_update_endpoint(:subs, url => 'ftp://subs.example.com/');
+SELECT webhook_update_endpoint(:subs, url => 'http://10.0.0.1/');
+SELECT webhook_update_endpoint(:subs, timeout => '2 min');
+SELECT webhook_update_endpoint(:subs, name => 'bad name');
+SELECT webhook_update_endpoint(:subs, max_in_flight => 0);
+SELECT webhook_update_endpoint(-1, timeout => '1s');
+SELECT url, timeout FROM webhook_endpoints WHERE id = :subs;
+DELETE FROM webhook_deliveries WHERE endpoint_id = :subs;
+SELECT webhook_delete_endpoint(:subs);
