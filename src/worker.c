@@ -518,6 +518,16 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		int			nchanges = fold_health(done, ndone, changes);
 
 		queue_record(done);
+		/*
+		 * Their slots under max_in_flight are free for the claim below
+		 * (it runs in this transaction: if that fails, nothing of it holds).
+		 */
+		for (Job *j = done; j != NULL; j = j->next)
+		{
+			if (j->held)
+				hold(j, -1);
+			j->held = false;
+		}
 		queue_notify_dead(done);
 		queue_write_health(endpoints);
 		for (int i = 0; i < nchanges; i++)
