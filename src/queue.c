@@ -212,7 +212,7 @@ prepare_all(Oid ext)
 							 "       (extract(epoch FROM e.timeout) * 1000)::int8,"
 							 "       coalesce((SELECT array_agg((extract(epoch FROM x) * 1000)::int8 ORDER BY o)"
 							 "                   FROM unnest(e.retry_schedule) WITH ORDINALITY AS s(x, o)), '{}'),"
-							 "       e.state = 'active', e.state, e.consecutive_failures,"
+							 "       e.state, e.consecutive_failures,"
 							 "       e.failing_since, e.circuit_cooldown"
 							 "  FROM %1$s.webhook_endpoints e",
 							 schema, 0, NULL);
@@ -600,13 +600,12 @@ queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
 		for (int k = 0; k < n; k++)
 			ep->schedule_ms[k] = DatumGetInt64(elems[k]);
 		ep->nschedule = n;
-		ep->active = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
-		strlcpy(ep->state, SPI_getvalue(tup, desc, 8), sizeof(ep->state));
-		ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
-		ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 10, &isnull));
+		strlcpy(ep->state, SPI_getvalue(tup, desc, 7), sizeof(ep->state));
+		ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+		ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
 		if (isnull)
 			ep->failing_since = 0;
-		ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+		ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
 		ep->dirty = false;
 		MemoryContextSwitchTo(old);
 	}

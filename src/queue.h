@@ -23,7 +23,6 @@ typedef struct Endpoint
 	long		timeout_ms;
 	int64	   *schedule_ms;
 	int			nschedule;
-	bool		active;
 	char	   *url_error;		/* why the URL breaks the rules, or NULL */
 	char		state[16];		/* active, disabled, paused, circuit_open */
 	/* health, as stored; updated by the worker from the outcomes */
