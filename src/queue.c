@@ -407,6 +407,30 @@ queue_claim(int limit, int64 token, HTAB *held, MemoryContext parent, int *nclai
 #define ACC(st, d, isnull, type) \
 	((st) = accumArrayResult((st), (d), (isnull), (type), CurrentMemoryContext))
 
+
+/* Runs a kept plan; any result code but expected is an ERROR naming what. */
+static void
+run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *what)
+{
+	int			rc = SPI_execute_plan(plan, args, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "webhook: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/*
+ * Finishes the n arrays built in a[] into args[] (which consumes the build
+ * states: do it once) and runs plan with them.
+ */
+static void
+run_plan_arrays(SPIPlanPtr plan, ArrayBuildState **a, Datum *args, int n, int expected,
+				const char *what)
+{
+	for (int i = 0; i < n; i++)
+		args[i] = makeArrayResult(a[i], CurrentMemoryContext);
+	run_plan(plan, args, expected, what);
+}
+
 /*
  * Writes the outcome of every job in the list: the delivery row (only
  * where the lease token still matches) and one webhook_attempts row each.
@@ -416,7 +440,6 @@ queue_record(Job *done)
 {
 	ArrayBuildState *a[12] = {0};
 	Datum		args[12];
-	int			rc;
 
 	for (Job *j = done; j != NULL; j = j->next)
 	{
@@ -439,14 +462,9 @@ queue_record(Job *done)
 	}
 	if (a[0] == NULL)
 		return;
-	for (int i = 0; i < 12; i++)
-		args[i] = makeArrayResult(a[i], CurrentMemoryContext);
-	rc = SPI_execute_plan(plan_lock, args, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "webhook: locking deliveries failed: %s", SPI_result_code_string(rc));
-	rc = SPI_execute_plan(plan_record, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "webhook: recording outcomes failed: %s", SPI_result_code_string(rc));
+	/* lock first (by $1, the ids), then record, with the same arguments */
+	run_plan_arrays(plan_lock, a, args, 12, SPI_OK_SELECT, "locking deliveries");
+	run_plan(plan_record, args, SPI_OK_INSERT, "recording outcomes");
 }
 
 /* Writes the counters of every endpoint whose counters changed. */
@@ -456,7 +474,6 @@ queue_write_health(HTAB *endpoints)
 	ArrayBuildState *a[3] = {0};
 	HASH_SEQ_STATUS seq;
 	Endpoint   *ep;
-	int			rc;
 
 	hash_seq_init(&seq, endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
@@ -468,15 +485,8 @@ queue_write_health(HTAB *endpoints)
 		ACC(a[1], Int32GetDatum(ep->consecutive_failures), false, INT4OID);
 		ACC(a[2], TimestampTzGetDatum(ep->failing_since), ep->failing_since == 0, TIMESTAMPTZOID);
 	}
-	if (a[0] == NULL)
-		return;
-	rc = SPI_execute_plan(plan_health,
-						  (Datum[]) {makeArrayResult(a[0], CurrentMemoryContext),
-							  makeArrayResult(a[1], CurrentMemoryContext),
-						  makeArrayResult(a[2], CurrentMemoryContext)},
-						  NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "webhook: writing endpoint health failed: %s", SPI_result_code_string(rc));
+	if (a[0] != NULL)
+		run_plan_arrays(plan_health, a, (Datum[3]) {0}, 3, SPI_OK_UPDATE, "writing endpoint health");
 }
 
 /*
@@ -486,22 +496,12 @@ queue_write_health(HTAB *endpoints)
 void
 queue_set_state(int64 endpoint_id, const char *state, const char *reason, int cooldown_s)
 {
-	int			rc;
-
 	if (strcmp(state, "circuit_open") == 0)
-	{
-		rc = SPI_execute_plan(plan_circuit,
-							  (Datum[]) {Int64GetDatum(endpoint_id), Int32GetDatum(cooldown_s)},
-							  NULL, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "webhook: arming the circuit breaker failed: %s", SPI_result_code_string(rc));
-	}
-	rc = SPI_execute_plan(plan_state,
-						  (Datum[]) {Int64GetDatum(endpoint_id), CStringGetTextDatum(state),
-						  CStringGetTextDatum(reason)},
-						  NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "webhook: changing an endpoint's state failed: %s", SPI_result_code_string(rc));
+		run_plan(plan_circuit, (Datum[]) {Int64GetDatum(endpoint_id), Int32GetDatum(cooldown_s)},
+				 SPI_OK_UPDATE, "arming the circuit breaker");
+	run_plan(plan_state, (Datum[]) {Int64GetDatum(endpoint_id), CStringGetTextDatum(state),
+			 CStringGetTextDatum(reason)},
+			 SPI_OK_SELECT, "changing an endpoint's state");
 }
 
 /* Announces every delivery of the list that went dead on webhook_alerts. */
@@ -509,7 +509,6 @@ void
 queue_notify_dead(Job *done)
 {
 	ArrayBuildState *a[4] = {0};
-	int			rc;
 
 	for (Job *j = done; j != NULL; j = j->next)
 	{
@@ -521,16 +520,8 @@ queue_notify_dead(Job *done)
 		ACC(a[3], j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0,
 			j->res.error == NULL, TEXTOID);
 	}
-	if (a[0] == NULL)
-		return;
-	rc = SPI_execute_plan(plan_dead,
-						  (Datum[]) {makeArrayResult(a[0], CurrentMemoryContext),
-							  makeArrayResult(a[1], CurrentMemoryContext),
-							  makeArrayResult(a[2], CurrentMemoryContext),
-						  makeArrayResult(a[3], CurrentMemoryContext)},
-						  NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "webhook: announcing dead letters failed: %s", SPI_result_code_string(rc));
+	if (a[0] != NULL)
+		run_plan_arrays(plan_dead, a, (Datum[4]) {0}, 4, SPI_OK_SELECT, "announcing dead letters");
 }
 
 /* Reads an int8[] or text[] column into a palloc'd C array. */
