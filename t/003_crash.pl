@@ -50,17 +50,6 @@ sub count_path
 	return $n;
 }
 
-# Waits for a delivery worker other than $old and returns its pid.
-sub worker_pid
-{
-	my ($old) = @_;
-	my $q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'";
-	$q .= " AND pid <> $old" if $old;
-	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($q) w")
-	  or die "no delivery worker" . ($old ? " replaced $old" : '');
-	return $node->safe_psql('postgres', $q);
-}
-
 # Decodes what $path received: request count, distinct webhook-ids,
 # unverified requests, and the distinct values of data.i.
 sub summary
@@ -146,7 +135,7 @@ my %ep = map { split /\|/ } split /\n/,
 # postmaster reinitialize (restart_after_crash); the next kill waits for the
 # new worker and for it to make progress.
 my $KILLS = 3;
-my $pid = worker_pid();
+my $pid = worker_pid($node);
 my $ghosts = open_ghost_transaction();
 publish_burst('t.crash');
 rolled_back_ghosts();
@@ -163,7 +152,7 @@ for my $k (1 .. $KILLS)
 	ok(kill('KILL', $pid), "kill $k: SIGKILL worker $pid");
 	cmp_ok($delivered, '<', $BURST, "kill $k: mid-burst ($seen requests seen, $delivered delivered)");
 	$node->wait_for_log(qr/all server processes terminated; reinitializing/, $offset);
-	$pid = worker_pid($pid);
+	$pid = worker_pid($node, $pid);
 }
 # the open transaction died with the first crash
 eval { $ghosts->quit };

@@ -17,19 +17,13 @@ my $rcv = start_receiver('lifecycle');
 my $u = $rcv->{url};
 my $port = $rcv->{port};
 
-sub worker_pid
-{
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
-}
-
 # no database "app" yet: the launcher waits quietly
 my $log_start = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE DATABASE app');
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'app'"),
 	'the worker starts once the database exists');
-my $pid = worker_pid();
+my $pid = worker_pid($node);
 
 # the database without the extension: the worker stays, quiet, and picks it up
 $node->safe_psql('app', q{
@@ -40,7 +34,7 @@ my $id = $node->safe_psql('app', qq{
 $node->safe_psql('app', "SELECT hooks.webhook_publish('a.first', '{}')");
 ok(wait_received($rcv, sub { grep { $_->{body} =~ /a\.first/ } @{ $_[0] } }, 60, 'first'),
 	'delivered from an extension created in a non-default schema');
-is(worker_pid(), $pid, 'the same worker process all along');
+is(worker_pid($node), $pid, 'the same worker process all along');
 
 # loopback no longer allowed: the worker checks every URL again, records a
 # failed attempt and sends nothing

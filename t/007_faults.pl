@@ -121,17 +121,6 @@ sub scan
 
 sub query { return $node->safe_psql('postgres', $_[0]); }
 
-# Waits for a delivery worker other than $old and returns its pid.
-sub worker_pid
-{
-	my ($old) = @_;
-	my $q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'";
-	$q .= " AND pid <> $old" if $old;
-	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($q) w")
-	  or die "no delivery worker" . ($old ? " replaced $old" : '');
-	return query($q);
-}
-
 sub delivered
 {
 	my ($ep) = @_;
@@ -166,7 +155,7 @@ sub burst_sql
 
 # 100 events rolled back, then four bursts, each its own transaction.
 my $launcher = query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook launcher'");
-my $pid = worker_pid();
+my $pid = worker_pid($node);
 query(q{
 	BEGIN;
 	SELECT count(webhook_publish('ghost.x', jsonb_build_object('g', i))) FROM generate_series(1, 100) i;
@@ -187,7 +176,7 @@ for my $k (1 .. $KILLS)
 	is(query("SELECT pg_terminate_backend($pid)"), 't', "termination $k: worker $pid terminated");
 	cmp_ok($done, '<', $BURST, "termination $k: mid-burst ($done of $BURST delivered)");
 	my $t = time();
-	$pid = worker_pid($pid);
+	$pid = worker_pid($node, $pid);
 	note(sprintf('%.1f s: worker %d replaced after %.1f s', time() - $t0, $pid, time() - $t));
 	$at = $done;
 }

@@ -18,8 +18,7 @@ my $u = $rcv->{url};
 
 sub worker_rss_kb
 {
-	my $pid = $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'");
+	my $pid = worker_pid($node);
 	open my $fh, '<', "/proc/$pid/status" or die "no worker: $!";
 	while (<$fh>)
 	{

@@ -14,7 +14,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(start_node start_receiver received wait_received wait_until $SECRET);
+our @EXPORT = qw(start_node start_receiver received wait_received wait_until worker_pid $SECRET);
 
 our $SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 my $srcdir = $ENV{TESTDIR} // '.';
@@ -36,6 +36,18 @@ webhook.poll_interval = '200ms'
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION webhook') unless $opt{no_extension};
 	return $node;
+}
+
+# The pid of the node's delivery worker, waiting for one to run; with
+# $old, for one other than that (a restarted worker).
+sub worker_pid
+{
+	my ($node, $old) = @_;
+	my $q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook worker'";
+	$q .= " AND pid <> $old" if $old;
+	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($q) w")
+	  or die "no delivery worker" . ($old ? " replaced $old" : '');
+	return $node->safe_psql('postgres', $q);
 }
 
 # Starts test/receiver/receiver.js; returns {url, log, port, handle}.
