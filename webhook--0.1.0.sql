@@ -1032,36 +1032,36 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ev1 bigint[];
-    ev2 bigint[];
+    k record;
+    n bigint;
+    na bigint;
+    evs bigint[];
+    ev bigint[] := '{}';
 BEGIN
-    WITH gone AS (
-        DELETE FROM @extschema@.webhook_deliveries d
-         WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
-                         WHERE x.finished_at < now() - older_than AND x.status = 'delivered'
-                         ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
-        RETURNING d.id, d.event_id
-    ), a AS (
-        DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM a),
-           (SELECT array_agg(DISTINCT gone.event_id) FROM gone)
-      INTO deliveries, attempts, ev1;
-
-    WITH gone AS (
-        DELETE FROM @extschema@.webhook_deliveries d
-         WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
-                         WHERE x.finished_at < now() - dead_older_than AND x.status = 'dead'
-                         ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
-        RETURNING d.id, d.event_id
-    ), a AS (
-        DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM gone), attempts + (SELECT count(*) FROM a),
-           (SELECT array_agg(DISTINCT gone.event_id) FROM gone)
-      INTO dead_letters, attempts, ev2;
+    deliveries := 0; dead_letters := 0; attempts := 0;
+    -- finished deliveries (and their attempts), each status by its own age
+    FOR k IN SELECT * FROM (VALUES ('delivered', older_than), ('dead', dead_older_than)) v(status, age) LOOP
+        WITH gone AS (
+            DELETE FROM @extschema@.webhook_deliveries d
+             WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
+                             WHERE x.finished_at < now() - k.age AND x.status = k.status
+                             ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
+            RETURNING d.id, d.event_id
+        ), a AS (
+            DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM a),
+               (SELECT array_agg(DISTINCT gone.event_id) FROM gone)
+          INTO n, na, evs;
+        IF k.status = 'delivered' THEN
+            deliveries := n;
+        ELSE
+            dead_letters := n;
+        END IF;
+        attempts := attempts + na;
+        ev := ev || coalesce(evs, '{}');
+    END LOOP;
 
     -- webhook_test's attempts belong to no delivery
     WITH a AS (
@@ -1078,7 +1078,7 @@ BEGIN
     -- (those no endpoint subscribed to): bounded work, never a scan of the
     -- whole outbox.
     WITH cand AS (
-        SELECT unnest(coalesce(ev1, '{}') || coalesce(ev2, '{}')) AS id
+        SELECT unnest(ev) AS id
         UNION
         SELECT v.id FROM (SELECT o.id FROM @extschema@.webhook_events o ORDER BY o.id LIMIT lim) v
     ), gone AS (
