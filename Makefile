@@ -2,7 +2,7 @@
 EXTENSION  = webhook
 MODULE_big = webhook
 OBJS = src/webhook.o src/worker.o src/queue.o src/http.o src/sign.o \
-       src/destination.o src/capture.o src/api.o
+       src/destination.o src/message.o src/capture.o src/api.o
 DATA = webhook--0.1.0.sql
 PGFILEDESC = "webhook - transactional outbound webhooks"
 

@@ -21,12 +21,12 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhook_valid_event_type(text, boolean) IS
   'true when name is a valid event type (dot-separated segments of [A-Za-z0-9_-]); with pattern, also accepts "*" and "prefix.*"';
 
-CREATE FUNCTION webhook_valid_secret(secret text)
+CREATE FUNCTION webhook_valid_secret(secret text, signing text DEFAULT 'standard')
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'webhook_valid_secret'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION webhook_valid_secret(text) IS
-  'true when secret is whsec_ followed by base64 of 24 to 64 bytes';
+COMMENT ON FUNCTION webhook_valid_secret(text, text) IS
+  'true when secret suits the signing scheme: whsec_ + base64 of 24 to 64 bytes (standard), whsk_ + base64 of an ed25519 key (standard-ed25519), 8 to 1024 printable characters (hex schemes, none)';
 
 CREATE FUNCTION webhook_check_url(url text)
 RETURNS void
@@ -35,19 +35,34 @@ LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION webhook_check_url(text) IS
   'raises an error unless url is an acceptable destination under webhook.allow_http and webhook.allowed_networks; never connects';
 
-CREATE FUNCTION webhook_generate_secret()
+CREATE FUNCTION webhook_generate_secret(signing text DEFAULT 'standard')
 RETURNS text
 AS 'MODULE_PATHNAME', 'webhook_generate_secret'
-LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION webhook_generate_secret() IS
-  'a new signing secret: whsec_ followed by base64 of 32 random bytes';
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION webhook_generate_secret(text) IS
+  'a new secret for the signing scheme: whsec_ + base64 of 32 random bytes, or whsk_ + base64 of a new ed25519 key for standard-ed25519';
 
 CREATE FUNCTION webhook_sign(secret text, msg_id text, ts bigint, body text)
 RETURNS text
 AS 'MODULE_PATHNAME', 'webhook_sign'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhook_sign(text, text, bigint, text) IS
-  'the Standard Webhooks webhook-signature value (v1,<base64 HMAC-SHA256>) for a message';
+  'the Standard Webhooks webhook-signature value for a message: v1,<base64 HMAC-SHA256> for a whsec_ secret, v1a,<base64 ed25519> for a whsk_ key';
+
+CREATE FUNCTION webhook_verify(secret text, msg_id text, ts bigint, body text,
+                               signature_header text, tolerance interval DEFAULT '5 min')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'webhook_verify'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION webhook_verify(text, text, bigint, text, text, interval) IS
+  'true when signature_header (space-separated signatures) holds a valid Standard Webhooks signature of the message under secret (whsec_, or whpk_/whsk_ for v1a) and ts is within tolerance of now; constant-time; false for any NULL';
+
+CREATE FUNCTION webhook_derive_public_key(secret text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhook_derive_public_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhook_derive_public_key(text) IS
+  'the whpk_ public key of a whsk_ ed25519 secret key';
 
 CREATE FUNCTION webhook_wake()
 RETURNS void
@@ -73,7 +88,25 @@ CREATE TABLE webhook_endpoints (
                     CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
     url             text NOT NULL
                     CHECK (length(url) <= 2048 AND url ~ '^[hH][tT][tT][pP][sS]?://[^[:space:]]+$'),
-    secret          text NOT NULL CHECK (webhook_valid_secret(secret)),
+    -- payload format: one event per request, several in an envelope, or data alone
+    format          text NOT NULL DEFAULT 'standard'
+                    CHECK (format IN ('standard', 'batch', 'raw')),
+    batch_size      integer NOT NULL DEFAULT 100 CHECK (batch_size BETWEEN 1 AND 1000),
+    source          text CHECK (length(source) BETWEEN 1 AND 255),
+    -- signature scheme, and where the hex schemes put their signature
+    signing         text NOT NULL DEFAULT 'standard'
+                    CHECK (signing IN ('standard', 'hmac-sha256-hex', 'timestamped-hex',
+                                       'standard-ed25519', 'none')),
+    signature_header text CHECK (signature_header ~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$'),
+    signature_prefix text CHECK (length(signature_prefix) <= 100
+                                 AND signature_prefix !~ '[[:cntrl:]]'),
+    secret          text NOT NULL CHECK (webhook_valid_secret(secret, signing)),
+    -- secrets replaced by webhook_rotate_secret that still sign until they
+    -- expire: [{"secret": ..., "expires_at": ...}], newest first
+    previous_secrets jsonb NOT NULL DEFAULT '[]'
+                    CHECK (jsonb_typeof(previous_secrets) = 'array'
+                           AND jsonb_array_length(previous_secrets) <= 10),
+    auth            jsonb CHECK (jsonb_typeof(auth) = 'object'),
     headers         jsonb NOT NULL DEFAULT '{}'
                     CHECK (jsonb_typeof(headers) = 'object'),
     retry_schedule  interval[] NOT NULL
@@ -86,6 +119,10 @@ CREATE TABLE webhook_endpoints (
                     CHECK (timeout BETWEEN '100ms' AND '60s'),
     description     text CHECK (length(description) <= 1000),
     max_in_flight   integer NOT NULL DEFAULT 16 CHECK (max_in_flight BETWEEN 1 AND 1000),
+    -- requests per second (token bucket); NULL: unlimited
+    rate_limit      integer CHECK (rate_limit BETWEEN 1 AND 100000),
+    -- FIFO per ordering key: n+1 is not sent before n is delivered or dead
+    ordered         boolean NOT NULL DEFAULT false,
     state           text NOT NULL DEFAULT 'active'
                     CHECK (state IN ('active', 'disabled', 'paused', 'circuit_open')),
     state_reason    text,
@@ -96,7 +133,8 @@ CREATE TABLE webhook_endpoints (
     consecutive_failures integer NOT NULL DEFAULT 0 CHECK (consecutive_failures >= 0),
     failing_since   timestamptz,
     circuit_until   timestamptz,
-    circuit_cooldown integer NOT NULL DEFAULT 0 CHECK (circuit_cooldown >= 0)
+    circuit_cooldown integer NOT NULL DEFAULT 0 CHECK (circuit_cooldown >= 0),
+    CHECK (NOT (ordered AND format = 'batch'))
 );
 COMMENT ON TABLE webhook_endpoints IS 'receivers of webhooks: URL, signing secret, headers, retry schedule and timeout';
 
@@ -116,6 +154,8 @@ CREATE TABLE webhook_events (
     data            json NOT NULL,
     occurred_at     timestamptz NOT NULL DEFAULT now(),
     idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+    -- ordered endpoints send the events of one key one after another
+    ordering_key    text CHECK (length(ordering_key) <= 255),
     dispatched      boolean NOT NULL DEFAULT false
 );
 CREATE UNIQUE INDEX webhook_events_idempotency_key_idx
@@ -138,6 +178,11 @@ CREATE TABLE webhook_deliveries (
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
+    -- to an ordered endpoint: the event's ordering key ('' for none)
+    ordering_key    text,
+    -- batch format: the id of the first delivery of the batch this one
+    -- travels in (its retries carry the same events under the same id)
+    batch_id        bigint,
     UNIQUE (event_id, endpoint_id),
     CHECK ((status = 'in_flight') = (lease_until IS NOT NULL))
 );
@@ -148,6 +193,13 @@ CREATE INDEX webhook_deliveries_lease_idx
     ON webhook_deliveries (lease_until) WHERE status = 'in_flight';
 CREATE INDEX webhook_deliveries_endpoint_status_idx
     ON webhook_deliveries (endpoint_id, status);
+-- Ordered endpoints: the unfinished deliveries of each key, oldest first.
+CREATE INDEX webhook_deliveries_ordering_idx
+    ON webhook_deliveries (endpoint_id, ordering_key, id)
+    WHERE ordering_key IS NOT NULL AND status IN ('pending', 'in_flight');
+-- Batches being retried: the other deliveries of a batch, by its first one.
+CREATE INDEX webhook_deliveries_batch_idx
+    ON webhook_deliveries (batch_id) WHERE batch_id IS NOT NULL AND status = 'pending';
 -- Retention walks finished deliveries oldest first.
 CREATE INDEX webhook_deliveries_finished_idx
     ON webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
@@ -157,6 +209,8 @@ CREATE TABLE webhook_attempts (
     id            bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     endpoint_id   bigint NOT NULL,
     delivery_id   bigint,
+    -- a batch request: every delivery it carried (delivery_id is the first)
+    delivery_ids  bigint[],
     attempt       integer NOT NULL CHECK (attempt >= 1),
     started_at    timestamptz NOT NULL,
     duration_ms   float8 NOT NULL CHECK (duration_ms >= 0),
@@ -167,33 +221,234 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_endpoint_idx ON webhook_attempts (endpoint_id, id);
 CREATE INDEX webhook_attempts_delivery_idx ON webhook_attempts (delivery_id);
+CREATE TABLE webhook_event_types (
+    name        text PRIMARY KEY CHECK (length(name) <= 255 AND webhook_valid_event_type(name)),
+    description text CHECK (length(description) <= 1000),
+    schema      jsonb CHECK (jsonb_typeof(schema) = 'object'),
+    example     jsonb,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE webhook_event_types IS 'the event catalog: documented event types, with a JSON Schema and an example webhook_test sends';
+
 COMMENT ON TABLE webhook_attempts IS 'one row per HTTP request made: outcome, timing and the start of the response body';
 
 -- The worker's counters (consecutive_failures, failing_since, circuit_*)
 -- are not settings: updating them alone does not make it reload.
 CREATE TRIGGER webhook_endpoints_changed
     AFTER INSERT OR DELETE OR TRUNCATE
-       OR UPDATE OF id, name, url, secret, headers, retry_schedule, timeout, state, max_in_flight
+       OR UPDATE OF id, name, url, format, batch_size, source, signing, signature_header,
+                    signature_prefix, secret, previous_secrets, auth, headers, retry_schedule,
+                    timeout, state, max_in_flight, rate_limit, ordered
     ON webhook_endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
 
--- A direct INSERT or UPDATE of a URL is held to the same rules as
--- webhook_create_endpoint (the worker checks them again before each request).
-CREATE FUNCTION webhook_endpoints_check_url()
+-- Every endpoint option is checked here, for webhook_create_endpoint,
+-- webhook_update_endpoint and direct writes alike, before any constraint
+-- (whose error would print the row, secret included).  Errors are 22023
+-- (23502 for a missing value) and never quote a secret or a header value.
+CREATE FUNCTION webhook_endpoints_check()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    h record;
+    v jsonb;
+    a jsonb := NEW.auth;
+    hname text;
+    names text[] := '{}';
+    schemes constant text[] := '{standard,hmac-sha256-hex,timestamped-hex,standard-ed25519,none}';
+    token constant text := '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$';
+    reserved constant text[] := '{content-type,content-length,host,user-agent,transfer-encoding,connection,expect,te,upgrade}';
 BEGIN
+    IF NEW.signing IS NOT NULL AND NEW.signing <> ALL (schemes) THEN
+        RAISE EXCEPTION 'invalid signing scheme "%"', left(NEW.signing, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Schemes are standard, hmac-sha256-hex, timestamped-hex, standard-ed25519 and none.';
+    END IF;
+    IF NEW.format IS NOT NULL AND NEW.format NOT IN ('standard', 'batch', 'raw') THEN
+        RAISE EXCEPTION 'invalid format "%"', left(NEW.format, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Formats are standard, batch and raw.';
+    END IF;
+    IF NEW.name IS NULL OR NEW.url IS NULL OR NEW.secret IS NULL OR NEW.headers IS NULL
+       OR NEW.retry_schedule IS NULL OR NEW.timeout IS NULL OR NEW.max_in_flight IS NULL
+       OR NEW.format IS NULL OR NEW.batch_size IS NULL OR NEW.signing IS NULL
+       OR NEW.ordered IS NULL OR NEW.previous_secrets IS NULL THEN
+        RAISE EXCEPTION 'a required endpoint option is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'name, url, secret, headers, retry_schedule, timeout, max_in_flight, format, batch_size, signing and ordered must not be NULL.';
+    END IF;
+    IF NEW.name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid endpoint name "%"', left(NEW.name, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A name is 1 to 63 characters: letters, digits, "_", "." and "-", starting with a letter or digit.';
+    END IF;
     PERFORM @extschema@.webhook_check_url(NEW.url);
+    IF NEW.batch_size NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid batch_size %', NEW.batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A batch carries 1 to 1000 events.';
+    END IF;
+    IF NEW.source IS NOT NULL AND (length(NEW.source) NOT BETWEEN 1 AND 255 OR NEW.source ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'invalid source'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A source is 1 to 255 characters with no control characters.';
+    END IF;
+    IF NOT @extschema@.webhook_valid_secret(NEW.secret, NEW.signing) THEN
+        RAISE EXCEPTION 'invalid secret for signing scheme %', NEW.signing
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE NEW.signing
+                           WHEN 'standard' THEN 'A standard secret is "whsec_" followed by the base64 encoding of 24 to 64 bytes.'
+                           WHEN 'standard-ed25519' THEN 'An ed25519 secret is "whsk_" followed by the base64 encoding of a 32-byte seed or a 64-byte key.'
+                           ELSE 'A secret for this scheme is 8 to 1024 printable characters, used as given.' END,
+                  HINT = format('Pass NULL to have one generated, or use webhook_generate_secret(%L).', NEW.signing);
+    END IF;
+    IF jsonb_typeof(NEW.previous_secrets) <> 'array' OR jsonb_array_length(NEW.previous_secrets) > 10
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(NEW.previous_secrets) p
+                   WHERE jsonb_typeof(p) <> 'object' OR jsonb_typeof(p -> 'secret') IS DISTINCT FROM 'string'
+                      OR jsonb_typeof(p -> 'expires_at') IS DISTINCT FROM 'string'
+                      OR NOT @extschema@.webhook_valid_secret(p ->> 'secret', NEW.signing)) THEN
+        RAISE EXCEPTION 'invalid previous_secrets'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'At most 10 objects {"secret", "expires_at"} whose secrets suit the signing scheme.',
+                  HINT = 'Use webhook_rotate_secret().';
+    END IF;
+    IF NEW.signature_header IS NOT NULL AND (NEW.signature_header !~ token
+       OR lower(NEW.signature_header) = ANY (reserved) OR lower(NEW.signature_header) LIKE 'webhook-%') THEN
+        RAISE EXCEPTION 'invalid signature_header "%"', left(NEW.signature_header, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A header name the extension does not set itself, such as X-Signature.';
+    END IF;
+    IF NEW.signature_prefix IS NOT NULL AND (length(NEW.signature_prefix) > 100 OR NEW.signature_prefix ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'invalid signature_prefix'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A prefix such as "sha256=": at most 100 characters, no control characters.';
+    END IF;
+
+    IF jsonb_typeof(NEW.headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR h IN SELECT key, value FROM jsonb_each(NEW.headers) LOOP
+        IF h.key !~ token THEN
+            RAISE EXCEPTION 'invalid header name "%"', left(h.key, 80)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF lower(h.key) = ANY (reserved) OR lower(h.key) LIKE 'webhook-%' THEN
+            RAISE EXCEPTION 'header "%" cannot be set', h.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The extension sets this header itself.';
+        END IF;
+        IF lower(h.key) = ANY (names) THEN
+            RAISE EXCEPTION 'header "%" is given twice', h.key USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        names := names || lower(h.key);
+        -- a value is a string, or {"value": string, "secret": true} to keep it hidden
+        v := h.value;
+        IF jsonb_typeof(v) = 'object' THEN
+            IF jsonb_typeof(v -> 'value') IS DISTINCT FROM 'string'
+               OR (v ? 'secret' AND jsonb_typeof(v -> 'secret') <> 'boolean')
+               OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('value', 'secret')) THEN
+                RAISE EXCEPTION 'invalid value for header "%"', h.key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = 'A header value is a string or {"value": "...", "secret": true}.';
+            END IF;
+            v := v -> 'value';
+        END IF;
+        IF jsonb_typeof(v) <> 'string' THEN
+            RAISE EXCEPTION 'value of header "%" must be a string', h.key
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v #>> '{}' ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' OR length(v #>> '{}') > 4096 THEN
+            RAISE EXCEPTION 'invalid value for header "%"', h.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Header values are at most 4096 characters with no control characters (CR and LF included).';
+        END IF;
+    END LOOP;
+
+    IF a IS NOT NULL THEN
+        IF jsonb_typeof(a) <> 'object' OR jsonb_typeof(a -> 'type') IS DISTINCT FROM 'string'
+           OR a ->> 'type' NOT IN ('bearer', 'basic', 'api_key') THEN
+            RAISE EXCEPTION 'invalid auth'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'auth is {"type":"bearer","token":...}, {"type":"basic","username":...,"password":...} or {"type":"api_key","header":...,"key":...}.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_each(a) f
+                    WHERE f.key <> 'type'
+                      AND (f.key <> ALL (CASE a ->> 'type' WHEN 'bearer' THEN '{token}'::text[]
+                                                           WHEN 'basic' THEN '{username,password}'
+                                                           ELSE '{header,key}' END)
+                           OR jsonb_typeof(f.value) <> 'string'
+                           OR f.value #>> '{}' ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'
+                           OR length(f.value #>> '{}') NOT BETWEEN 1 AND 4096))
+           OR (SELECT count(*) FROM jsonb_object_keys(a)) <> (CASE a ->> 'type' WHEN 'bearer' THEN 2 ELSE 3 END) THEN
+            RAISE EXCEPTION 'invalid % auth', a ->> 'type'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = CASE a ->> 'type'
+                               WHEN 'bearer' THEN 'Bearer auth is {"type":"bearer","token":"..."}.'
+                               WHEN 'basic' THEN 'Basic auth is {"type":"basic","username":"...","password":"..."}.'
+                               ELSE 'API key auth is {"type":"api_key","header":"X-Api-Key","key":"..."}.' END
+                               || ' Values are 1 to 4096 characters with no control characters.';
+        END IF;
+        IF a ->> 'type' = 'basic' AND position(':' IN a ->> 'username') > 0 THEN
+            RAISE EXCEPTION 'invalid basic auth' USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A username cannot contain ":".';
+        END IF;
+        hname := CASE WHEN a ->> 'type' = 'api_key' THEN lower(a ->> 'header') ELSE 'authorization' END;
+        IF hname !~ token OR hname = ANY (reserved) OR hname LIKE 'webhook-%' THEN
+            RAISE EXCEPTION 'invalid api_key header "%"', left(a ->> 'header', 80)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF hname = ANY (names) THEN
+            RAISE EXCEPTION 'header "%" is set by both auth and headers', hname
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+
+    IF cardinality(NEW.retry_schedule) > 50 OR array_position(NEW.retry_schedule, NULL) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM unnest(NEW.retry_schedule) d
+                   WHERE d < '0'::interval OR d > '30 days'::interval) THEN
+        RAISE EXCEPTION 'invalid retry_schedule'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A schedule has at most 50 delays, each between 0 and 30 days.',
+                  HINT = 'webhook_backoff() builds exponential schedules.';
+    END IF;
+    IF NEW.timeout < '100ms' OR NEW.timeout > '60s' THEN
+        RAISE EXCEPTION 'invalid timeout %', NEW.timeout
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A timeout is between 100 milliseconds and 60 seconds.';
+    END IF;
+    IF length(NEW.description) > 1000 THEN
+        RAISE EXCEPTION 'description is longer than 1000 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.max_in_flight NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid max_in_flight %', NEW.max_in_flight
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An endpoint takes between 1 and 1000 concurrent requests.';
+    END IF;
+    IF NEW.rate_limit NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'invalid rate_limit %', NEW.rate_limit
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A rate limit is 1 to 100000 requests per second; NULL (0 in webhook_update_endpoint) is unlimited.';
+    END IF;
+    IF NEW.ordered AND NEW.format = 'batch' THEN
+        RAISE EXCEPTION 'an ordered endpoint cannot use the batch format'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION webhook_endpoints_check_url() IS
-  'trigger: refuses endpoint URLs that break the destination rules, however they are written';
-CREATE TRIGGER webhook_endpoints_check_url
-    BEFORE INSERT OR UPDATE OF url ON webhook_endpoints
-    FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_check_url();
+COMMENT ON FUNCTION webhook_endpoints_check() IS
+  'trigger: checks every endpoint option, for the API and direct writes alike, with clear errors that never show a secret';
+CREATE TRIGGER webhook_endpoints_check
+    BEFORE INSERT
+        OR UPDATE OF name, url, format, batch_size, source, signing, signature_header,
+                     signature_prefix, secret, previous_secrets, auth, headers, retry_schedule,
+                     timeout, description, max_in_flight, rate_limit, ordered
+    ON webhook_endpoints
+    FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_check();
 
 -- webhook-id is msg_<event id>, and receivers deduplicate on it: a new
 -- installation (a new database, DROP and CREATE EXTENSION) must not hand
@@ -209,6 +464,7 @@ SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('webhook_events', 'id
 -- id and receivers deduplicate on it.  webhook_attempts is a log: not dumped.
 SELECT pg_catalog.pg_extension_config_dump('webhook_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_event_types', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');
@@ -220,112 +476,51 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('we
 -- Endpoints
 -------------------------------------------------------------------------------
 
--- Raises 22023 with a clear message unless every endpoint option is valid.
-CREATE FUNCTION webhook_check_endpoint_options(
-    name text, url text, event_types text[], secret text, headers jsonb,
-    retry_schedule interval[], timeout interval, description text, max_in_flight integer)
+-- Raises 22023 unless every element is an event type pattern.
+CREATE FUNCTION webhook_check_event_types(event_types text[])
 RETURNS void
-LANGUAGE plpgsql STABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    h record;
     t text;
 BEGIN
-    IF name IS NOT NULL AND name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid endpoint name "%"', left(name, 80)
+    IF cardinality(event_types) = 0 THEN
+        RAISE EXCEPTION 'event_types must not be empty'
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A name is 1 to 63 characters: letters, digits, "_", "." and "-", starting with a letter or digit.';
+                  HINT = 'Use ''{*}'' to receive every event.';
     END IF;
-    IF url IS NOT NULL THEN
-        PERFORM @extschema@.webhook_check_url(url);
-    END IF;
-    IF event_types IS NOT NULL THEN
-        IF cardinality(event_types) = 0 THEN
-            RAISE EXCEPTION 'event_types must not be empty'
+    FOREACH t IN ARRAY event_types LOOP
+        IF t IS NULL OR NOT @extschema@.webhook_valid_event_type(t, true) THEN
+            RAISE EXCEPTION 'invalid event type pattern "%"', coalesce(left(t, 80), 'NULL')
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use ''{*}'' to receive every event.';
+                      DETAIL = 'A pattern is an exact type such as "orders.created", a prefix such as "orders.*", or "*".';
         END IF;
-        FOREACH t IN ARRAY event_types LOOP
-            IF t IS NULL OR NOT @extschema@.webhook_valid_event_type(t, true) THEN
-                RAISE EXCEPTION 'invalid event type pattern "%"', coalesce(left(t, 80), 'NULL')
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = 'A pattern is an exact type such as "orders.created", a prefix such as "orders.*", or "*".';
-            END IF;
-        END LOOP;
-    END IF;
-    IF secret IS NOT NULL AND NOT @extschema@.webhook_valid_secret(secret) THEN
-        RAISE EXCEPTION 'invalid secret'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A secret is "whsec_" followed by the base64 encoding of 24 to 64 bytes.',
-                  HINT = 'Pass NULL to have one generated.';
-    END IF;
-    IF headers IS NOT NULL THEN
-        IF jsonb_typeof(headers) <> 'object' THEN
-            RAISE EXCEPTION 'headers must be a JSON object'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        FOR h IN SELECT key, value FROM jsonb_each(headers) LOOP
-            IF h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$' THEN
-                RAISE EXCEPTION 'invalid header name "%"', left(h.key, 80)
-                    USING ERRCODE = 'invalid_parameter_value';
-            END IF;
-            IF lower(h.key) IN ('content-type', 'content-length', 'host', 'user-agent',
-                                'transfer-encoding', 'connection', 'expect', 'te', 'upgrade')
-               OR lower(h.key) LIKE 'webhook-%' THEN
-                RAISE EXCEPTION 'header "%" cannot be set', h.key
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = 'The extension sets this header itself.';
-            END IF;
-            IF jsonb_typeof(h.value) <> 'string' THEN
-                RAISE EXCEPTION 'value of header "%" must be a string', h.key
-                    USING ERRCODE = 'invalid_parameter_value';
-            END IF;
-            IF h.value #>> '{}' ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' OR length(h.value #>> '{}') > 4096 THEN
-                RAISE EXCEPTION 'invalid value for header "%"', h.key
-                    USING ERRCODE = 'invalid_parameter_value',
-                          DETAIL = 'Header values are at most 4096 characters with no control characters (CR and LF included).';
-            END IF;
-        END LOOP;
-    END IF;
-    IF retry_schedule IS NOT NULL THEN
-        IF cardinality(retry_schedule) > 50 OR array_position(retry_schedule, NULL) IS NOT NULL
-           OR EXISTS (SELECT 1 FROM unnest(retry_schedule) d
-                      WHERE d < '0'::interval OR d > '30 days'::interval) THEN
-            RAISE EXCEPTION 'invalid retry_schedule'
-                USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = 'A schedule has at most 50 delays, each between 0 and 30 days.';
-        END IF;
-    END IF;
-    IF timeout IS NOT NULL AND (timeout < '100ms' OR timeout > '60s') THEN
-        RAISE EXCEPTION 'invalid timeout %', timeout
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A timeout is between 100 milliseconds and 60 seconds.';
-    END IF;
-    IF description IS NOT NULL AND length(description) > 1000 THEN
-        RAISE EXCEPTION 'description is longer than 1000 characters'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF max_in_flight IS NOT NULL AND (max_in_flight < 1 OR max_in_flight > 1000) THEN
-        RAISE EXCEPTION 'invalid max_in_flight %', max_in_flight
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An endpoint takes between 1 and 1000 concurrent requests.';
-    END IF;
+    END LOOP;
 END
 $$;
-COMMENT ON FUNCTION webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text, integer) IS
-  'raises a clear error for the first endpoint option that is invalid; NULL options are not checked';
+COMMENT ON FUNCTION webhook_check_event_types(text[]) IS
+  'raises 22023 unless every element is an event type pattern';
 
 CREATE FUNCTION webhook_create_endpoint(
-    name           text,
-    url            text,
-    event_types    text[]     DEFAULT '{*}',
-    secret         text       DEFAULT NULL,
-    headers        jsonb      DEFAULT '{}',
-    retry_schedule interval[] DEFAULT '{5s,5min,30min,2h,5h,10h,10h}',
-    timeout        interval   DEFAULT '10s',
-    description    text       DEFAULT NULL,
-    max_in_flight  integer    DEFAULT 16)
+    name             text,
+    url              text,
+    event_types      text[]     DEFAULT '{*}',
+    secret           text       DEFAULT NULL,
+    headers          jsonb      DEFAULT '{}',
+    retry_schedule   interval[] DEFAULT '{5s,5min,30min,2h,5h,10h,10h}',
+    timeout          interval   DEFAULT '10s',
+    description      text       DEFAULT NULL,
+    max_in_flight    integer    DEFAULT 16,
+    format           text       DEFAULT 'standard',
+    batch_size       integer    DEFAULT 100,
+    source           text       DEFAULT NULL,
+    signing          text       DEFAULT 'standard',
+    signature_header text       DEFAULT NULL,
+    signature_prefix text       DEFAULT NULL,
+    auth             jsonb      DEFAULT NULL,
+    rate_limit       integer    DEFAULT NULL,
+    ordered          boolean    DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -333,30 +528,33 @@ AS $$
 DECLARE
     new_id bigint;
 BEGIN
-    IF name IS NULL OR url IS NULL OR event_types IS NULL OR headers IS NULL
-       OR retry_schedule IS NULL OR timeout IS NULL OR max_in_flight IS NULL THEN
-        RAISE EXCEPTION 'name, url, event_types, headers, retry_schedule, timeout and max_in_flight must not be NULL'
-            USING ERRCODE = 'null_value_not_allowed';
+    IF event_types IS NULL THEN
+        RAISE EXCEPTION 'event_types must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    PERFORM @extschema@.webhook_check_endpoint_options(name, url, event_types, secret, headers,
-                                                      retry_schedule, timeout, description,
-                                                      max_in_flight);
+    PERFORM @extschema@.webhook_check_event_types(event_types);
     IF EXISTS (SELECT 1 FROM @extschema@.webhook_endpoints e WHERE e.name = webhook_create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', name
             USING ERRCODE = 'unique_violation';
     END IF;
-    INSERT INTO @extschema@.webhook_endpoints
-        (name, url, secret, headers, retry_schedule, timeout, description, max_in_flight)
-    VALUES (name, url, coalesce(secret, @extschema@.webhook_generate_secret()), headers,
-            retry_schedule, timeout, description, max_in_flight)
-    RETURNING id INTO new_id;
+    -- every option is checked by the webhook_endpoints_check trigger
+    INSERT INTO @extschema@.webhook_endpoints AS e
+        (name, url, secret, headers, retry_schedule, timeout, description, max_in_flight,
+         format, batch_size, source, signing, signature_header, signature_prefix, auth,
+         rate_limit, ordered)
+    VALUES (name, url,
+            coalesce(secret, @extschema@.webhook_generate_secret(coalesce(signing, 'standard'))),
+            headers, retry_schedule, timeout, description, max_in_flight,
+            format, batch_size, source, signing, signature_header, signature_prefix, auth,
+            rate_limit, ordered)
+    RETURNING e.id INTO new_id;
     INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
     SELECT DISTINCT new_id, t FROM unnest(event_types) t;
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer) IS
-  'creates an endpoint subscribed to event_types and returns its id; a NULL secret generates one';
+COMMENT ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                                            text, integer, text, text, text, text, jsonb, integer, boolean) IS
+  'creates an endpoint subscribed to event_types and returns its id; a NULL secret generates one for the signing scheme';
 
 CREATE FUNCTION webhook_subscribe(endpoint_id bigint, event_type text, filter jsonb DEFAULT NULL)
 RETURNS void
@@ -405,53 +603,150 @@ COMMENT ON FUNCTION webhook_unsubscribe(bigint, text) IS
   'removes one subscription; deliveries already created stay';
 
 CREATE FUNCTION webhook_update_endpoint(
-    endpoint_id    bigint,
-    name           text       DEFAULT NULL,
-    url            text       DEFAULT NULL,
-    event_types    text[]     DEFAULT NULL,
-    secret         text       DEFAULT NULL,
-    headers        jsonb      DEFAULT NULL,
-    retry_schedule interval[] DEFAULT NULL,
-    timeout        interval   DEFAULT NULL,
-    description    text       DEFAULT NULL,
-    max_in_flight  integer    DEFAULT NULL)
+    endpoint_id      bigint,
+    name             text       DEFAULT NULL,
+    url              text       DEFAULT NULL,
+    event_types      text[]     DEFAULT NULL,
+    secret           text       DEFAULT NULL,
+    headers          jsonb      DEFAULT NULL,
+    retry_schedule   interval[] DEFAULT NULL,
+    timeout          interval   DEFAULT NULL,
+    description      text       DEFAULT NULL,
+    max_in_flight    integer    DEFAULT NULL,
+    format           text       DEFAULT NULL,
+    batch_size       integer    DEFAULT NULL,
+    source           text       DEFAULT NULL,
+    signing          text       DEFAULT NULL,
+    signature_header text       DEFAULT NULL,
+    signature_prefix text       DEFAULT NULL,
+    auth             jsonb      DEFAULT NULL,
+    rate_limit       integer    DEFAULT NULL,
+    ordered          boolean    DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_variable
+DECLARE
+    cur @extschema@.webhook_endpoints := @extschema@.webhook_get_endpoint(endpoint_id);
 BEGIN
-    PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
-    PERFORM @extschema@.webhook_check_endpoint_options(name, url, event_types, secret, headers,
-                                                      retry_schedule, timeout, description,
-                                                      max_in_flight);
+    IF event_types IS NOT NULL THEN
+        PERFORM @extschema@.webhook_check_event_types(event_types);
+    END IF;
     IF name IS NOT NULL AND EXISTS (SELECT 1 FROM @extschema@.webhook_endpoints e
-                                     WHERE e.name = webhook_update_endpoint.name
-                                       AND e.id <> webhook_update_endpoint.endpoint_id) THEN
+                                     WHERE e.name = name AND e.id <> cur.id) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', name USING ERRCODE = 'unique_violation';
     END IF;
+    -- NULL keeps an option; '' (or '{}' for auth, 0 for rate_limit) clears an optional one.
+    -- A new signing scheme forgets the previous secrets: they belong to the old one.
+    -- Every option is checked by the webhook_endpoints_check trigger.
     UPDATE @extschema@.webhook_endpoints e
-       SET name = coalesce(webhook_update_endpoint.name, e.name),
-           url = coalesce(webhook_update_endpoint.url, e.url),
-           secret = coalesce(webhook_update_endpoint.secret, e.secret),
-           headers = coalesce(webhook_update_endpoint.headers, e.headers),
-           retry_schedule = coalesce(webhook_update_endpoint.retry_schedule, e.retry_schedule),
-           timeout = coalesce(webhook_update_endpoint.timeout, e.timeout),
-           description = coalesce(webhook_update_endpoint.description, e.description),
-           max_in_flight = coalesce(webhook_update_endpoint.max_in_flight, e.max_in_flight)
-     WHERE e.id = webhook_update_endpoint.endpoint_id;
+       SET name = coalesce(name, e.name),
+           url = coalesce(url, e.url),
+           secret = coalesce(secret, e.secret),
+           previous_secrets = CASE WHEN coalesce(signing, e.signing) = e.signing
+                                   THEN e.previous_secrets ELSE '[]' END,
+           headers = coalesce(headers, e.headers),
+           retry_schedule = coalesce(retry_schedule, e.retry_schedule),
+           timeout = coalesce(timeout, e.timeout),
+           description = CASE WHEN description IS NULL THEN e.description ELSE nullif(description, '') END,
+           max_in_flight = coalesce(max_in_flight, e.max_in_flight),
+           format = coalesce(format, e.format),
+           batch_size = coalesce(batch_size, e.batch_size),
+           source = CASE WHEN source IS NULL THEN e.source ELSE nullif(source, '') END,
+           signing = coalesce(signing, e.signing),
+           signature_header = CASE WHEN signature_header IS NULL THEN e.signature_header
+                                   ELSE nullif(signature_header, '') END,
+           signature_prefix = CASE WHEN signature_prefix IS NULL THEN e.signature_prefix
+                                   ELSE nullif(signature_prefix, '') END,
+           auth = CASE WHEN auth IS NULL THEN e.auth ELSE nullif(auth, '{}') END,
+           rate_limit = CASE WHEN rate_limit IS NULL THEN e.rate_limit ELSE nullif(rate_limit, 0) END,
+           ordered = coalesce(ordered, e.ordered)
+     WHERE e.id = cur.id;
+    IF ordered AND NOT cur.ordered THEN
+        -- deliveries already queued join their keys' lines
+        UPDATE @extschema@.webhook_deliveries d
+           SET ordering_key = coalesce(ev.ordering_key, '')
+          FROM @extschema@.webhook_events ev
+         WHERE d.endpoint_id = cur.id AND d.status IN ('pending', 'in_flight')
+           AND d.ordering_key IS NULL AND ev.id = d.event_id;
+    END IF;
     IF event_types IS NOT NULL THEN
         -- the new list replaces the old; filters of patterns kept are kept
         DELETE FROM @extschema@.webhook_subscriptions s
-         WHERE s.endpoint_id = webhook_update_endpoint.endpoint_id
-           AND s.event_type <> ALL (event_types);
+         WHERE s.endpoint_id = cur.id AND s.event_type <> ALL (event_types);
         INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
-        SELECT DISTINCT webhook_update_endpoint.endpoint_id, t FROM unnest(event_types) t
+        SELECT DISTINCT cur.id, t FROM unnest(event_types) t
         ON CONFLICT DO NOTHING;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text, integer) IS
-  'changes an endpoint''s options; NULL leaves an option unchanged; event_types replaces the subscriptions';
+COMMENT ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                                            integer, text, integer, text, text, text, text, jsonb, integer, boolean) IS
+  'changes an endpoint''s options; NULL leaves an option unchanged, an empty value (''{}'' for auth, 0 for rate_limit) clears an optional one; event_types replaces the subscriptions';
+
+CREATE FUNCTION webhook_rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL,
+                                      grace interval DEFAULT '24 hours')
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e @extschema@.webhook_endpoints := @extschema@.webhook_get_endpoint(endpoint_id);
+    s text;
+BEGIN
+    IF grace IS NULL OR grace < '0'::interval OR grace > '30 days'::interval THEN
+        RAISE EXCEPTION 'invalid grace %', coalesce(grace::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The old secret keeps signing for 0 to 30 days.';
+    END IF;
+    s := coalesce(new_secret, @extschema@.webhook_generate_secret(e.signing));
+    IF s = e.secret THEN
+        RAISE EXCEPTION 'the new secret is the current one' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- newest first; expired ones and any beyond ten dropped
+    UPDATE @extschema@.webhook_endpoints x
+       SET secret = s,
+           previous_secrets = (
+               SELECT coalesce(jsonb_agg(k.p ORDER BY k.o), '[]')
+                 FROM (SELECT a.p, a.o
+                         FROM jsonb_array_elements(
+                                CASE WHEN grace > '0'::interval
+                                     THEN jsonb_build_array(jsonb_build_object('secret', e.secret,
+                                                                               'expires_at', now() + grace))
+                                     ELSE '[]' END || e.previous_secrets) WITH ORDINALITY AS a(p, o)
+                        WHERE (a.p ->> 'expires_at')::timestamptz > now() AND a.p ->> 'secret' <> s
+                        ORDER BY a.o LIMIT 10) k)
+     WHERE x.id = e.id;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION webhook_rotate_secret(bigint, text, interval) IS
+  'replaces the signing secret and returns the new one; until grace ends, requests also carry signatures of the old secret (at most 10 old secrets)';
+
+CREATE FUNCTION webhook_public_key(endpoint_id bigint)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e record;
+BEGIN
+    SELECT x.signing, x.secret INTO e FROM @extschema@.webhook_endpoints x WHERE x.id = endpoint_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF e.signing <> 'standard-ed25519' THEN
+        RAISE EXCEPTION 'endpoint % does not sign with standard-ed25519', endpoint_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('It signs with %s; a public key exists only for asymmetric signatures.', e.signing);
+    END IF;
+    RETURN @extschema@.webhook_derive_public_key(e.secret);
+END
+$$;
+COMMENT ON FUNCTION webhook_public_key(bigint) IS
+  'the whpk_ public key receivers verify a standard-ed25519 endpoint''s signatures with';
 
 -- Locks and returns the endpoint row, or raises 42704 when there is none.
 CREATE FUNCTION webhook_get_endpoint(endpoint_id bigint)
@@ -576,7 +871,8 @@ COMMENT ON FUNCTION webhook_resume(bigint) IS
 -- Events
 -------------------------------------------------------------------------------
 
-CREATE FUNCTION webhook_publish(event_type text, data jsonb, idempotency_key text DEFAULT NULL)
+CREATE FUNCTION webhook_publish(event_type text, data jsonb, idempotency_key text DEFAULT NULL,
+                                ordering_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -598,6 +894,10 @@ BEGIN
         RAISE EXCEPTION 'idempotency_key must be 1 to 255 characters'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF length(ordering_key) > 255 THEN
+        RAISE EXCEPTION 'ordering_key is longer than 255 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF octet_length(data::text) > pg_size_bytes(current_setting('webhook.max_payload_size')) THEN
         RAISE EXCEPTION 'event data is larger than webhook.max_payload_size'
             USING ERRCODE = 'program_limit_exceeded',
@@ -605,12 +905,13 @@ BEGIN
                                   octet_length(data::text), current_setting('webhook.max_payload_size'));
     END IF;
     IF idempotency_key IS NULL THEN
-        INSERT INTO @extschema@.webhook_events (type, data)
-        VALUES (webhook_publish.event_type, webhook_publish.data)
+        INSERT INTO @extschema@.webhook_events (type, data, ordering_key)
+        VALUES (webhook_publish.event_type, webhook_publish.data, webhook_publish.ordering_key)
         RETURNING id INTO new_id;
     ELSE
-        INSERT INTO @extschema@.webhook_events (type, data, idempotency_key)
-        VALUES (webhook_publish.event_type, webhook_publish.data, webhook_publish.idempotency_key)
+        INSERT INTO @extschema@.webhook_events (type, data, idempotency_key, ordering_key)
+        VALUES (webhook_publish.event_type, webhook_publish.data, webhook_publish.idempotency_key,
+                webhook_publish.ordering_key)
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id INTO new_id;
         IF new_id IS NULL THEN
@@ -623,8 +924,8 @@ BEGIN
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION webhook_publish(text, jsonb, text) IS
-  'enqueues an event in the current transaction and returns its id; a repeated idempotency_key returns the first event''s id';
+COMMENT ON FUNCTION webhook_publish(text, jsonb, text, text) IS
+  'enqueues an event in the current transaction and returns its id; a repeated idempotency_key returns the first event''s id; ordered endpoints send events of one ordering_key one after another';
 
 -- Fans committed events out into deliveries, at most lim events; returns the
 -- number of events handled.  The worker calls this; it is safe to call by hand.
@@ -645,15 +946,16 @@ BEGIN
                          WHERE NOT u.dispatched
                          ORDER BY u.id LIMIT lim
                          FOR UPDATE SKIP LOCKED)
-        RETURNING e.id, e.type
+        RETURNING e.id, e.type, e.ordering_key
     ), eps AS (
         -- the lock the deliveries' foreign key would take, taken first: an
         -- endpoint being deleted is waited for and then skipped, instead of
         -- failing the insert with a foreign key violation
-        SELECT e.id FROM @extschema@.webhook_endpoints e FOR KEY SHARE
+        SELECT e.id, e.ordered FROM @extschema@.webhook_endpoints e FOR KEY SHARE
     ), ins AS (
-        INSERT INTO @extschema@.webhook_deliveries (event_id, endpoint_id)
-        SELECT DISTINCT ev.id, s.endpoint_id
+        INSERT INTO @extschema@.webhook_deliveries (event_id, endpoint_id, ordering_key)
+        SELECT DISTINCT ev.id, s.endpoint_id,
+               CASE WHEN eps.ordered THEN coalesce(ev.ordering_key, '') END
           FROM ev JOIN @extschema@.webhook_subscriptions s
             ON (s.event_type = '*' OR s.event_type = ev.type
                 OR (s.event_type LIKE '%.*' AND starts_with(ev.type, left(s.event_type, -1))))
@@ -803,6 +1105,110 @@ COMMENT ON FUNCTION webhook_test(bigint, text, jsonb) IS
 -------------------------------------------------------------------------------
 -- Views
 -------------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_define_event_type(name text, description text DEFAULT NULL,
+                                          schema jsonb DEFAULT NULL, example jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF length(name) > 255 OR NOT @extschema@.webhook_valid_event_type(name) THEN
+        RAISE EXCEPTION 'invalid event type "%"', left(name, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An event type is up to 255 characters of dot-separated segments of letters, digits, "_" and "-".';
+    END IF;
+    IF length(description) > 1000 THEN
+        RAISE EXCEPTION 'description is longer than 1000 characters' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF schema IS NOT NULL AND jsonb_typeof(schema) <> 'object' THEN
+        RAISE EXCEPTION 'schema must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A JSON Schema describing the event''s data, for receivers.';
+    END IF;
+    IF octet_length(example::text) > pg_size_bytes(current_setting('webhook.max_payload_size')) THEN
+        RAISE EXCEPTION 'example is larger than webhook.max_payload_size'
+            USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    INSERT INTO @extschema@.webhook_event_types AS t (name, description, schema, example)
+    VALUES (name, description, schema, example)
+    ON CONFLICT ON CONSTRAINT webhook_event_types_pkey DO UPDATE
+       SET description = excluded.description, schema = excluded.schema,
+           example = excluded.example, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION webhook_define_event_type(text, text, jsonb, jsonb) IS
+  'adds an event type to the catalog, or replaces its description, JSON Schema and example';
+
+CREATE FUNCTION webhook_backoff(first interval, factor float8, attempts integer,
+                                cap interval DEFAULT '1 day')
+RETURNS interval[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF first IS NULL OR factor IS NULL OR attempts IS NULL OR cap IS NULL THEN
+        RAISE EXCEPTION 'webhook_backoff arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF first < '0'::interval OR first > '30 days'::interval THEN
+        RAISE EXCEPTION 'invalid first delay %', first USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'The first delay is between 0 and 30 days.';
+    END IF;
+    IF factor < 1 OR factor > 100 OR factor = 'NaN'::float8 THEN
+        RAISE EXCEPTION 'invalid factor %', factor USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'Each delay is 1 to 100 times the one before.';
+    END IF;
+    IF attempts < 1 OR attempts > 50 THEN
+        RAISE EXCEPTION 'invalid number of attempts %', attempts USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A schedule has 1 to 50 retries.';
+    END IF;
+    IF cap < first OR cap > '30 days'::interval THEN
+        RAISE EXCEPTION 'invalid cap %', cap USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'The cap is between the first delay and 30 days.';
+    END IF;
+    -- computed in seconds (a float8 cannot overflow here), rounded to milliseconds
+    RETURN ARRAY(SELECT make_interval(secs => round(least(extract(epoch FROM first) * power(factor, i),
+                                                          extract(epoch FROM cap))::numeric, 3)::float8)
+                   FROM generate_series(0, attempts - 1) i ORDER BY i);
+END
+$$;
+COMMENT ON FUNCTION webhook_backoff(interval, float8, integer, interval) IS
+  'an exponential retry schedule: attempts delays, first, first*factor, ... each at most cap';
+
+-- What an operator may see of the endpoints: every setting, with secrets,
+-- auth values and sensitive header values shown as [redacted].
+CREATE VIEW webhook_endpoint_settings AS
+SELECT e.id, e.name, e.url, e.description, e.state,
+       ARRAY(SELECT s.event_type FROM webhook_subscriptions s
+              WHERE s.endpoint_id = e.id ORDER BY s.event_type) AS event_types,
+       e.format, e.batch_size, e.source, e.signing, e.signature_header, e.signature_prefix,
+       '[redacted]'::text AS secret,
+       (SELECT count(*) FROM jsonb_array_elements(e.previous_secrets) p
+         WHERE (p ->> 'expires_at')::timestamptz > now())::int AS previous_secrets,
+       (SELECT max((p ->> 'expires_at')::timestamptz) FROM jsonb_array_elements(e.previous_secrets) p)
+           AS previous_secrets_until,
+       CASE e.auth ->> 'type'
+            WHEN 'bearer' THEN jsonb_build_object('type', 'bearer', 'token', '[redacted]')
+            WHEN 'basic' THEN jsonb_build_object('type', 'basic', 'username', e.auth -> 'username',
+                                                 'password', '[redacted]')
+            WHEN 'api_key' THEN jsonb_build_object('type', 'api_key', 'header', e.auth -> 'header',
+                                                   'key', '[redacted]')
+       END AS auth,
+       (SELECT coalesce(jsonb_object_agg(h.key,
+                  CASE WHEN lower(h.key) IN ('authorization', 'proxy-authorization', 'cookie',
+                                             'x-api-key', 'x-auth-token')
+                         OR h.value @> '{"secret": true}'
+                       THEN '"[redacted]"'::jsonb
+                       WHEN jsonb_typeof(h.value) = 'object' THEN h.value -> 'value'
+                       ELSE h.value END), '{}')
+          FROM jsonb_each(e.headers) h) AS headers,
+       e.retry_schedule, e.timeout, e.max_in_flight, e.rate_limit, e.ordered, e.created_at
+  FROM webhook_endpoints e;
+COMMENT ON VIEW webhook_endpoint_settings IS 'every endpoint setting, with secrets, auth values and sensitive header values shown as [redacted]: grant this, not the table';
 
 CREATE VIEW webhook_endpoint_health AS
 SELECT e.id AS endpoint_id,
@@ -963,7 +1369,8 @@ BEGIN
                   DETAIL = 'Only delivered and dead deliveries can be replayed; this one is still on its way.';
     END IF;
     UPDATE @extschema@.webhook_deliveries d
-       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+           batch_id = NULL
      WHERE d.id = webhook_replay.delivery_id;
     PERFORM @extschema@.webhook_wake();
 END
@@ -986,7 +1393,8 @@ BEGIN
         RAISE EXCEPTION 'event % does not exist', event_id USING ERRCODE = 'undefined_object';
     END IF;
     UPDATE @extschema@.webhook_deliveries d
-       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+           batch_id = NULL
      WHERE d.event_id = webhook_replay_event.event_id AND d.status IN ('delivered', 'dead');
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM @extschema@.webhook_wake();
@@ -1012,7 +1420,8 @@ BEGIN
     END IF;
     PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
     UPDATE @extschema@.webhook_deliveries d
-       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
+           batch_id = NULL
      WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
        AND d.finished_at >= since AND d.finished_at < until;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -1128,8 +1537,10 @@ COMMENT ON FUNCTION webhook_purge(interval, interval) IS
 -------------------------------------------------------------------------------
 
 REVOKE ALL ON FUNCTION
-    webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer),
-    webhook_check_endpoint_options(text, text, text[], text, jsonb, interval[], interval, text, integer),
+    webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                            text, integer, text, text, text, text, jsonb, integer, boolean),
+    webhook_check_event_types(text[]),
+    webhook_endpoints_check(),
     webhook_get_endpoint(bigint),
     webhook_delete_endpoint(bigint),
     webhook_disable(bigint, text),
@@ -1137,20 +1548,23 @@ REVOKE ALL ON FUNCTION
     webhook_resume(bigint),
     webhook_subscribe(bigint, text, jsonb),
     webhook_unsubscribe(bigint, text),
-    webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text, integer),
+    webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                            integer, text, integer, text, text, text, text, jsonb, integer, boolean),
+    webhook_rotate_secret(bigint, text, interval),
+    webhook_public_key(bigint),
+    webhook_define_event_type(text, text, jsonb, jsonb),
     webhook_delivery_chart(bigint, interval, interval),
     webhook_wake(),
     webhook_config_changed(),
-    webhook_endpoints_check_url(),
     webhook_set_state(bigint, text, text),
-    webhook_publish(text, jsonb, text),
+    webhook_publish(text, jsonb, text, text),
     webhook_fanout(integer),
     webhook_watch(regclass, text, text[], text[]),
     webhook_unwatch(regclass),
     webhook_capture(),
     webhook_capture_flush(),
     webhook_test(bigint, text, jsonb),
-    webhook_generate_secret(),
+    webhook_generate_secret(text),
     webhook_replay(bigint),
     webhook_replay_event(bigint),
     webhook_recover(bigint, timestamptz, timestamptz),

@@ -97,7 +97,7 @@ SELECT type, data->'new' AS new, data->'old' AS old FROM webhook_events WHERE id
 
 -- ...and after GRANT EXECUTE on webhook_publish (SECURITY DEFINER) it can
 -- publish, and do nothing more
-GRANT EXECUTE ON FUNCTION webhook_publish(text, jsonb, text) TO webhook_app;
+GRANT EXECUTE ON FUNCTION webhook_publish(text, jsonb, text, text) TO webhook_app;
 SET ROLE webhook_app;
 SELECT webhook_publish('app.signed_up', '{"user": 1}') IS NOT NULL AS published;
 SELECT webhook_publish('app.signed_up', '{"user": 2}', 'user-2')

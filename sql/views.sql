@@ -38,9 +38,9 @@ SELECT * FROM webhook_test(:ep, 'bad type');
 -- a direct UPDATE is held to the destination rules...
 UPDATE webhook_endpoints SET url = 'http://10.0.0.1/x' WHERE id = :ep;
 -- ...and webhook_test checks again before connecting (the rules may change)
-ALTER TABLE webhook_endpoints DISABLE TRIGGER webhook_endpoints_check_url;
+ALTER TABLE webhook_endpoints DISABLE TRIGGER webhook_endpoints_check;
 UPDATE webhook_endpoints SET url = 'http://10.0.0.1/x' WHERE id = :ep;
-ALTER TABLE webhook_endpoints ENABLE TRIGGER webhook_endpoints_check_url;
+ALTER TABLE webhook_endpoints ENABLE TRIGGER webhook_endpoints_check;
 SELECT ok, status, response, error FROM webhook_test(:ep);
 SELECT attempt, status_code, ok, error FROM webhook_attempts WHERE endpoint_id = :ep AND delivery_id IS NULL ORDER BY id DESC LIMIT 1;
 SELECT webhook_delete_endpoint(:ep);

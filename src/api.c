@@ -19,6 +19,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "http.h"
+#include "queue.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -31,6 +32,8 @@ PG_FUNCTION_INFO_V1(webhook_check_url);
 PG_FUNCTION_INFO_V1(webhook_generate_secret);
 PG_FUNCTION_INFO_V1(webhook_sign);
 PG_FUNCTION_INFO_V1(webhook_test);
+PG_FUNCTION_INFO_V1(webhook_verify);
+PG_FUNCTION_INFO_V1(webhook_derive_public_key);
 
 /*
  * Is s an event type: dot-separated non-empty segments of [A-Za-z0-9_-],
@@ -78,12 +81,27 @@ webhook_valid_event_type(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(valid_event_type(s, PG_GETARG_BOOL(1)));
 }
 
+/* The scheme named by a signing argument; ERRORs on an unknown one. */
+static int
+scheme_arg(text *name)
+{
+	char	   *s = text_to_cstring(name);
+	int			scheme = sign_scheme(s);
+
+	if (scheme < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid signing scheme \"%s\"", s),
+				 errdetail("Schemes are standard, hmac-sha256-hex, timestamped-hex, standard-ed25519 and none.")));
+	return scheme;
+}
+
 Datum
 webhook_valid_secret(PG_FUNCTION_ARGS)
 {
-	unsigned char key[WEBHOOK_MAX_KEY_LEN];
+	int			scheme = sign_scheme(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 
-	PG_RETURN_BOOL(sign_decode_secret(text_to_cstring(PG_GETARG_TEXT_PP(0)), key) > 0);
+	PG_RETURN_BOOL(scheme >= 0 && sign_valid_secret(text_to_cstring(PG_GETARG_TEXT_PP(0)), scheme));
 }
 
 /* Raises the error matching a failed destination check. */
@@ -150,7 +168,7 @@ webhook_check_url(PG_FUNCTION_ARGS)
 Datum
 webhook_generate_secret(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(sign_generate_secret()));
+	PG_RETURN_TEXT_P(cstring_to_text(sign_generate_secret(scheme_arg(PG_GETARG_TEXT_PP(0)))));
 }
 
 Datum
@@ -160,21 +178,72 @@ webhook_sign(PG_FUNCTION_ARGS)
 	char	   *msg_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	int64		ts = PG_GETARG_INT64(2);
 	text	   *body = PG_GETARG_TEXT_PP(3);
-	unsigned char key[WEBHOOK_MAX_KEY_LEN];
-	int			keylen = sign_decode_secret(secret, key);
-	char		sig[SIGN_STANDARD_LEN];
+	int			scheme = strncmp(secret, "whsk_", 5) == 0 ? SIGN_ED25519 : SIGN_STANDARD;
+	SignKey		key;
+	StringInfoData sig;
 
-	if (keylen < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid secret"),
-				 errdetail("A secret is \"whsec_\" followed by the base64 encoding of 24 to 64 bytes.")));
 	if (strlen(msg_id) > 100)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message id is longer than 100 characters")));
-	sign_standard(key, keylen, msg_id, ts, VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), sig);
-	PG_RETURN_TEXT_P(cstring_to_text(sig));
+	if (!sign_prepare_key(scheme, secret, &key))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid secret"),
+				 errdetail("A secret is \"whsec_\" followed by the base64 encoding of 24 to 64 bytes, or \"whsk_\" followed by an ed25519 key.")));
+	initStringInfo(&sig);
+	if (!sign_message(scheme, &key, 1, NULL, msg_id, ts, VARDATA_ANY(body),
+					  VARSIZE_ANY_EXHDR(body), &sig))
+		elog(ERROR, "webhook_sign: signing failed");
+	PG_RETURN_TEXT_P(cstring_to_text(sig.data));
+}
+
+/*
+ * webhook_verify: a Standard Webhooks signature check for a database that
+ * receives webhooks.  Any NULL argument, a stale or future timestamp, or
+ * no matching signature gives false (never NULL, so that NOT ... rejects).
+ */
+Datum
+webhook_verify(PG_FUNCTION_ARGS)
+{
+	text	   *body;
+	Interval   *tolerance;
+	int64		ts;
+	int64		now_s;
+	int64		tol_s;
+
+	for (int i = 0; i < 6; i++)
+		if (PG_ARGISNULL(i))
+			PG_RETURN_BOOL(false);
+	ts = PG_GETARG_INT64(2);
+	body = PG_GETARG_TEXT_PP(3);
+	tolerance = PG_GETARG_INTERVAL_P(5);
+	tol_s = (int64) (tolerance->time / USECS_PER_SEC) +
+		(int64) tolerance->day * SECS_PER_DAY + (int64) tolerance->month * DAYS_PER_MONTH * SECS_PER_DAY;
+	if (tol_s < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tolerance must not be negative")));
+	now_s = (int64) time(NULL);
+	if (ts < now_s - tol_s || ts > now_s + tol_s)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(sign_verify(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							   text_to_cstring(PG_GETARG_TEXT_PP(1)), ts,
+							   VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
+							   text_to_cstring(PG_GETARG_TEXT_PP(4))));
+}
+
+Datum
+webhook_derive_public_key(PG_FUNCTION_ARGS)
+{
+	char	   *pub = sign_public_key(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	if (pub == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid ed25519 secret"),
+				 errdetail("An ed25519 secret is \"whsk_\" followed by the base64 encoding of a 32-byte seed or a 64-byte key.")));
+	PG_RETURN_TEXT_P(cstring_to_text(pub));
 }
 
 /* ISO 8601 UTC with microseconds, as the worker writes event timestamps. */
@@ -191,27 +260,18 @@ webhook_test(PG_FUNCTION_ARGS)
 {
 	int64		endpoint_id;
 	const char *event_type;
-	char	   *data;
+	char	   *data = NULL;
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	const char *schema = quote_identifier(get_namespace_name(nsp));
 	TupleDesc	rdesc;
-	char	   *url;
-	char	   *secret;
-	char	  **headers;
-	int			nheaders;
-	long		timeout_ms;
-	unsigned char key[WEBHOOK_MAX_KEY_LEN];
-	int			keylen;
+	Endpoint	ep;
 	char		msg_id[40];
 	unsigned char rnd[8];
-	char		sig[SIGN_STANDARD_LEN];
 	int64		ts = (int64) time(NULL);
 	StringInfoData body;
 	HttpRequest req;
 	HttpResult	res;
 	TimestampTz started;
-	char	   *detail;
-	DestCheck	dc;
 	char	   *response = NULL;
 	Datum		values[5];
 	bool		nulls[5] = {0};
@@ -228,19 +288,15 @@ webhook_test(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid event type \"%s\"", event_type)));
-	data = PG_ARGISNULL(2) ? psprintf("{\"test\":true,\"endpoint_id\":" INT64_FORMAT "}", endpoint_id)
-		: DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
+	if (!PG_ARGISNULL(2))
+		data = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
 	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "webhook_test: return type must be a row type");
 
-	/* Read the endpoint. */
+	/* Read the endpoint as the worker does. */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook_test: SPI_connect failed");
-	rc = SPI_execute_with_args(psprintf("SELECT e.url, e.secret,"
-										" coalesce((SELECT array_agg(h.key || ': ' || h.value)"
-										"             FROM pg_catalog.jsonb_each_text(e.headers) h), '{}'),"
-										" (extract(epoch FROM e.timeout) * 1000)::int8"
-										" FROM %s.webhook_endpoints e WHERE e.id = $1", schema),
+	rc = SPI_execute_with_args(psprintf(ENDPOINT_SELECT " WHERE e.id = $1", schema),
 							   1, (Oid[]) {INT8OID}, (Datum[]) {Int64GetDatum(endpoint_id)},
 							   NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -249,60 +305,71 @@ webhook_test(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("endpoint " INT64_FORMAT " does not exist", endpoint_id)));
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum	   *elems;
-		bool	   *enulls;
+	memset(&ep, 0, sizeof(ep));
+	endpoint_read(&ep, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 
-		url = SPI_getvalue(tup, desc, 1);
-		secret = SPI_getvalue(tup, desc, 2);
-		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull)),
-						  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nheaders);
-		headers = palloc(sizeof(char *) * (nheaders + 1));
-		for (int i = 0; i < nheaders; i++)
-			headers[i] = TextDatumGetCString(elems[i]);
-		timeout_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	/* No data given: the event type's example from the catalog, or a test object. */
+	if (data == NULL)
+	{
+		rc = SPI_execute_with_args(psprintf("SELECT t.example::text FROM %s.webhook_event_types t"
+											" WHERE t.name = $1", schema),
+								   1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(event_type)},
+								   NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "webhook_test: reading the event type failed");
+		if (SPI_processed == 1)
+			data = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (data == NULL)
+			data = psprintf("{\"test\":true,\"endpoint_id\":" INT64_FORMAT "}", endpoint_id);
 	}
 
-	/* Build and sign the message. */
+	/* Build the message in the endpoint's format. */
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		elog(ERROR, "webhook_test: no random bytes");
 	snprintf(msg_id, sizeof(msg_id), "msg_test_%02x%02x%02x%02x%02x%02x%02x%02x",
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"type\":");
-	escape_json(&body, event_type);
-	appendStringInfo(&body, ",\"timestamp\":\"%s\",\"data\":%s}", iso_now(), data);
-	keylen = sign_decode_secret(secret, key);
-	if (keylen > 0)
-		sign_standard(key, keylen, msg_id, ts, body.data, body.len, sig);
+	if (ep.format == FORMAT_RAW)
+		appendStringInfoString(&body, data);
 	else
-		sig[0] = '\0';
+	{
+		char	   *now = iso_now();
+
+		if (ep.format == FORMAT_BATCH)
+			appendStringInfo(&body, "{\"events\":[{\"id\":\"%s\",", msg_id);
+		else
+			appendStringInfoChar(&body, '{');
+		appendStringInfoString(&body, "\"type\":");
+		escape_json(&body, event_type);
+		appendStringInfo(&body, ",\"timestamp\":\"%s\",\"data\":%s}", now, data);
+		if (ep.format == FORMAT_BATCH)
+		{
+			appendStringInfo(&body, "],\"deliveredAt\":\"%s\",\"source\":", now);
+			escape_json(&body, ep.source);
+			appendStringInfoChar(&body, '}');
+		}
+	}
 
 	memset(&req, 0, sizeof(req));
 	memset(&res, 0, sizeof(res));
 	started = GetCurrentTimestamp();
-	dc = destination_check_url(url, &detail);
-	if (dc != DEST_OK)
+	if (ep.url_error != NULL)
 	{
 		res.ok = false;
-		res.error = detail;
+		res.error = ep.url_error;
 	}
 	else
 	{
 		struct curl_slist *hl;
 
 		http_global_init();
-		hl = http_build_headers(msg_id, ts, sig, headers, nheaders);
-		if (hl == NULL)
-			elog(ERROR, "out of memory");
+		if (!endpoint_headers(&ep, msg_id, ts, body.data, body.len, &hl))
+			elog(ERROR, "webhook_test: could not sign or build the request headers");
 		PG_TRY();
 		{
 			CURLcode	code;
 
-			http_request_setup(&req, url, body.data, body.len, hl, timeout_ms,
+			http_request_setup(&req, ep.url, body.data, body.len, hl, ep.timeout_ms,
 							   palloc(webhook_response_limit + 1), webhook_response_limit);
 			code = http_perform_sync(&req);
 			http_request_result(&req, code, &res);

@@ -57,6 +57,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "utils/relcache.h"
+#include "nodes/bitmapset.h"
 
 PG_FUNCTION_INFO_V1(webhook_capture);
 PG_FUNCTION_INFO_V1(webhook_capture_flush);
@@ -72,6 +74,7 @@ static Oid	insert_plan_nsp = InvalidOid;
 static MemoryContext buf_cxt = NULL;	/* child of TopTransactionContext */
 static ArrayBuildState *buf_types = NULL;
 static ArrayBuildState *buf_data = NULL;
+static ArrayBuildState *buf_keys = NULL;
 static int	buf_events = 0;
 static Size buf_bytes = 0;
 static Oid	buf_nsp = InvalidOid;
@@ -115,6 +118,10 @@ typedef struct CaptureInfo
 	Column	   *cols;
 	char	   *head;			/* {"schema":...,"table":...,"op": */
 	char	   *types[3];		/* <prefix>.created, .updated, .deleted */
+	int			npk;			/* primary key columns (0: none) */
+	AttrNumber *pk;
+	FmgrInfo   *pk_out;			/* their output functions */
+	char	   *key_head;		/* "<schema>.<table>/" */
 } CaptureInfo;
 
 /* Appends one column value as JSON. */
@@ -205,12 +212,12 @@ prepare_insert(Oid nsp)
 	if (insert_plan != NULL)
 		SPI_freeplan(insert_plan);
 	insert_plan = NULL;
-	sql = psprintf("INSERT INTO %s.webhook_events (type, data)"
-				   " SELECT u.t, u.d"
-				   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
-				   "   WITH ORDINALITY AS u(t, d, n) ORDER BY u.n",
+	sql = psprintf("INSERT INTO %s.webhook_events (type, data, ordering_key)"
+				   " SELECT u.t, u.d, u.k"
+				   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
+				   "   WITH ORDINALITY AS u(t, d, k, n) ORDER BY u.n",
 				   quote_identifier(get_namespace_name(nsp)));
-	plan = SPI_prepare(sql, 2, (Oid[]) {TEXTARRAYOID, JSONARRAYOID});
+	plan = SPI_prepare(sql, 3, (Oid[]) {TEXTARRAYOID, JSONARRAYOID, TEXTARRAYOID});
 	if (plan == NULL || SPI_keepplan(plan) != 0)
 		elog(ERROR, "webhook_capture: could not prepare insert: %s",
 			 SPI_result_code_string(SPI_result));
@@ -224,7 +231,7 @@ discard_buffer(void)
 {
 	flushing = false;
 	buf_cxt = NULL;
-	buf_types = buf_data = NULL;
+	buf_types = buf_data = buf_keys = NULL;
 	buf_events = 0;
 	buf_bytes = 0;
 }
@@ -236,9 +243,9 @@ discard_buffer(void)
  * tables (an ERROR restores the user with the aborted transaction).
  */
 static void
-insert_events(Oid nsp, Oid owner, Datum types, Datum data)
+insert_events(Oid nsp, Oid owner, Datum types, Datum data, Datum keys)
 {
-	Datum		args[2] = {types, data};
+	Datum		args[3] = {types, data, keys};
 	int			rc;
 	Oid			save_userid;
 	int			save_sec_context;
@@ -277,15 +284,17 @@ flush_buffer(void)
 {
 	Datum		types;
 	Datum		data;
+	Datum		keys;
 
 	if (buf_events == 0 || flushing || GetCurrentSubTransactionId() > buf_subxid)
 		return;
 	flushing = true;
 	types = makeArrayResult(buf_types, CurrentMemoryContext);
 	data = makeArrayResult(buf_data, CurrentMemoryContext);
+	keys = makeArrayResult(buf_keys, CurrentMemoryContext);
 	PG_TRY();
 	{
-		insert_events(buf_nsp, buf_owner, types, data);
+		insert_events(buf_nsp, buf_owner, types, data, keys);
 	}
 	PG_FINALLY();
 	{
@@ -360,9 +369,9 @@ capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/* Appends one event to the statement's buffer. */
+/* Appends one event (its ordering key may be NULL) to the statement's buffer. */
 static void
-buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len)
+buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len, const char *key)
 {
 	MemoryContext old;
 
@@ -383,7 +392,10 @@ buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len)
 					  PointerGetDatum(construct_array(&(Datum) {CStringGetTextDatum(type)}, 1,
 													  TEXTOID, -1, false, TYPALIGN_INT)),
 					  PointerGetDatum(construct_array(&(Datum) {PointerGetDatum(cstring_to_text_with_len(data, len))}, 1,
-													  JSONOID, -1, false, TYPALIGN_INT)));
+													  JSONOID, -1, false, TYPALIGN_INT)),
+					  PointerGetDatum(construct_md_array(&(Datum) {key ? CStringGetTextDatum(key) : (Datum) 0},
+														 &(bool) {key == NULL}, 1, (int[]) {1}, (int[]) {1},
+														 TEXTOID, -1, false, TYPALIGN_INT)));
 		return;
 	}
 	if (buf_cxt != NULL && nsp != buf_nsp)
@@ -400,6 +412,8 @@ buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len)
 	/* json is text inside; the data was built here and is valid JSON */
 	buf_data = accumArrayResult(buf_data, PointerGetDatum(cstring_to_text_with_len(data, len)),
 								false, JSONOID, buf_cxt);
+	buf_keys = accumArrayResult(buf_keys, key ? CStringGetTextDatum(key) : (Datum) 0, key == NULL,
+								TEXTOID, buf_cxt);
 	MemoryContextSwitchTo(old);
 	buf_events++;
 	buf_bytes += len;
@@ -521,6 +535,31 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 	ci->types[0] = psprintf("%s.created", tg->tgargs[0]);
 	ci->types[1] = psprintf("%s.updated", tg->tgargs[0]);
 	ci->types[2] = psprintf("%s.deleted", tg->tgargs[0]);
+
+	/* the ordering key of a row: its primary key */
+	{
+		Bitmapset  *pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+		int			x = -1;
+
+		ci->npk = bms_num_members(pk);
+		ci->pk = palloc(sizeof(AttrNumber) * Max(ci->npk, 1));
+		ci->pk_out = palloc(sizeof(FmgrInfo) * Max(ci->npk, 1));
+		ci->npk = 0;
+		while ((x = bms_next_member(pk, x)) >= 0)
+		{
+			AttrNumber	att = x + FirstLowInvalidHeapAttributeNumber;
+			Oid			outfunc;
+			bool		varlena;
+
+			if (att <= 0)
+				continue;
+			getTypeOutputInfo(TupleDescAttr(desc, att - 1)->atttypid, &outfunc, &varlena);
+			fmgr_info_cxt(outfunc, &ci->pk_out[ci->npk], flinfo->fn_mcxt);
+			ci->pk[ci->npk++] = att;
+		}
+		ci->key_head = psprintf("%s.%s/", get_namespace_name(RelationGetNamespace(rel)),
+								RelationGetRelationName(rel));
+	}
 	MemoryContextSwitchTo(old);
 	return ci;
 }
@@ -550,6 +589,7 @@ webhook_capture(PG_FUNCTION_ARGS)
 	StringInfoData data;
 	StringInfoData changed;
 	Oid			owner;
+	char	   *key;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "webhook_capture: not called by trigger manager");
@@ -648,7 +688,29 @@ webhook_capture(PG_FUNCTION_ARGS)
 						   data.len, webhook_max_payload_size),
 				 errhint("Exclude large columns with webhook_watch(..., exclude_columns => ...).")));
 
-	buffer_event(ci->nsp, owner, ci->types[kind], data.data, data.len);
+	/* ordering key: "<schema>.<table>/<primary key>[,<more columns>]" */
+	key = NULL;
+	if (ci->npk > 0)
+	{
+		HeapTuple	keytup = newtup ? newtup : oldtup;
+		StringInfoData k;
+
+		initStringInfo(&k);
+		appendStringInfoString(&k, ci->key_head);
+		for (int i = 0; i < ci->npk; i++)
+		{
+			bool		isnull;
+			Datum		v = heap_getattr(keytup, ci->pk[i], desc, &isnull);
+
+			if (i > 0)
+				appendStringInfoChar(&k, ',');
+			if (!isnull)
+				appendStringInfoString(&k, OutputFunctionCall(&ci->pk_out[i], v));
+		}
+		key = k.len <= 255 ? k.data : NULL;	/* too long to order by: one line */
+	}
+
+	buffer_event(ci->nsp, owner, ci->types[kind], data.data, data.len, key);
 	pfree(data.data);
 	pfree(changed.data);
 	return PointerGetDatum(NULL);

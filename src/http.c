@@ -106,13 +106,14 @@ append_header(struct curl_slist **list, const char *line)
 }
 
 /*
- * Builds the request headers: content type, user agent, the Standard
- * Webhooks headers and the endpoint's own "Name: value" headers.  Returns a
- * libcurl list the caller frees with curl_slist_free_all, or NULL when
- * libcurl is out of memory.
+ * Builds the request headers: content type, user agent, webhook-id and
+ * webhook-timestamp, the signature line ("Name: value", or NULL for none)
+ * and the endpoint's own "Name: value" headers.  Returns a libcurl list the
+ * caller frees with curl_slist_free_all, or NULL when libcurl is out of
+ * memory.
  */
 struct curl_slist *
-http_build_headers(const char *msg_id, int64 ts, const char *signature,
+http_build_headers(const char *msg_id, int64 ts, const char *sigline,
 				   char **custom, int ncustom)
 {
 	struct curl_slist *list = NULL;
@@ -126,11 +127,8 @@ http_build_headers(const char *msg_id, int64 ts, const char *signature,
 	ok = ok && append_header(&list, buf);
 	snprintf(buf, sizeof(buf), "webhook-timestamp: " INT64_FORMAT, ts);
 	ok = ok && append_header(&list, buf);
-	if (signature && signature[0])
-	{
-		snprintf(buf, sizeof(buf), "webhook-signature: %s", signature);
-		ok = ok && append_header(&list, buf);
-	}
+	if (sigline)
+		ok = ok && append_header(&list, sigline);
 	for (int i = 0; ok && i < ncustom; i++)
 		ok = append_header(&list, custom[i]);
 	if (!ok)

@@ -30,7 +30,7 @@ typedef struct HttpRequest
 
 extern void http_global_init(void);
 extern struct curl_slist *http_build_headers(const char *msg_id, int64 ts,
-											 const char *signature,
+											 const char *sigline,
 											 char **custom, int ncustom);
 extern void http_request_setup(HttpRequest *r, const char *url, const char *body,
 							   size_t bodylen, struct curl_slist *headers,

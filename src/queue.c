@@ -39,7 +39,7 @@
 static Oid	ext_oid = InvalidOid;
 
 static SPIPlanPtr plan_fanout = NULL;
-static SPIPlanPtr plan_claim = NULL;
+static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_endpoints = NULL;
@@ -54,7 +54,7 @@ static SPIPlanPtr plan_lock = NULL;
 void
 queue_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&plan_fanout, &plan_claim, &plan_record, &plan_recover, &plan_endpoints,
+	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_endpoints,
 	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
@@ -98,10 +98,11 @@ prepare_all(Oid ext)
 {
 	const char *schema;
 	Oid			nsp;
-	Oid			claim_types[4] = {INT4OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID};
-	Oid			record_types[12] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
-		INT4ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
-	FLOAT8ARRAYOID, BOOLARRAYOID, TEXTARRAYOID};
+	Oid			claim_types[5] = {INT4OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID};
+	Oid			record_types[16] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
+		INT4ARRAYOID, TEXTARRAYOID,
+		INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID,
+	INT4ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 	Oid			int4type[1] = {INT4OID};
 	Oid			booltype[1] = {BOOLOID};
 	int			rc;
@@ -126,42 +127,137 @@ prepare_all(Oid ext)
 						 "         nullif(make_interval(secs => $2), '0'::interval), $3)",
 						 schema, 3, (Oid[]) {FLOAT8OID, FLOAT8OID, INT4OID});
 
-	plan_claim = prepare(
-						 /* an open circuit whose cool-down ended gets one probe */
-						 "WITH probe AS ("
-						 "  UPDATE %1$s.webhook_endpoints p"
-						 "     SET circuit_until = now() + make_interval(secs => p.circuit_cooldown)"
-						 "   WHERE p.state = 'circuit_open' AND p.circuit_until <= now()"
-						 "  RETURNING p.id"
-						 "), c AS ("
-						 "  SELECT d.id FROM %1$s.webhook_endpoints e"
-						 "  CROSS JOIN LATERAL ("
-						 "    SELECT x.id FROM %1$s.webhook_deliveries x"
-						 "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
-						 "       AND x.next_attempt_at <= now()"
-						 "     ORDER BY x.next_attempt_at"
-						 /* at most max_in_flight claimed and unfinished per endpoint */
-						 "     LIMIT greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END,"
-						 /* $3/$4: endpoints and what the worker holds of each */
-						 "                    e.max_in_flight - coalesce((SELECT f.n FROM unnest($3, $4) AS f(id, n)"
-						 "                                                 WHERE f.id = e.id), 0)))"
-						 "     FOR UPDATE SKIP LOCKED) d"
-						 "  WHERE e.state = 'active' OR e.id IN (SELECT id FROM probe)"
-						 "  LIMIT $1"
-						 "), u AS ("
-						 "  UPDATE %1$s.webhook_deliveries d"
-						 "     SET status = 'in_flight', attempts = d.attempts + 1,"
-						 "         lease_token = $2, lease_until = now() + e.timeout + interval '5 min'"
-						 "    FROM c, %1$s.webhook_endpoints e"
-						 "   WHERE d.id = c.id AND e.id = d.endpoint_id"
-						 "  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts"
-						 ")"
-						 " SELECT u.id, u.endpoint_id, u.event_id, u.attempts, ev.type,"
-						 "        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-						 "        ev.data::text"
-						 "   FROM u JOIN %1$s.webhook_events ev ON ev.id = u.event_id",
-						 schema, 4, claim_types);
+	/*
+	 * The three claims share their shape.  Per endpoint, at most SLOTS
+	 * requests: the batch size ($1) while active, one probe while its
+	 * circuit is open, never more than max_in_flight minus what the worker
+	 * holds ($3/$4: endpoint ids and held requests), nor more than its
+	 * rate limit's budget ($5, NULL: none).  An open circuit whose
+	 * cool-down ended gets one probe (PROBE).  Every claim returns the
+	 * columns queue_claim reads (CLAIM_OUTPUT).
+	 */
+#define PROBE(cond) \
+	"WITH probe AS (" \
+	"  UPDATE %1$s.webhook_endpoints p" \
+	"     SET circuit_until = now() + make_interval(secs => p.circuit_cooldown)" \
+	"   WHERE p.state = 'circuit_open' AND p.circuit_until <= now() AND " cond \
+	"  RETURNING p.id" \
+	")"
+#define LIMITS \
+	"  FROM %1$s.webhook_endpoints e" \
+	"  LEFT JOIN unnest($3, $4, $5) AS l(id, n, budget) ON l.id = e.id"
+#define SLOTS \
+	"greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END," \
+	"                  e.max_in_flight - coalesce(l.n, 0), coalesce(l.budget, $1)))"
+#define LEASE(extra) \
+	"  UPDATE %1$s.webhook_deliveries d" \
+	"     SET status = 'in_flight', attempts = d.attempts + 1," \
+	"         lease_token = $2, lease_until = now() + e.timeout + interval '5 min'" extra \
+	"    FROM c, %1$s.webhook_endpoints e" \
+	"   WHERE d.id = c.id AND e.id = d.endpoint_id AND d.status = 'pending'" \
+	"  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.batch_id"
+#define CLAIM_OUTPUT \
+	" SELECT u.id, u.endpoint_id, u.event_id, u.attempts, ev.type," \
+	"        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')," \
+	"        ev.data::text, e.format, coalesce(e.source, current_database()), u.batch_id," \
+	"        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" \
+	"   FROM u JOIN %1$s.webhook_events ev ON ev.id = u.event_id" \
+	"   JOIN %1$s.webhook_endpoints e ON e.id = u.endpoint_id"
 
+	plans_claim[CLAIM_PLAIN] = prepare(
+									   PROBE("p.format <> 'batch' AND NOT p.ordered")
+									   ", c AS ("
+									   "  SELECT d.id" LIMITS
+									   "  CROSS JOIN LATERAL ("
+									   "    SELECT x.id FROM %1$s.webhook_deliveries x"
+									   "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
+									   "       AND x.next_attempt_at <= now()"
+									   "     ORDER BY x.next_attempt_at"
+									   "     LIMIT " SLOTS
+									   "     FOR UPDATE SKIP LOCKED) d"
+									   "  WHERE e.format <> 'batch' AND NOT e.ordered"
+									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
+									   "  LIMIT $1"
+									   "), u AS (" LEASE("") ")" CLAIM_OUTPUT,
+									   schema, 5, claim_types);
+
+	/*
+	 * Batches: up to batch_size deliveries per request.  New deliveries
+	 * are cut into batches in id order, each named by its first delivery
+	 * (batch_id); a batch that failed is claimed whole through that first
+	 * delivery, so its retries carry the same events under the same id.
+	 * Deliveries whose first delivery is no longer waiting (replayed
+	 * alone) go as a batch of their own.
+	 */
+	plans_claim[CLAIM_BATCH] = prepare(
+									   PROBE("p.format = 'batch'")
+									   ", pick AS ("
+									   "  SELECT e.id AS ep, e.batch_size AS bs, x.id, x.batch_id" LIMITS
+									   "  CROSS JOIN LATERAL ("
+									   "    SELECT x.id, x.batch_id FROM %1$s.webhook_deliveries x"
+									   "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
+									   "       AND x.next_attempt_at <= now()"
+									   "       AND (x.batch_id IS NULL OR x.batch_id = x.id"
+									   "            OR NOT EXISTS (SELECT 1 FROM %1$s.webhook_deliveries b"
+									   "                            WHERE b.id = x.batch_id AND b.status = 'pending'))"
+									   "     ORDER BY x.next_attempt_at"
+									   "     LIMIT " SLOTS " * e.batch_size"
+									   "     FOR UPDATE SKIP LOCKED) x"
+									   "  WHERE e.format = 'batch'"
+									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
+									   "), c AS ("
+									   "  SELECT n.id, min(n.id) OVER (PARTITION BY n.ep, n.chunk) AS b"
+									   "    FROM (SELECT p.ep, p.id,"
+									   "                 (row_number() OVER (PARTITION BY p.ep ORDER BY p.id) - 1) / p.bs AS chunk"
+									   "            FROM pick p WHERE p.batch_id IS NULL) n"
+									   "  UNION ALL"
+									   "  SELECT p.id, p.batch_id FROM pick p WHERE p.batch_id IS NOT NULL"
+									   "  UNION ALL"
+									   "  SELECT f.id, f.batch_id FROM pick p"
+									   "    JOIN %1$s.webhook_deliveries f ON f.batch_id = p.batch_id"
+									   "   WHERE p.batch_id = p.id AND f.id <> p.id AND f.status = 'pending'"
+									   "), u AS (" LEASE(", batch_id = c.b") ")" CLAIM_OUTPUT
+									   " ORDER BY u.batch_id, u.id",
+									   schema, 5, claim_types);
+
+	/*
+	 * Ordered endpoints: only the oldest unfinished delivery of each
+	 * ordering key may go, and only once it is due.  The keys are walked
+	 * with a recursive skip scan of the ordering index (one probe per
+	 * key), stopping as soon as enough heads are found.
+	 */
+	plans_claim[CLAIM_ORDERED] = prepare(
+										 PROBE("p.ordered")
+										 ", c AS ("
+										 "  SELECT h.id" LIMITS
+										 "  CROSS JOIN LATERAL ("
+										 "    WITH RECURSIVE k AS ("
+										 "      (SELECT x.ordering_key, x.id, x.status, x.next_attempt_at"
+										 "         FROM %1$s.webhook_deliveries x"
+										 "        WHERE x.endpoint_id = e.id AND x.ordering_key IS NOT NULL"
+										 "          AND x.status IN ('pending', 'in_flight')"
+										 "        ORDER BY x.ordering_key, x.id LIMIT 1)"
+										 "      UNION ALL"
+										 "      SELECT n.* FROM k CROSS JOIN LATERAL ("
+										 "        SELECT x.ordering_key, x.id, x.status, x.next_attempt_at"
+										 "          FROM %1$s.webhook_deliveries x"
+										 "         WHERE x.endpoint_id = e.id AND x.ordering_key > k.ordering_key"
+										 "           AND x.status IN ('pending', 'in_flight')"
+										 "         ORDER BY x.ordering_key, x.id LIMIT 1) n"
+										 "    )"
+										 "    SELECT k.id FROM k"
+										 "     WHERE k.status = 'pending' AND k.next_attempt_at <= now()"
+										 "     LIMIT " SLOTS ") h"
+										 "  WHERE e.ordered"
+										 "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
+										 "  LIMIT $1"
+										 "), u AS (" LEASE("") ")" CLAIM_OUTPUT,
+										 schema, 5, claim_types);
+
+	/*
+	 * Outcomes: $1-$6 one element per delivery (a batch's deliveries
+	 * share their request's outcome), $7-$16 one per request.
+	 */
 	plan_record = prepare(
 						  "WITH r AS ("
 						  "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
@@ -180,14 +276,14 @@ prepare_all(Oid ext)
 						  "  RETURNING d.id"
 						  ")"
 						  " INSERT INTO %1$s.webhook_attempts"
-						  "   (endpoint_id, delivery_id, attempt, started_at, duration_ms,"
+						  "   (endpoint_id, delivery_id, delivery_ids, attempt, started_at, duration_ms,"
 						  "    status_code, ok, error, response_body)"
-						  " SELECT a.endpoint_id, a.delivery_id, a.attempt, a.started_at, a.duration_ms,"
-						  "        nullif(a.code, 0), a.ok, a.err, a.body"
-						  "   FROM unnest($7, $1, $8, $9, $10, $5, $11, $6, $12)"
+						  " SELECT a.endpoint_id, a.delivery_id, a.ids::int8[], a.attempt, a.started_at,"
+						  "        a.duration_ms, nullif(a.code, 0), a.ok, a.err, a.body"
+						  "   FROM unnest($7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 						  "     AS a(endpoint_id, delivery_id, attempt, started_at, duration_ms,"
-						  "          code, ok, err, body)",
-						  schema, 12, record_types);
+						  "          code, ok, err, body, ids)",
+						  schema, 16, record_types);
 
 	/*
 	 * Rows to be recorded are locked first, in id order: anyone else who
@@ -205,17 +301,7 @@ prepare_all(Oid ext)
 						   " WHERE status = 'in_flight' AND ($1 OR lease_until < now())",
 						   schema, 1, booltype);
 
-	plan_endpoints = prepare(
-							 "SELECT e.id, e.url, e.secret,"
-							 "       coalesce((SELECT array_agg(h.key || ': ' || h.value)"
-							 "                   FROM jsonb_each_text(e.headers) h), '{}'),"
-							 "       (extract(epoch FROM e.timeout) * 1000)::int8,"
-							 "       coalesce((SELECT array_agg((extract(epoch FROM x) * 1000)::int8 ORDER BY o)"
-							 "                   FROM unnest(e.retry_schedule) WITH ORDINALITY AS s(x, o)), '{}'),"
-							 "       e.state, e.consecutive_failures,"
-							 "       e.failing_since, e.circuit_cooldown"
-							 "  FROM %1$s.webhook_endpoints e",
-							 schema, 0, NULL);
+	plan_endpoints = prepare(ENDPOINT_SELECT, schema, 0, NULL);
 
 	plan_health = prepare(
 						  "UPDATE %1$s.webhook_endpoints e"
@@ -325,84 +411,6 @@ queue_fanout(int limit)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* Builds "{"type":...,"timestamp":...,"data":...}" into job memory. */
-static void
-build_body(Job *job, const char *type, const char *ts, const char *data)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"type\":");
-	escape_json(&buf, type);
-	appendStringInfoString(&buf, ",\"timestamp\":\"");
-	appendStringInfoString(&buf, ts);
-	appendStringInfoString(&buf, "\",\"data\":");
-	appendStringInfoString(&buf, data);
-	appendStringInfoChar(&buf, '}');
-	job->body = buf.data;
-	job->bodylen = buf.len;
-}
-
-/*
- * Claims up to limit due deliveries of active endpoints under lease token
- * token.  Returns a list of jobs, each in its own memory context (a child
- * of parent, so it outlives the transaction), and sets *nclaimed.
- */
-Job *
-queue_claim(int limit, int64 token, HTAB *held, MemoryContext parent, int *nclaimed)
-{
-	Job		   *head = NULL;
-	Job		  **tail = &head;
-	int			rc;
-	ArrayBuildState *ids = NULL;
-	ArrayBuildState *counts = NULL;
-	HASH_SEQ_STATUS seq;
-	HeldCount  *h;
-
-	/* what the worker holds (claimed, not yet recorded) per endpoint */
-	hash_seq_init(&seq, held);
-	while ((h = hash_seq_search(&seq)) != NULL)
-	{
-		ids = accumArrayResult(ids, Int64GetDatum(h->endpoint_id), false, INT8OID, CurrentMemoryContext);
-		counts = accumArrayResult(counts, Int32GetDatum(h->count), false, INT4OID, CurrentMemoryContext);
-	}
-	rc = SPI_execute_plan(plan_claim,
-						  (Datum[]) {Int32GetDatum(limit), Int64GetDatum(token),
-							  ids ? makeArrayResult(ids, CurrentMemoryContext)
-							  : PointerGetDatum(construct_empty_array(INT8OID)),
-							  counts ? makeArrayResult(counts, CurrentMemoryContext)
-						  : PointerGetDatum(construct_empty_array(INT4OID))},
-						  NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "webhook: claim failed: %s", SPI_result_code_string(rc));
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		MemoryContext cxt = AllocSetContextCreate(parent, "webhook job", ALLOCSET_SMALL_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		Job		   *job = palloc0(sizeof(Job));
-
-		job->cxt = cxt;
-		job->delivery_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		job->endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		job->event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		job->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		job->lease_token = token;
-		job->installation = ext_oid;
-		snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, job->event_id);
-		build_body(job, SPI_getvalue(tup, desc, 5), SPI_getvalue(tup, desc, 6),
-				   SPI_getvalue(tup, desc, 7));
-		MemoryContextSwitchTo(old);
-		*tail = job;
-		tail = &job->next;
-	}
-	*nclaimed = (int) SPI_processed;
-	return head;
-}
-
 /* Appends a datum to an array being built in CurrentMemoryContext. */
 #define ACC(st, d, isnull, type) \
 	((st) = accumArrayResult((st), (d), (isnull), (type), CurrentMemoryContext))
@@ -431,39 +439,224 @@ run_plan_arrays(SPIPlanPtr plan, ArrayBuildState **a, Datum *args, int n, int ex
 	run_plan(plan, args, expected, what);
 }
 
+/* Appends one claimed event to a job's body in its endpoint's format. */
+static void
+append_event(StringInfo buf, PayloadFormat format, bool first, int64 event_id,
+			 const char *type, const char *ts, const char *data)
+{
+	if (format == FORMAT_RAW)
+	{
+		appendStringInfoString(buf, data);
+		return;
+	}
+	if (format == FORMAT_BATCH)
+		appendStringInfo(buf, "%s{\"id\":\"msg_" INT64_FORMAT "\",", first ? "" : ",", event_id);
+	else
+		appendStringInfoChar(buf, '{');
+	appendStringInfoString(buf, "\"type\":");
+	escape_json(buf, type);
+	appendStringInfoString(buf, ",\"timestamp\":\"");
+	appendStringInfoString(buf, ts);
+	appendStringInfoString(buf, "\",\"data\":");
+	appendStringInfoString(buf, data);
+	appendStringInfoChar(buf, '}');
+}
+
+/* Ends a job's body (the batch envelope's tail) and hands it to the job. */
+static void
+finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
+			const char *delivered_at)
+{
+	if (format == FORMAT_BATCH)
+	{
+		MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+		appendStringInfo(body, "],\"deliveredAt\":\"%s\",\"source\":", delivered_at);
+		escape_json(body, source);
+		appendStringInfoChar(body, '}');
+		MemoryContextSwitchTo(old);
+	}
+	job->body = body->data;
+	job->bodylen = body->len;
+}
+
+/* The format called name (a CHECK constraint keeps it one of these). */
+static PayloadFormat
+format_of(const char *name)
+{
+	return strcmp(name, "batch") == 0 ? FORMAT_BATCH :
+		strcmp(name, "raw") == 0 ? FORMAT_RAW : FORMAT_STANDARD;
+}
+
 /*
- * Writes the outcome of every job in the list: the delivery row (only
- * where the lease token still matches) and one webhook_attempts row each.
+ * Claims due deliveries of active endpoints under lease token token:
+ * kind selects which (see ClaimKind), limit bounds the requests per
+ * endpoint, held the worker's per-endpoint counts and budgets.  Returns a
+ * list of jobs, one per request, each in its own memory context (a child
+ * of parent, so it outlives the transaction), and sets *nclaimed to their
+ * number.  The job's body is built here, in its endpoint's format.
+ */
+Job *
+queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext parent, int *nclaimed)
+{
+	Job		   *head = NULL;
+	Job		  **tail = &head;
+	Job		   *job = NULL;
+	int64		job_batch = 0;
+	PayloadFormat format = FORMAT_STANDARD;
+	StringInfoData body;
+	char	   *source = NULL;
+	char	   *delivered_at = NULL;
+	int			njobs = 0;
+	int			room = 0;
+	ArrayBuildState *a[3] = {0};
+	Datum		args[5];
+	HASH_SEQ_STATUS seq;
+	HeldCount  *h;
+
+	/* what the worker holds, and may still send, per endpoint */
+	a[0] = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	a[1] = initArrayResult(INT4OID, CurrentMemoryContext, false);
+	a[2] = initArrayResult(INT4OID, CurrentMemoryContext, false);
+	hash_seq_init(&seq, held);
+	while ((h = hash_seq_search(&seq)) != NULL)
+	{
+		if (h->count <= 0 && h->budget < 0)
+			continue;
+		accumArrayResult(a[0], Int64GetDatum(h->endpoint_id), false, INT8OID, CurrentMemoryContext);
+		accumArrayResult(a[1], Int32GetDatum(h->count), false, INT4OID, CurrentMemoryContext);
+		accumArrayResult(a[2], Int32GetDatum(h->budget), h->budget < 0, INT4OID, CurrentMemoryContext);
+	}
+	args[0] = Int32GetDatum(limit);
+	args[1] = Int64GetDatum(token);
+	for (int i = 0; i < 3; i++)
+		args[2 + i] = makeArrayResult(a[i], CurrentMemoryContext);
+	run_plan(plans_claim[kind], args, SPI_OK_SELECT, "claim");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		delivery_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		int64		event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		int			attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		int64		batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		MemoryContext old;
+
+		if (isnull || job == NULL || batch_id != job_batch || job->endpoint_id != endpoint_id)
+		{
+			/* a new request: close the previous one's body */
+			MemoryContext cxt;
+
+			if (job)
+				finish_body(job, &body, format, source, delivered_at);
+			cxt = AllocSetContextCreate(parent, "webhook job", ALLOCSET_SMALL_SIZES);
+			old = MemoryContextSwitchTo(cxt);
+			job = palloc0(sizeof(Job));
+			job->cxt = cxt;
+			job->endpoint_id = endpoint_id;
+			job->lease_token = token;
+			job->installation = ext_oid;
+			room = isnull ? 1 : 16;
+			job->delivery_ids = palloc(sizeof(int64) * room);
+			job->event_ids = palloc(sizeof(int64) * room);
+			format = format_of(SPI_getvalue(tup, desc, 8));
+			if (format == FORMAT_BATCH)
+			{
+				source = SPI_getvalue(tup, desc, 9);
+				delivered_at = SPI_getvalue(tup, desc, 11);
+			}
+			job_batch = isnull ? 0 : batch_id;
+			if (format == FORMAT_BATCH)
+				snprintf(job->msg_id, sizeof(job->msg_id), "msg_batch_" INT64_FORMAT, event_id);
+			else
+				snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, event_id);
+			initStringInfo(&body);
+			if (format == FORMAT_BATCH)
+				appendStringInfoString(&body, "{\"events\":[");
+			*tail = job;
+			tail = &job->next;
+			njobs++;
+		}
+		else
+			old = MemoryContextSwitchTo(job->cxt);
+
+		if (job->ndeliveries == room)
+		{
+			room *= 2;
+			job->delivery_ids = repalloc(job->delivery_ids, sizeof(int64) * room);
+			job->event_ids = repalloc(job->event_ids, sizeof(int64) * room);
+		}
+		job->delivery_ids[job->ndeliveries] = delivery_id;
+		job->event_ids[job->ndeliveries] = event_id;
+		job->attempt = Max(job->attempt, attempt);
+		append_event(&body, format, job->ndeliveries == 0, event_id, SPI_getvalue(tup, desc, 5),
+					 SPI_getvalue(tup, desc, 6), SPI_getvalue(tup, desc, 7));
+		job->ndeliveries++;
+		MemoryContextSwitchTo(old);
+	}
+	if (job)
+		finish_body(job, &body, format, source, delivered_at);
+	*nclaimed = njobs;
+	return head;
+}
+
+/*
+ * Writes the outcome of every job in the list: its deliveries' rows (only
+ * where the lease token still matches) and one webhook_attempts row per
+ * request.
  */
 void
 queue_record(Job *done)
 {
-	ArrayBuildState *a[12] = {0};
-	Datum		args[12];
+	ArrayBuildState *a[16] = {0};
+	Datum		args[16];
 
 	for (Job *j = done; j != NULL; j = j->next)
 	{
+		Datum		err = j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0;
+
 		if (j->installation != ext_oid)
 			continue;			/* claimed before a DROP EXTENSION */
-		ACC(a[0], Int64GetDatum(j->delivery_id), false, INT8OID);
-		ACC(a[1], Int64GetDatum(j->lease_token), false, INT8OID);
-		ACC(a[2], CStringGetTextDatum(j->new_status), false, TEXTOID);
-		ACC(a[3], Float8GetDatum(j->delay_s), false, FLOAT8OID);
-		ACC(a[4], Int32GetDatum(j->res.status), false, INT4OID);
-		ACC(a[5], j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0,
-			j->res.error == NULL, TEXTOID);
+		for (int k = 0; k < j->ndeliveries; k++)
+		{
+			ACC(a[0], Int64GetDatum(j->delivery_ids[k]), false, INT8OID);
+			ACC(a[1], Int64GetDatum(j->lease_token), false, INT8OID);
+			ACC(a[2], CStringGetTextDatum(j->new_status), false, TEXTOID);
+			ACC(a[3], Float8GetDatum(j->delay_s), false, FLOAT8OID);
+			ACC(a[4], Int32GetDatum(j->res.status), false, INT4OID);
+			ACC(a[5], err, j->res.error == NULL, TEXTOID);
+		}
 		ACC(a[6], Int64GetDatum(j->endpoint_id), false, INT8OID);
-		ACC(a[7], Int32GetDatum(j->attempt), false, INT4OID);
-		ACC(a[8], TimestampTzGetDatum(j->started), false, TIMESTAMPTZOID);
-		ACC(a[9], Float8GetDatum(j->res.duration_ms), false, FLOAT8OID);
-		ACC(a[10], BoolGetDatum(j->res.ok), false, BOOLOID);
-		ACC(a[11], j->response ? CStringGetTextDatum(j->response) : (Datum) 0,
+		ACC(a[7], Int64GetDatum(j->delivery_ids[0]), false, INT8OID);
+		ACC(a[8], Int32GetDatum(j->attempt), false, INT4OID);
+		ACC(a[9], TimestampTzGetDatum(j->started), false, TIMESTAMPTZOID);
+		ACC(a[10], Float8GetDatum(j->res.duration_ms), false, FLOAT8OID);
+		ACC(a[11], Int32GetDatum(j->res.status), false, INT4OID);
+		ACC(a[12], BoolGetDatum(j->res.ok), false, BOOLOID);
+		ACC(a[13], err, j->res.error == NULL, TEXTOID);
+		ACC(a[14], j->response ? CStringGetTextDatum(j->response) : (Datum) 0,
 			j->response == NULL, TEXTOID);
+		if (j->ndeliveries > 1 || j->msg_id[4] == 'b')
+		{
+			/* a batch: every delivery it carried, as an int8[] literal */
+			StringInfoData ids;
+
+			initStringInfo(&ids);
+			for (int k = 0; k < j->ndeliveries; k++)
+				appendStringInfo(&ids, "%c" INT64_FORMAT, k ? ',' : '{', j->delivery_ids[k]);
+			appendStringInfoChar(&ids, '}');
+			ACC(a[15], CStringGetTextDatum(ids.data), false, TEXTOID);
+		}
+		else
+			ACC(a[15], (Datum) 0, true, TEXTOID);
 	}
 	if (a[0] == NULL)
 		return;
 	/* lock first (by $1, the ids), then record, with the same arguments */
-	run_plan_arrays(plan_lock, a, args, 12, SPI_OK_SELECT, "locking deliveries");
+	run_plan_arrays(plan_lock, a, args, 16, SPI_OK_SELECT, "locking deliveries");
 	run_plan(plan_record, args, SPI_OK_INSERT, "recording outcomes");
 }
 
@@ -514,11 +707,14 @@ queue_notify_dead(Job *done)
 	{
 		if (j->installation != ext_oid || strcmp(j->new_status, "dead") != 0)
 			continue;
-		ACC(a[0], Int64GetDatum(j->delivery_id), false, INT8OID);
-		ACC(a[1], Int64GetDatum(j->endpoint_id), false, INT8OID);
-		ACC(a[2], Int64GetDatum(j->event_id), false, INT8OID);
-		ACC(a[3], j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0,
-			j->res.error == NULL, TEXTOID);
+		for (int k = 0; k < j->ndeliveries; k++)
+		{
+			ACC(a[0], Int64GetDatum(j->delivery_ids[k]), false, INT8OID);
+			ACC(a[1], Int64GetDatum(j->endpoint_id), false, INT8OID);
+			ACC(a[2], Int64GetDatum(j->event_ids[k]), false, INT8OID);
+			ACC(a[3], j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0,
+				j->res.error == NULL, TEXTOID);
+		}
 	}
 	if (a[0] != NULL)
 		run_plan_arrays(plan_dead, a, (Datum[4]) {0}, 4, SPI_OK_SELECT, "announcing dead letters");
@@ -545,6 +741,67 @@ get_array(HeapTuple tup, TupleDesc desc, int col, Oid elemtype, Datum **elems)
 }
 
 /*
+ * Fills ep from a row of ENDPOINT_SELECT, allocating in the current memory
+ * context (signing keys are freed with it).  A secret that cannot be used
+ * leaves nkeys 0; the URL is checked against the current rules.
+ */
+void
+endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum	   *elems;
+	Datum	   *expiries;
+	int			n;
+
+	ep->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	ep->url = SPI_getvalue(tup, desc, 2);
+	/* the rules may have changed since it was stored (or bypassed) */
+	if (destination_check_url(ep->url, &ep->url_error) == DEST_OK)
+		ep->url_error = NULL;
+	ep->signing = sign_scheme(SPI_getvalue(tup, desc, 3));
+	n = get_array(tup, desc, 4, TEXTOID, &elems);
+	(void) get_array(tup, desc, 5, TIMESTAMPTZOID, &expiries);
+	ep->nkeys = 0;
+	for (int k = 0; k < n && k < MAX_SIGN_KEYS && ep->signing >= 0; k++)
+	{
+		SignKey    *key = &ep->keys[ep->nkeys];
+
+		if (!sign_prepare_key(ep->signing, TextDatumGetCString(elems[k]), key))
+		{
+			if (k == 0)
+				break;			/* the current secret is unusable: send nothing */
+			continue;
+		}
+		key->expires = k == 0 ? 0 : DatumGetTimestampTz(expiries[k]);
+		ep->nkeys++;
+	}
+	ep->sig_header = psprintf("%s: ", SPI_getvalue(tup, desc, 6));
+	ep->sig_prefix = SPI_getvalue(tup, desc, 7);
+	n = get_array(tup, desc, 8, TEXTOID, &elems);
+	ep->headers = palloc(sizeof(char *) * (n + 1));
+	for (int k = 0; k < n; k++)
+		ep->headers[k] = TextDatumGetCString(elems[k]);
+	ep->nheaders = n;
+	ep->timeout_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	n = get_array(tup, desc, 10, INT8OID, &elems);
+	ep->schedule_ms = palloc(sizeof(int64) * (n + 1));
+	for (int k = 0; k < n; k++)
+		ep->schedule_ms[k] = DatumGetInt64(elems[k]);
+	ep->nschedule = n;
+	ep->format = format_of(SPI_getvalue(tup, desc, 11));
+	ep->rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull));
+	ep->ordered = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
+	strlcpy(ep->state, SPI_getvalue(tup, desc, 14), sizeof(ep->state));
+	ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
+	ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 16, &isnull));
+	if (isnull)
+		ep->failing_since = 0;
+	ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
+	ep->source = SPI_getvalue(tup, desc, 18);
+	ep->dirty = false;
+}
+
+/*
  * Replaces the contents of the endpoints hash with the current settings;
  * strings are allocated in cxt, which the caller reset beforehand.
  */
@@ -553,16 +810,12 @@ queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
 {
 	HASH_SEQ_STATUS seq;
 	Endpoint   *ep;
-	int			rc;
 
 	hash_seq_init(&seq, endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 		hash_search(endpoints, &ep->id, HASH_REMOVE, NULL);
 
-	rc = SPI_execute_plan(plan_endpoints, NULL, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "webhook: loading endpoints failed: %s", SPI_result_code_string(rc));
-
+	run_plan(plan_endpoints, NULL, SPI_OK_SELECT, "loading endpoints");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -570,34 +823,10 @@ queue_load_endpoints(HTAB *endpoints, MemoryContext cxt)
 		bool		isnull;
 		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		MemoryContext old;
-		Datum	   *elems;
-		int			n;
 
 		ep = hash_search(endpoints, &id, HASH_ENTER, NULL);
 		old = MemoryContextSwitchTo(cxt);
-		ep->url = SPI_getvalue(tup, desc, 2);
-		/* the rules may have changed since it was stored (or bypassed) */
-		if (destination_check_url(ep->url, &ep->url_error) == DEST_OK)
-			ep->url_error = NULL;
-		ep->keylen = sign_decode_secret(SPI_getvalue(tup, desc, 3), ep->key);
-		n = get_array(tup, desc, 4, TEXTOID, &elems);
-		ep->headers = palloc(sizeof(char *) * (n + 1));
-		for (int k = 0; k < n; k++)
-			ep->headers[k] = TextDatumGetCString(elems[k]);
-		ep->nheaders = n;
-		ep->timeout_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-		n = get_array(tup, desc, 6, INT8OID, &elems);
-		ep->schedule_ms = palloc(sizeof(int64) * (n + 1));
-		for (int k = 0; k < n; k++)
-			ep->schedule_ms[k] = DatumGetInt64(elems[k]);
-		ep->nschedule = n;
-		strlcpy(ep->state, SPI_getvalue(tup, desc, 7), sizeof(ep->state));
-		ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-		ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 9, &isnull));
-		if (isnull)
-			ep->failing_since = 0;
-		ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 10, &isnull));
-		ep->dirty = false;
+		endpoint_read(ep, tup, desc);
 		MemoryContextSwitchTo(old);
 	}
 }

@@ -8,21 +8,40 @@
 #define WEBHOOK_QUEUE_H
 
 #include "http.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
-/* Endpoint settings the worker needs to send, cached per endpoint id. */
+typedef enum PayloadFormat
+{
+	FORMAT_STANDARD,
+	FORMAT_BATCH,
+	FORMAT_RAW
+} PayloadFormat;
+
+/* How many signing keys an endpoint may have: the current and 10 old ones. */
+#define MAX_SIGN_KEYS 11
+
+/* Endpoint settings needed to send, cached per endpoint id (worker) or read once (webhook_test). */
 typedef struct Endpoint
 {
 	int64		id;				/* hash key */
 	char	   *url;
-	unsigned char key[WEBHOOK_MAX_KEY_LEN];
-	int			keylen;			/* -1: unusable secret */
-	char	  **headers;		/* "Name: value" */
+	int			signing;		/* SignScheme */
+	SignKey		keys[MAX_SIGN_KEYS];	/* newest first */
+	int			nkeys;			/* 0: unusable secret */
+	char	   *sig_header;		/* hex schemes: "Name: " to prefix the value */
+	char	   *sig_prefix;		/* hmac-sha256-hex: before each signature, or NULL */
+	char	  **headers;		/* "Name: value", auth included */
 	int			nheaders;
 	long		timeout_ms;
 	int64	   *schedule_ms;
 	int			nschedule;
+	PayloadFormat format;
+	char	   *source;			/* batch envelope's "source" */
+	int			rate_limit;		/* requests per second, 0: unlimited */
+	bool		ordered;
 	char	   *url_error;		/* why the URL breaks the rules, or NULL */
 	char		state[16];		/* active, disabled, paused, circuit_open */
 	/* health, as stored; updated by the worker from the outcomes */
@@ -32,14 +51,53 @@ typedef struct Endpoint
 	bool		dirty;			/* counters changed, not yet written */
 } Endpoint;
 
-/* One claimed delivery, from claim to recorded outcome; owns its context. */
+/*
+ * The SELECT list endpoint_read() expects, FROM the endpoints as e; %1$s is
+ * the quoted extension schema.  Header lines join the endpoint's headers
+ * (a value is a string or {"value", "secret"}) and its auth; secrets are
+ * the current one and the previous ones still valid, newest first.
+ */
+#define ENDPOINT_SELECT \
+	"SELECT e.id, e.url, e.signing," \
+	"       ARRAY[e.secret] || ARRAY(SELECT p ->> 'secret' FROM pg_catalog.jsonb_array_elements(e.previous_secrets)" \
+	"                                  WITH ORDINALITY AS a(p, o)" \
+	"                                 WHERE (p ->> 'expires_at')::timestamptz > pg_catalog.now() ORDER BY o)," \
+	"       ARRAY[NULL::timestamptz] || ARRAY(SELECT (p ->> 'expires_at')::timestamptz" \
+	"                                  FROM pg_catalog.jsonb_array_elements(e.previous_secrets) WITH ORDINALITY AS a(p, o)" \
+	"                                 WHERE (p ->> 'expires_at')::timestamptz > pg_catalog.now() ORDER BY o)," \
+	"       coalesce(e.signature_header, 'X-Webhook-Signature'), e.signature_prefix," \
+	"       ARRAY(SELECT h.key || ': ' || CASE WHEN pg_catalog.jsonb_typeof(h.value) = 'object'" \
+	"                                        THEN h.value ->> 'value' ELSE h.value #>> '{}' END" \
+	"               FROM pg_catalog.jsonb_each(e.headers) h" \
+	"             UNION ALL" \
+	"             SELECT CASE e.auth ->> 'type'" \
+	"                    WHEN 'bearer' THEN 'Authorization: Bearer ' || (e.auth ->> 'token')" \
+	"                    WHEN 'basic' THEN 'Authorization: Basic ' || pg_catalog.translate(pg_catalog.encode(" \
+	"                         pg_catalog.convert_to((e.auth ->> 'username') || ':' || (e.auth ->> 'password'), 'UTF8')," \
+	"                         'base64'), E'\\n', '')" \
+	"                    ELSE (e.auth ->> 'header') || ': ' || (e.auth ->> 'key') END" \
+	"              WHERE e.auth IS NOT NULL)," \
+	"       (extract(epoch FROM e.timeout) * 1000)::int8," \
+	"       coalesce((SELECT pg_catalog.array_agg((extract(epoch FROM x) * 1000)::int8 ORDER BY o)" \
+	"                   FROM pg_catalog.unnest(e.retry_schedule) WITH ORDINALITY AS s(x, o)), '{}')," \
+	"       e.format, coalesce(e.rate_limit, 0), e.ordered," \
+	"       e.state, e.consecutive_failures, e.failing_since, e.circuit_cooldown," \
+	"       coalesce(e.source, pg_catalog.current_database())" \
+	"  FROM %1$s.webhook_endpoints e"
+
+extern void endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc);
+extern bool endpoint_headers(Endpoint *ep, const char *msg_id, int64 ts, const char *body,
+							 size_t bodylen, struct curl_slist **list);
+
+/* One claimed request (one delivery, or a batch of them) from claim to recorded outcome; owns its context. */
 typedef struct Job
 {
 	MemoryContext cxt;
 	struct Job *next;
-	int64		delivery_id;
+	int			ndeliveries;	/* 1, or the size of a batch */
+	int64	   *delivery_ids;	/* ndeliveries of each */
+	int64	   *event_ids;
 	int64		endpoint_id;
-	int64		event_id;
 	int64		lease_token;
 	Oid			installation;	/* pg_extension OID when claimed */
 	bool		probe;			/* the single request to an open circuit */
@@ -47,7 +105,7 @@ typedef struct Job
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;
-	char		msg_id[32];
+	char		msg_id[40];
 	TimestampTz started;
 	HttpRequest req;
 	HttpResult	res;
@@ -64,14 +122,30 @@ extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
 extern int64 queue_fanout(int limit);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
-/* Deliveries of one endpoint the worker holds: claimed, not yet recorded. */
+/*
+ * What the worker keeps per endpoint between cycles: requests it holds
+ * (claimed, not yet recorded) for max_in_flight, and the token bucket of
+ * its rate limit.  budget is what the next claim may take (-1: no limit).
+ */
 typedef struct HeldCount
 {
 	int64		endpoint_id;	/* hash key */
 	int			count;
+	int			budget;
+	double		tokens;
+	TimestampTz refilled;
 } HeldCount;
 
-extern Job *queue_claim(int limit, int64 token, HTAB *held, MemoryContext parent, int *nclaimed);
+/* Which deliveries a claim takes. */
+typedef enum ClaimKind
+{
+	CLAIM_PLAIN,				/* standard and raw formats, unordered */
+	CLAIM_BATCH,				/* batch format: several deliveries per job */
+	CLAIM_ORDERED				/* ordered endpoints: the head of each key */
+} ClaimKind;
+
+extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held,
+						MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
 extern void queue_write_health(HTAB *endpoints);
 extern void queue_set_state(int64 endpoint_id, const char *state, const char *reason,

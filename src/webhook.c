@@ -46,6 +46,7 @@ int			webhook_breaker_failures = 10;
 int			webhook_breaker_cooldown = 5;
 int			webhook_pause_after = 5 * 86400;
 int			webhook_dead_letter_retention = 30 * 86400;
+double		webhook_retry_jitter = 0.2;
 
 WebhookShared *webhook_shared = NULL;
 
@@ -199,6 +200,10 @@ _PG_init(void)
 							"How long dead letters are kept; 0 keeps them for ever.",
 							NULL, &webhook_dead_letter_retention, 30 * 86400, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomRealVariable("webhook.retry_jitter",
+							 "Spreads each retry delay at random by up to this fraction of it either way; 0 keeps the schedule exact.",
+							 NULL, &webhook_retry_jitter, 0.2, 0.0, 1.0,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		ereport(ERROR,

@@ -40,6 +40,7 @@ extern int	webhook_breaker_failures;	/* 0 = no circuit breaker */
 extern int	webhook_breaker_cooldown;	/* seconds, first cool-down */
 extern int	webhook_pause_after;	/* seconds, 0 = never pause */
 extern int	webhook_dead_letter_retention;	/* seconds, 0 = for ever */
+extern double webhook_retry_jitter;	/* 0..1: retries spread by +- this fraction */
 
 /* Shared state between backends and the worker (webhook.c). */
 typedef struct WebhookShared
@@ -64,10 +65,37 @@ extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
 extern PGDLLEXPORT void webhook_worker_main(Datum arg);
 
 /* sign.c: pure functions, never ERROR except on out-of-memory. */
+typedef enum SignScheme
+{
+	SIGN_STANDARD,
+	SIGN_HEX,
+	SIGN_TIMESTAMPED,
+	SIGN_ED25519,
+	SIGN_NONE
+} SignScheme;
+
+/* A prepared signing key: HMAC key bytes, or an ed25519 EVP_PKEY. */
+typedef struct SignKey
+{
+	unsigned char *key;
+	int			keylen;
+	void	   *pkey;			/* EVP_PKEY *, freed with its memory context */
+	int64		expires;		/* TimestampTz; 0 for the current secret */
+} SignKey;
+
+extern int	sign_scheme(const char *name);
 extern int	sign_decode_secret(const char *secret, unsigned char *key);
+extern bool sign_valid_secret(const char *secret, int scheme);
+extern bool sign_prepare_key(int scheme, const char *secret, SignKey *k);
+extern bool sign_message(int scheme, const SignKey *keys, int nkeys, const char *prefix,
+						 const char *msg_id, int64 ts, const char *body, size_t bodylen,
+						 StringInfo out);
 extern void sign_standard(const unsigned char *key, int keylen, const char *msg_id,
 						  int64 ts, const char *body, size_t bodylen, char *out);
-extern char *sign_generate_secret(void);
+extern char *sign_generate_secret(int scheme);
+extern char *sign_public_key(const char *secret);
+extern bool sign_verify(const char *secret, const char *msg_id, int64 ts, const char *body,
+						size_t bodylen, const char *header);
 
 /* Length of "v1," + base64(32 bytes) + NUL. */
 #define SIGN_STANDARD_LEN (3 + 44 + 1)

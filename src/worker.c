@@ -41,6 +41,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "common/pg_prng.h"
 
 /* How long the launcher waits before restarting a worker that exited. */
 #define RESTART_DELAY_MS 10000
@@ -198,6 +199,9 @@ static Job *claimed = NULL;		/* claimed in the open transaction */
 static Job *done = NULL;		/* finished, outcome not yet recorded */
 static int	ndone = 0;
 static int64 next_token;
+static bool have_batch = false;	/* some endpoint uses the batch format */
+static bool have_ordered = false;	/* some endpoint is ordered */
+static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
 static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 
 static void
@@ -211,19 +215,105 @@ worker_exit(int code, Datum arg)
 	http_engine_shutdown();
 }
 
+/* The worker's entry for an endpoint, created empty when missing. */
+static HeldCount *
+held_entry(int64 endpoint_id)
+{
+	bool		found;
+	HeldCount  *h = hash_search(held, &endpoint_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		h->count = 0;
+		h->budget = -1;
+		h->tokens = -1;			/* a full bucket at first use */
+		h->refilled = 0;
+	}
+	return h;
+}
+
+/* Counts a request the worker holds for an endpoint (+1) or no longer holds (-1). */
 static void
 hold(Job *job, int delta)
 {
-	bool		found;
-	HeldCount  *h = hash_search(held, &job->endpoint_id, delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+	HeldCount  *h = held_entry(job->endpoint_id);
 
-	if (h == NULL)
-		return;
-	if (delta > 0 && !found)
-		h->count = 0;
-	h->count += delta;
-	if (h->count <= 0)
-		hash_search(held, &job->endpoint_id, HASH_REMOVE, NULL);
+	h->count = Max(0, h->count + delta);
+}
+
+/*
+ * Token buckets of rate-limited endpoints: refills each, and sets what the
+ * next claim may take of it (budget; -1 for endpoints without a limit).
+ * A bucket holds a tenth of a second of requests (at least one), so a
+ * limit is kept from the first second on, with no burst past it.
+ */
+static void
+refill_buckets(TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	HeldCount  *h;
+	Endpoint   *ep;
+
+	hash_seq_init(&seq, held);
+	while ((h = hash_seq_search(&seq)) != NULL)
+		h->budget = -1;
+	hash_seq_init(&seq, endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+	{
+		double		burst;
+
+		if (ep->rate_limit <= 0)
+			continue;
+		burst = Max(1.0, ep->rate_limit / 10.0);
+		h = held_entry(ep->id);
+		if (h->tokens < 0)
+			h->tokens = burst;
+		else
+			h->tokens = Min(burst, h->tokens + (now - h->refilled) / 1e6 * ep->rate_limit);
+		h->refilled = now;
+		h->budget = (int) h->tokens;
+	}
+}
+
+/*
+ * Takes a token for each request claimed from a rate-limited endpoint; an
+ * endpoint that used its whole budget may have more waiting: returns when
+ * its bucket will hold enough for another claim (0: no such endpoint).
+ */
+static TimestampTz
+spend_tokens(Job *list, TimestampTz now)
+{
+	TimestampTz wake = 0;
+	HASH_SEQ_STATUS seq;
+	Endpoint   *ep;
+
+	for (Job *j = list; j != NULL; j = j->next)
+	{
+		HeldCount  *h = hash_search(held, &j->endpoint_id, HASH_FIND, NULL);
+
+		if (h != NULL && h->budget >= 0)
+		{
+			h->tokens -= 1;
+			h->budget--;
+		}
+	}
+	hash_seq_init(&seq, endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+	{
+		HeldCount  *h;
+		double		want;
+		TimestampTz at;
+
+		if (ep->rate_limit <= 0 ||
+			(h = hash_search(held, &ep->id, HASH_FIND, NULL)) == NULL || h->budget > 0)
+			continue;
+		/* wait for 10 ms of requests (at least one), not for every token */
+		want = Min(Max(1.0, ep->rate_limit / 100.0), Max(1.0, ep->rate_limit / 10.0));
+		at = now + (TimestampTz) (Max(0.0, want - h->tokens) / ep->rate_limit * 1e6);
+		if (wake == 0 || at < wake)
+			wake = at;
+	}
+	return wake;
 }
 
 static void
@@ -246,6 +336,32 @@ push_done(Job *job)
 	ndone++;
 }
 
+/*
+ * Reads every endpoint's settings into the cache (inside a transaction),
+ * and forgets the counts of endpoints that are gone.
+ */
+static void
+load_endpoints(void)
+{
+	HASH_SEQ_STATUS seq;
+	Endpoint   *ep;
+	HeldCount  *h;
+
+	MemoryContextReset(endpoints_cxt);
+	queue_load_endpoints(endpoints, endpoints_cxt);
+	have_batch = have_ordered = false;
+	hash_seq_init(&seq, endpoints);
+	while ((ep = hash_seq_search(&seq)) != NULL)
+	{
+		have_batch |= ep->format == FORMAT_BATCH;
+		have_ordered |= ep->ordered;
+	}
+	hash_seq_init(&seq, held);
+	while ((h = hash_seq_search(&seq)) != NULL)
+		if (h->count == 0 && hash_search(endpoints, &h->endpoint_id, HASH_FIND, NULL) == NULL)
+			hash_search(held, &h->endpoint_id, HASH_REMOVE, NULL);
+}
+
 /* Sets the job's new status from its result and the endpoint's schedule. */
 static void
 decide(Job *job, Endpoint *ep)
@@ -258,6 +374,9 @@ decide(Job *job, Endpoint *ep)
 	{
 		job->new_status = "pending";
 		job->delay_s = ep->schedule_ms[job->attempt - 1] / 1000.0;
+		/* spread retries so that a receiver's outage does not end in a stampede */
+		if (webhook_retry_jitter > 0)
+			job->delay_s *= 1.0 + webhook_retry_jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
 		/* webhook.max_retry_after = 0 means Retry-After is ignored */
 		if (job->res.retry_after > 0 && webhook_max_retry_after > 0)
 			job->delay_s = Min(job->res.retry_after, webhook_max_retry_after);
@@ -269,7 +388,6 @@ static void
 start_job(Job *job)
 {
 	Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
-	char		sig[SIGN_STANDARD_LEN];
 	int64		ts = (int64) time(NULL);
 	MemoryContext old;
 
@@ -293,15 +411,10 @@ start_job(Job *job)
 		push_done(job);
 		return;
 	}
-	if (ep->keylen > 0)
-		sign_standard(ep->key, ep->keylen, job->msg_id, ts, job->body, job->bodylen, sig);
-	else
-		sig[0] = '\0';
 	job->req.owner = job;
-	job->req.headers = http_build_headers(job->msg_id, ts, sig, ep->headers, ep->nheaders);
-	if (job->req.headers == NULL)
+	if (!endpoint_headers(ep, job->msg_id, ts, job->body, job->bodylen, &job->req.headers))
 	{
-		job->res.error = pstrdup("out of memory building headers");
+		job->res.error = pstrdup("could not sign or build the request headers");
 		job->new_status = "pending";
 		job->delay_s = 1;
 		MemoryContextSwitchTo(old);
@@ -496,8 +609,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 
 	if (!endpoints_loaded || gen != loaded_generation)
 	{
-		MemoryContextReset(endpoints_cxt);
-		queue_load_endpoints(endpoints, endpoints_cxt);
+		load_endpoints();
 		loaded_generation = gen;
 		endpoints_loaded = true;
 	}
@@ -550,10 +662,23 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		if (room > 0)
 		{
 			int			limit = Min(room, webhook_batch_size);
+			Job		  **tail = &claimed;
+			TimestampTz now = GetCurrentTimestamp();
+			int64		token = next_token++;
 
-			claimed = queue_claim(limit, next_token++, held, jobs_cxt, &nclaimed);
-			if (nclaimed >= limit)
-				*more = true;
+			refill_buckets(now);
+			for (ClaimKind kind = CLAIM_PLAIN; kind <= CLAIM_ORDERED && limit > 0; kind++)
+			{
+				if ((kind == CLAIM_BATCH && !have_batch) || (kind == CLAIM_ORDERED && !have_ordered))
+					continue;
+				*tail = queue_claim(kind, limit, token, held, jobs_cxt, &nclaimed);
+				while (*tail)
+					tail = &(*tail)->next;
+				if (nclaimed >= limit)
+					*more = true;
+				limit -= nclaimed;
+			}
+			throttle_wake = spend_tokens(claimed, now);
 
 			/*
 			 * The claim saw an endpoint the cache does not know (created
@@ -565,8 +690,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			{
 				if (hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL) == NULL)
 				{
-					MemoryContextReset(endpoints_cxt);
-					queue_load_endpoints(endpoints, endpoints_cxt);
+					load_endpoints();
 					break;
 				}
 			}
@@ -721,6 +845,12 @@ webhook_worker_main(Datum arg)
 
 			timeout = Max(0, Min(timeout, left));
 		}
+		if (throttle_wake != 0 && nqueued < webhook_max_connections / 2)
+		{
+			long		left = (long) ((throttle_wake - GetCurrentTimestamp() + 999) / 1000);
+
+			timeout = Max(0, Min(timeout, left));
+		}
 		if (!installed)
 			timeout = Max(webhook_poll_interval, 5000);
 		n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
@@ -754,8 +884,10 @@ webhook_worker_main(Datum arg)
 		 */
 		if (nqueued < webhook_max_connections / 2 &&
 			(more || now >= next_poll || done != NULL ||
+			 (throttle_wake != 0 && now >= throttle_wake) ||
 			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
 		{
+			throttle_wake = 0;
 			claim = true;
 			wake_pending = false;
 			last_claim = now;
