@@ -14,7 +14,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(start_node start_receiver received wait_received wait_until worker_pid $SECRET);
+our @EXPORT = qw(start_node start_receiver received wait_received wait_until worker_pid
+  verify_signatures openssl_hmac_hex $SECRET);
 
 our $SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 my $srcdir = $ENV{TESTDIR} // '.';
@@ -112,6 +113,34 @@ sub wait_received
 	my $got;
 	wait_until(sub { $got = received($r); $cond->($got) }, $secs, $what);
 	return $got;
+}
+
+# Checks requests' signatures with code that is not ours: each element of
+# @checks is [scheme, key, request] (scheme "standard" with a whsec_ secret
+# or "ed25519" with a whpk_ key); returns one "ok" or "fail: why" each.
+sub verify_signatures
+{
+	my (@checks) = @_;
+	my $in = join '', map {
+		encode_json({ scheme => $_->[0], key => $_->[1], headers => $_->[2]{headers}, body => $_->[2]{body} })
+		  . "\n"
+	} @checks;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'node', "$srcdir/test/receiver/verify.js" ], '<', \$in, '>', \$out, '2>', \$err)
+	  or die "verify.js: $err";
+	return [ split /\n/, $out ];
+}
+
+# Lowercase hex HMAC-SHA256 of $data keyed with the string $key, by the
+# openssl command line tool.
+sub openssl_hmac_hex
+{
+	my ($key, $data) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'openssl', 'dgst', '-sha256', '-hmac', $key, '-r' ], '<', \$data, '>', \$out, '2>', \$err)
+	  or die "openssl: $err";
+	$out =~ /^([0-9a-f]{64})/ or die "openssl said: $out";
+	return $1;
 }
 
 1;
