@@ -149,20 +149,32 @@ prepare_all(Oid ext)
 #define SLOTS \
 	"greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END," \
 	"                  e.max_in_flight - coalesce(l.n, 0), coalesce(l.budget, $1)))"
-#define LEASE(extra) \
+	/*
+	 * The lease, and reading what was claimed, are written so that no
+	 * join order is left to the planner: the queue tables are often
+	 * vacuumed while empty, and a plan made from those statistics would
+	 * walk the whole table once per claimed row.  The claimed rows are
+	 * found by primary key (= ANY, never a status test, which would tempt
+	 * the planner into a partial index), and events and endpoints are
+	 * looked up per row (OFFSET 0 keeps those lookups from being flattened
+	 * into joins).  recheck is for rows the claim did not lock itself.
+	 */
+#define LEASE(extra, recheck) \
 	"  UPDATE %1$s.webhook_deliveries d" \
-	"     SET status = 'in_flight', attempts = d.attempts + 1," \
-	"         lease_token = $2, lease_until = now() + e.timeout + interval '5 min'" extra \
-	"    FROM c, %1$s.webhook_endpoints e" \
-	"   WHERE d.id = c.id AND e.id = d.endpoint_id AND d.status = 'pending'" \
+	"     SET status = 'in_flight', attempts = d.attempts + 1, lease_token = $2," \
+	"         lease_until = now() + interval '5 min'" \
+	"                     + (SELECT t.timeout FROM %1$s.webhook_endpoints t WHERE t.id = d.endpoint_id)" extra \
+	"   WHERE d.id = ANY (ARRAY(SELECT c.id FROM c))" recheck \
 	"  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.batch_id"
 #define CLAIM_OUTPUT \
 	" SELECT u.id, u.endpoint_id, u.event_id, u.attempts, ev.type," \
 	"        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')," \
 	"        ev.data::text, e.format, coalesce(e.source, current_database()), u.batch_id," \
 	"        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" \
-	"   FROM u JOIN %1$s.webhook_events ev ON ev.id = u.event_id" \
-	"   JOIN %1$s.webhook_endpoints e ON e.id = u.endpoint_id"
+	"   FROM u CROSS JOIN LATERAL (SELECT x.type, x.occurred_at, x.data FROM %1$s.webhook_events x" \
+	"                                WHERE x.id = u.event_id OFFSET 0) ev" \
+	"   CROSS JOIN LATERAL (SELECT y.format, y.source FROM %1$s.webhook_endpoints y" \
+	"                        WHERE y.id = u.endpoint_id OFFSET 0) e"
 
 	plans_claim[CLAIM_PLAIN] = prepare(
 									   PROBE("p.format <> 'batch' AND NOT p.ordered")
@@ -178,7 +190,7 @@ prepare_all(Oid ext)
 									   "  WHERE e.format <> 'batch' AND NOT e.ordered"
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "  LIMIT $1"
-									   "), u AS (" LEASE("") ")" CLAIM_OUTPUT,
+									   "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT,
 									   schema, 5, claim_types);
 
 	/*
@@ -205,18 +217,25 @@ prepare_all(Oid ext)
 									   "     FOR UPDATE SKIP LOCKED) x"
 									   "  WHERE e.format = 'batch'"
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
-									   "), c AS ("
-									   "  SELECT n.id, min(n.id) OVER (PARTITION BY n.ep, n.chunk) AS b"
-									   "    FROM (SELECT p.ep, p.id,"
-									   "                 (row_number() OVER (PARTITION BY p.ep ORDER BY p.id) - 1) / p.bs AS chunk"
+									   "), starts AS MATERIALIZED ("
+									   /* where each batch of new deliveries begins */
+									   "  SELECT n.ep, n.id"
+									   "    FROM (SELECT p.ep, p.id, p.bs,"
+									   "                 row_number() OVER (PARTITION BY p.ep ORDER BY p.id) AS rn"
 									   "            FROM pick p WHERE p.batch_id IS NULL) n"
+									   "   WHERE (n.rn - 1) %% n.bs = 0"
+									   "), c AS ("
+									   "  SELECT p.id FROM pick p"
 									   "  UNION ALL"
-									   "  SELECT p.id, p.batch_id FROM pick p WHERE p.batch_id IS NOT NULL"
-									   "  UNION ALL"
-									   "  SELECT f.id, f.batch_id FROM pick p"
+									   /* the rest of batches being retried */
+									   "  SELECT f.id FROM pick p"
 									   "    JOIN %1$s.webhook_deliveries f ON f.batch_id = p.batch_id"
 									   "   WHERE p.batch_id = p.id AND f.id <> p.id AND f.status = 'pending'"
-									   "), u AS (" LEASE(", batch_id = c.b") ")" CLAIM_OUTPUT
+									   "), u AS ("
+									   LEASE(", batch_id = coalesce(d.batch_id,"
+											 "     (SELECT max(s.id) FROM starts s WHERE s.ep = d.endpoint_id AND s.id <= d.id))",
+											 "")
+									   ")" CLAIM_OUTPUT
 									   " ORDER BY u.batch_id, u.id",
 									   schema, 5, claim_types);
 
@@ -251,7 +270,7 @@ prepare_all(Oid ext)
 										 "  WHERE e.ordered"
 										 "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 										 "  LIMIT $1"
-										 "), u AS (" LEASE("") ")" CLAIM_OUTPUT,
+										 "), u AS (" LEASE("", " AND d.lease_token IS NULL AND d.finished_at IS NULL") ")" CLAIM_OUTPUT,
 										 schema, 5, claim_types);
 
 	/*
