@@ -243,10 +243,12 @@ CREATE TRIGGER webhook_endpoints_changed
     ON webhook_endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
 
--- Every endpoint option is checked here, for webhook_create_endpoint,
--- webhook_update_endpoint and direct writes alike, before any constraint
--- (whose error would print the row, secret included).  Errors are 22023
--- (23502 for a missing value) and never quote a secret or a header value.
+-- Every endpoint column is checked here, for webhook_create_endpoint,
+-- webhook_update_endpoint, the worker and direct writes alike, before any
+-- constraint (whose error would print the row, secret included).  Errors
+-- are 22023 (22004 for a missing value) and never quote a secret or a
+-- header value.  An UPDATE that changes no setting (the worker's
+-- bookkeeping, a state change) checks only what it changed.
 CREATE FUNCTION webhook_endpoints_check()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -261,7 +263,36 @@ DECLARE
     schemes constant text[] := '{standard,hmac-sha256-hex,timestamped-hex,standard-ed25519,none}';
     token constant text := '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$';
     reserved constant text[] := '{content-type,content-length,host,user-agent,transfer-encoding,connection,expect,te,upgrade}';
+    hex constant text[] := '{hmac-sha256-hex,timestamped-hex}';
+    old_secret jsonb;
+    expiry timestamptz;
 BEGIN
+    -- state and the worker's counters
+    IF NEW.id IS NULL OR NEW.state IS NULL OR NEW.state_since IS NULL OR NEW.created_at IS NULL
+       OR NEW.consecutive_failures IS NULL OR NEW.circuit_cooldown IS NULL THEN
+        RAISE EXCEPTION 'a required endpoint column is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'id, state, state_since, created_at, consecutive_failures and circuit_cooldown must not be NULL.';
+    END IF;
+    IF NEW.state NOT IN ('active', 'disabled', 'paused', 'circuit_open') THEN
+        RAISE EXCEPTION 'invalid endpoint state "%"', left(NEW.state, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'States are active, disabled, paused and circuit_open; use webhook_set_state().';
+    END IF;
+    IF NEW.consecutive_failures < 0 OR NEW.circuit_cooldown < 0 THEN
+        RAISE EXCEPTION 'endpoint counters must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'UPDATE'
+       AND (NEW.name, NEW.url, NEW.format, NEW.batch_size, NEW.source, NEW.signing, NEW.signature_header,
+            NEW.signature_prefix, NEW.secret, NEW.previous_secrets, NEW.auth, NEW.headers,
+            NEW.retry_schedule, NEW.timeout, NEW.description, NEW.max_in_flight, NEW.rate_limit, NEW.ordered)
+           IS NOT DISTINCT FROM
+           (OLD.name, OLD.url, OLD.format, OLD.batch_size, OLD.source, OLD.signing, OLD.signature_header,
+            OLD.signature_prefix, OLD.secret, OLD.previous_secrets, OLD.auth, OLD.headers,
+            OLD.retry_schedule, OLD.timeout, OLD.description, OLD.max_in_flight, OLD.rate_limit, OLD.ordered) THEN
+        RETURN NEW;
+    END IF;
+
     IF NEW.signing IS NOT NULL AND NEW.signing <> ALL (schemes) THEN
         RAISE EXCEPTION 'invalid signing scheme "%"', left(NEW.signing, 80)
             USING ERRCODE = 'invalid_parameter_value',
@@ -303,7 +334,7 @@ BEGIN
                            WHEN 'standard' THEN 'A standard secret is "whsec_" followed by the base64 encoding of 24 to 64 bytes.'
                            WHEN 'standard-ed25519' THEN 'An ed25519 secret is "whsk_" followed by the base64 encoding of a 32-byte seed or a 64-byte key.'
                            ELSE 'A secret for this scheme is 8 to 1024 printable characters, used as given.' END,
-                  HINT = format('Pass NULL to have one generated, or use webhook_generate_secret(%L).', NEW.signing);
+                  HINT = format('Generate one with webhook_generate_secret(%L).', NEW.signing);
     END IF;
     IF jsonb_typeof(NEW.previous_secrets) <> 'array' OR jsonb_array_length(NEW.previous_secrets) > 10
        OR EXISTS (SELECT 1 FROM jsonb_array_elements(NEW.previous_secrets) p
@@ -315,6 +346,20 @@ BEGIN
                   DETAIL = 'At most 10 objects {"secret", "expires_at"} whose secrets suit the signing scheme.',
                   HINT = 'Use webhook_rotate_secret().';
     END IF;
+    -- every expiry must be a finite time: the worker reads them as timestamptz
+    FOR old_secret IN SELECT value FROM jsonb_array_elements(NEW.previous_secrets) LOOP
+        BEGIN
+            expiry := (old_secret ->> 'expires_at')::timestamptz;
+        EXCEPTION WHEN others THEN
+            expiry := NULL;
+        END;
+        IF expiry IS NULL OR NOT isfinite(expiry) THEN
+            RAISE EXCEPTION 'invalid expires_at in previous_secrets'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Each old secret expires at a finite timestamp with time zone.',
+                      HINT = 'Use webhook_rotate_secret().';
+        END IF;
+    END LOOP;
     IF NEW.signature_header IS NOT NULL AND (NEW.signature_header !~ token
        OR lower(NEW.signature_header) = ANY (reserved) OR lower(NEW.signature_header) LIKE 'webhook-%') THEN
         RAISE EXCEPTION 'invalid signature_header "%"', left(NEW.signature_header, 80)
@@ -325,6 +370,20 @@ BEGIN
         RAISE EXCEPTION 'invalid signature_prefix'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A prefix such as "sha256=": at most 100 characters, no control characters.';
+    END IF;
+    -- options of one scheme are not silently ignored by another
+    IF NEW.signature_header IS NOT NULL AND NEW.signing <> ALL (hex) THEN
+        RAISE EXCEPTION 'signature_header does not apply to signing scheme %', NEW.signing
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only hmac-sha256-hex and timestamped-hex put their signature in a header of your choice.';
+    END IF;
+    IF NEW.signature_prefix IS NOT NULL AND NEW.signing <> 'hmac-sha256-hex' THEN
+        RAISE EXCEPTION 'signature_prefix does not apply to signing scheme %', NEW.signing
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only hmac-sha256-hex puts a prefix before its signature.';
+    END IF;
+    IF NEW.signing = ANY (hex) THEN
+        names := ARRAY[lower(coalesce(NEW.signature_header, 'X-Webhook-Signature'))];
     END IF;
 
     IF jsonb_typeof(NEW.headers) <> 'object' THEN
@@ -341,7 +400,9 @@ BEGIN
                       DETAIL = 'The extension sets this header itself.';
         END IF;
         IF lower(h.key) = ANY (names) THEN
-            RAISE EXCEPTION 'header "%" is given twice', h.key USING ERRCODE = 'invalid_parameter_value';
+            RAISE EXCEPTION 'header "%" is given twice', h.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Header names are case-insensitive, and the signature header is set by the extension.';
         END IF;
         names := names || lower(h.key);
         -- a value is a string, or {"value": string, "secret": true} to keep it hidden
@@ -401,7 +462,7 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         IF hname = ANY (names) THEN
-            RAISE EXCEPTION 'header "%" is set by both auth and headers', hname
+            RAISE EXCEPTION 'header "%" is set by both auth and headers or the signature', hname
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END IF;
@@ -437,17 +498,21 @@ BEGIN
         RAISE EXCEPTION 'an ordered endpoint cannot use the batch format'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF TG_OP = 'UPDATE' AND NEW.ordered AND NOT OLD.ordered THEN
+        -- deliveries already queued join their keys' lines
+        UPDATE @extschema@.webhook_deliveries d
+           SET ordering_key = coalesce(ev.ordering_key, '')
+          FROM @extschema@.webhook_events ev
+         WHERE d.endpoint_id = NEW.id AND d.status IN ('pending', 'in_flight')
+           AND d.ordering_key IS NULL AND ev.id = d.event_id;
+    END IF;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION webhook_endpoints_check() IS
   'trigger: checks every endpoint option, for the API and direct writes alike, with clear errors that never show a secret';
 CREATE TRIGGER webhook_endpoints_check
-    BEFORE INSERT
-        OR UPDATE OF name, url, format, batch_size, source, signing, signature_header,
-                     signature_prefix, secret, previous_secrets, auth, headers, retry_schedule,
-                     timeout, description, max_in_flight, rate_limit, ordered
-    ON webhook_endpoints
+    BEFORE INSERT OR UPDATE ON webhook_endpoints
     FOR EACH ROW EXECUTE FUNCTION webhook_endpoints_check();
 
 -- webhook-id is msg_<event id>, and receivers deduplicate on it: a new
@@ -544,8 +609,8 @@ BEGIN
     VALUES (name, url,
             coalesce(secret, @extschema@.webhook_generate_secret(coalesce(signing, 'standard'))),
             headers, retry_schedule, timeout, description, max_in_flight,
-            format, batch_size, source, signing, signature_header, signature_prefix, auth,
-            rate_limit, ordered)
+            format, batch_size, source, signing, signature_header, signature_prefix,
+            nullif(auth, '{}'), rate_limit, ordered)
     RETURNING e.id INTO new_id;
     INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
     SELECT DISTINCT new_id, t FROM unnest(event_types) t;
@@ -655,22 +720,17 @@ BEGIN
            batch_size = coalesce(batch_size, e.batch_size),
            source = CASE WHEN source IS NULL THEN e.source ELSE nullif(source, '') END,
            signing = coalesce(signing, e.signing),
-           signature_header = CASE WHEN signature_header IS NULL THEN e.signature_header
-                                   ELSE nullif(signature_header, '') END,
-           signature_prefix = CASE WHEN signature_prefix IS NULL THEN e.signature_prefix
-                                   ELSE nullif(signature_prefix, '') END,
+           -- kept only while the scheme uses them, unless given
+           signature_header = CASE WHEN signature_header IS NOT NULL THEN nullif(signature_header, '')
+                                   WHEN coalesce(signing, e.signing) IN ('hmac-sha256-hex', 'timestamped-hex')
+                                   THEN e.signature_header END,
+           signature_prefix = CASE WHEN signature_prefix IS NOT NULL THEN nullif(signature_prefix, '')
+                                   WHEN coalesce(signing, e.signing) = 'hmac-sha256-hex'
+                                   THEN e.signature_prefix END,
            auth = CASE WHEN auth IS NULL THEN e.auth ELSE nullif(auth, '{}') END,
            rate_limit = CASE WHEN rate_limit IS NULL THEN e.rate_limit ELSE nullif(rate_limit, 0) END,
            ordered = coalesce(ordered, e.ordered)
      WHERE e.id = cur.id;
-    IF ordered AND NOT cur.ordered THEN
-        -- deliveries already queued join their keys' lines
-        UPDATE @extschema@.webhook_deliveries d
-           SET ordering_key = coalesce(ev.ordering_key, '')
-          FROM @extschema@.webhook_events ev
-         WHERE d.endpoint_id = cur.id AND d.status IN ('pending', 'in_flight')
-           AND d.ordering_key IS NULL AND ev.id = d.event_id;
-    END IF;
     IF event_types IS NOT NULL THEN
         -- the new list replaces the old; filters of patterns kept are kept
         DELETE FROM @extschema@.webhook_subscriptions s
@@ -1166,9 +1226,9 @@ BEGIN
         RAISE EXCEPTION 'invalid number of attempts %', attempts USING ERRCODE = 'invalid_parameter_value',
               DETAIL = 'A schedule has 1 to 50 retries.';
     END IF;
-    IF cap < first OR cap > '30 days'::interval THEN
+    IF cap < '0'::interval OR cap > '30 days'::interval THEN
         RAISE EXCEPTION 'invalid cap %', cap USING ERRCODE = 'invalid_parameter_value',
-              DETAIL = 'The cap is between the first delay and 30 days.';
+              DETAIL = 'The cap is between 0 and 30 days; no delay exceeds it.';
     END IF;
     -- computed in seconds (a float8 cannot overflow here), rounded to milliseconds
     RETURN ARRAY(SELECT make_interval(secs => round(least(extract(epoch FROM first) * power(factor, i),

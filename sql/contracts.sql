@@ -200,7 +200,7 @@ SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', headers => N
 -- auth
 SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', auth => '"bearer"');
 \echo :SQLSTATE
-SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', auth => '{}');
+SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', auth => '[]');
 \echo :SQLSTATE
 SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', auth => '{"type": "digest", "token": "t0k-x"}');
 \echo :SQLSTATE
@@ -622,6 +622,34 @@ UPDATE webhook_endpoints SET format = 'batch' WHERE id = :bearer;
 UPDATE webhook_endpoints SET name = NULL WHERE id = :std;
 \echo :SQLSTATE
 UPDATE webhook_endpoints SET source = E'x\ry' WHERE id = :std;
+\echo :SQLSTATE
+-- expiries that are no time, or never end
+UPDATE webhook_endpoints SET previous_secrets = '[{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "expires_at": "soon"}]' WHERE id = :std;
+\echo :SQLSTATE
+UPDATE webhook_endpoints SET previous_secrets = '[{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "expires_at": "infinity"}]' WHERE id = :std;
+\echo :SQLSTATE
+-- the worker's columns and the state, written directly: clean errors, no row shown
+UPDATE webhook_endpoints SET state = 'sleeping' WHERE id = :std;
+\echo :SQLSTATE
+UPDATE webhook_endpoints SET consecutive_failures = -1 WHERE id = :std;
+\echo :SQLSTATE
+UPDATE webhook_endpoints SET state_since = NULL WHERE id = :std;
+\echo :SQLSTATE
+INSERT INTO webhook_endpoints (name, url, secret, state)
+VALUES ('ct-direct', 'https://ct-direct.example.com/', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'bogus');
+\echo :SQLSTATE
+-- options of another scheme, and headers the signature already uses
+UPDATE webhook_endpoints SET signature_header = 'X-Sig' WHERE id = :std;
+\echo :SQLSTATE
+SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', signing => 'timestamped-hex',
+                               secret => 'shared-secret-x', signature_prefix => 'sha256=');
+\echo :SQLSTATE
+SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', signing => 'hmac-sha256-hex',
+                               secret => 'shared-secret-x', headers => '{"X-Webhook-Signature": "mine"}');
+\echo :SQLSTATE
+SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', signing => 'hmac-sha256-hex',
+                               secret => 'shared-secret-x', signature_header => 'Authorization',
+                               auth => '{"type": "bearer", "token": "t0k-x"}');
 \echo :SQLSTATE
 -- the other configuration tables keep their constraints (terse: the failing
 -- rows hold ids and timestamps)

@@ -209,8 +209,8 @@ webhook_verify(PG_FUNCTION_ARGS)
 	text	   *body;
 	Interval   *tolerance;
 	int64		ts;
-	int64		now_s;
-	int64		tol_s;
+	double		tol_s;
+	double		age_s;
 
 	for (int i = 0; i < 6; i++)
 		if (PG_ARGISNULL(i))
@@ -218,14 +218,16 @@ webhook_verify(PG_FUNCTION_ARGS)
 	ts = PG_GETARG_INT64(2);
 	body = PG_GETARG_TEXT_PP(3);
 	tolerance = PG_GETARG_INTERVAL_P(5);
-	tol_s = (int64) (tolerance->time / USECS_PER_SEC) +
-		(int64) tolerance->day * SECS_PER_DAY + (int64) tolerance->month * DAYS_PER_MONTH * SECS_PER_DAY;
+	tol_s = tolerance->time / (double) USECS_PER_SEC +
+		(double) tolerance->day * SECS_PER_DAY + (double) tolerance->month * DAYS_PER_MONTH * SECS_PER_DAY;
 	if (tol_s < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tolerance must not be negative")));
-	now_s = (int64) time(NULL);
-	if (ts < now_s - tol_s || ts > now_s + tol_s)
+	/* the timestamp is whole seconds; compare with the exact current time */
+	age_s = GetCurrentTimestamp() / (double) USECS_PER_SEC +
+		(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * (double) SECS_PER_DAY - (double) ts;
+	if (age_s > tol_s || -age_s > tol_s)
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(sign_verify(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							   text_to_cstring(PG_GETARG_TEXT_PP(1)), ts,

@@ -58,7 +58,7 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 #include "utils/relcache.h"
-#include "nodes/bitmapset.h"
+#include "catalog/pg_index.h"
 
 PG_FUNCTION_INFO_V1(webhook_capture);
 PG_FUNCTION_INFO_V1(webhook_capture_flush);
@@ -536,27 +536,30 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 	ci->types[1] = psprintf("%s.updated", tg->tgargs[0]);
 	ci->types[2] = psprintf("%s.deleted", tg->tgargs[0]);
 
-	/* the ordering key of a row: its primary key */
+	/* the ordering key of a row: its primary key, in the key's column order */
 	{
-		Bitmapset  *pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
-		int			x = -1;
+		Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+		HeapTuple	itup = OidIsValid(pkoid) ? SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkoid)) : NULL;
+		Form_pg_index ind = itup ? (Form_pg_index) GETSTRUCT(itup) : NULL;
+		int			n = ind ? ind->indnkeyatts : 0;
 
-		ci->npk = bms_num_members(pk);
-		ci->pk = palloc(sizeof(AttrNumber) * Max(ci->npk, 1));
-		ci->pk_out = palloc(sizeof(FmgrInfo) * Max(ci->npk, 1));
+		ci->pk = palloc(sizeof(AttrNumber) * Max(n, 1));
+		ci->pk_out = palloc(sizeof(FmgrInfo) * Max(n, 1));
 		ci->npk = 0;
-		while ((x = bms_next_member(pk, x)) >= 0)
+		for (int i = 0; i < n; i++)
 		{
-			AttrNumber	att = x + FirstLowInvalidHeapAttributeNumber;
+			AttrNumber	att = ind->indkey.values[i];
 			Oid			outfunc;
 			bool		varlena;
 
 			if (att <= 0)
-				continue;
+				continue;		/* primary keys have no expressions; be safe */
 			getTypeOutputInfo(TupleDescAttr(desc, att - 1)->atttypid, &outfunc, &varlena);
 			fmgr_info_cxt(outfunc, &ci->pk_out[ci->npk], flinfo->fn_mcxt);
 			ci->pk[ci->npk++] = att;
 		}
+		if (itup)
+			ReleaseSysCache(itup);
 		ci->key_head = psprintf("%s.%s/", get_namespace_name(RelationGetNamespace(rel)),
 								RelationGetRelationName(rel));
 	}

@@ -16,8 +16,8 @@
 
 /*
  * Builds the request headers for a message to ep into *list (a libcurl
- * list the caller frees).  Returns false, with *list NULL, if signing or
- * libcurl failed.
+ * list the caller frees).  Returns false, with *list NULL, if the endpoint
+ * has no usable secret, or signing or libcurl failed.
  */
 bool
 endpoint_headers(Endpoint *ep, const char *msg_id, int64 ts, const char *body,
@@ -39,11 +39,11 @@ endpoint_headers(Endpoint *ep, const char *msg_id, int64 ts, const char *body,
 		appendStringInfoString(&sig, "webhook-signature: ");
 	else if (ep->signing == SIGN_HEX || ep->signing == SIGN_TIMESTAMPED)
 		appendStringInfoString(&sig, ep->sig_header);
-	if (ep->signing != SIGN_NONE && nkeys > 0)
-		ok = sign_message(ep->signing, keys, nkeys, ep->sig_prefix, msg_id, ts, body,
-						  bodylen, &sig);
-	else
+	if (ep->signing == SIGN_NONE)
 		resetStringInfo(&sig);
+	else					/* no usable secret: send nothing rather than unsigned */
+		ok = nkeys > 0 && sign_message(ep->signing, keys, nkeys, ep->sig_prefix, msg_id, ts,
+									   body, bodylen, &sig);
 	*list = ok ? http_build_headers(msg_id, ts, sig.len > 0 ? sig.data : NULL,
 									ep->headers, ep->nheaders) : NULL;
 	pfree(sig.data);

@@ -481,7 +481,12 @@ append_event(StringInfo buf, PayloadFormat format, bool first, int64 event_id,
 	appendStringInfoChar(buf, '}');
 }
 
-/* Ends a job's body (the batch envelope's tail) and hands it to the job. */
+/*
+ * Ends a job's body (the batch envelope's tail) and hands it to the job.  A
+ * batch's webhook-id names its first event and a digest of all of them:
+ * the same on every retry (the same events), never the same for a batch
+ * carrying other events (a replayed delivery travels in a new batch).
+ */
 static void
 finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
 			const char *delivered_at)
@@ -489,6 +494,11 @@ finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
 	if (format == FORMAT_BATCH)
 	{
 		MemoryContext old = MemoryContextSwitchTo(job->cxt);
+		char		digest[17];
+
+		sign_digest_hex(job->event_ids, sizeof(int64) * job->ndeliveries, digest);
+		snprintf(job->msg_id, sizeof(job->msg_id), "msg_batch_" INT64_FORMAT "_%s",
+				 job->event_ids[0], digest);
 
 		appendStringInfo(body, "],\"deliveredAt\":\"%s\",\"source\":", delivered_at);
 		escape_json(body, source);
@@ -588,9 +598,7 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 				delivered_at = SPI_getvalue(tup, desc, 11);
 			}
 			job_batch = isnull ? 0 : batch_id;
-			if (format == FORMAT_BATCH)
-				snprintf(job->msg_id, sizeof(job->msg_id), "msg_batch_" INT64_FORMAT, event_id);
-			else
+			if (format != FORMAT_BATCH)
 				snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, event_id);
 			initStringInfo(&body);
 			if (format == FORMAT_BATCH)
@@ -658,7 +666,7 @@ queue_record(Job *done)
 		ACC(a[13], err, j->res.error == NULL, TEXTOID);
 		ACC(a[14], j->response ? CStringGetTextDatum(j->response) : (Datum) 0,
 			j->response == NULL, TEXTOID);
-		if (j->ndeliveries > 1 || j->msg_id[4] == 'b')
+		if (strncmp(j->msg_id, "msg_batch_", 10) == 0)
 		{
 			/* a batch: every delivery it carried, as an int8[] literal */
 			StringInfoData ids;

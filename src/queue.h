@@ -105,7 +105,7 @@ typedef struct Job
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;
-	char		msg_id[40];
+	char		msg_id[64];
 	TimestampTz started;
 	HttpRequest req;
 	HttpResult	res;

@@ -388,6 +388,25 @@ sign_standard(const unsigned char *key, int keylen, const char *msg_id,
 }
 
 /*
+ * Writes into out (17 bytes) the first 8 bytes of the SHA-256 of data, in
+ * hex; all zeros if OpenSSL fails.
+ */
+void
+sign_digest_hex(const void *data, size_t len, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	StringInfoData buf;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < 8)
+		memset(md, 0, 8);
+	initStringInfo(&buf);
+	append_hex(&buf, md, 8);
+	memcpy(out, buf.data, 17);
+	pfree(buf.data);
+}
+
+/*
  * Returns a new palloc'd secret for scheme: "whsec_" + base64 of 32 random
  * bytes, or for standard-ed25519 "whsk_" + base64 of a new key (seed and
  * public key).  ERRORs if OpenSSL cannot produce random bytes.

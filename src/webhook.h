@@ -93,6 +93,7 @@ extern bool sign_message(int scheme, const SignKey *keys, int nkeys, const char 
 extern void sign_standard(const unsigned char *key, int keylen, const char *msg_id,
 						  int64 ts, const char *body, size_t bodylen, char *out);
 extern char *sign_generate_secret(int scheme);
+extern void sign_digest_hex(const void *data, size_t len, char *out);
 extern char *sign_public_key(const char *secret);
 extern bool sign_verify(const char *secret, const char *msg_id, int64 ts, const char *body,
 						size_t bodylen, const char *header);
