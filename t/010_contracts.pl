@@ -17,7 +17,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WebhookTest;
 
-my $node = start_node('contracts', "webhook.retry_jitter = 0\n");
+my $node = start_node('contracts', "webhook.retry_jitter = 0\nlog_statement = none\n");
 my $rcv = start_receiver('contracts');
 my $u = $rcv->{url};
 
@@ -200,6 +200,15 @@ is(sql(qq{SELECT string_agg(cardinality(delivery_ids)::text, ',' ORDER BY cardin
 is(sql(qq{SELECT count(DISTINCT d) FROM webhook_attempts a, unnest(a.delivery_ids) d WHERE a.endpoint_id = $bat}), '7',
 	'batch: every delivery appears in an attempt');
 
+# a batch of one with a source of its own
+endpoint('bsrc', 'ok', q{format => 'batch', batch_size => 1, source => 'shop-db'});
+publish('bsrc.one', '{"x": 1}');
+($r) = @{ wait_requests('bsrc', 1) };
+my $one = decode_json($r->{body});
+is($one->{source}, 'shop-db', 'batch: the source option');
+is(scalar @{ $one->{events} }, 1, 'batch: a batch of one is an array of one');
+like($r->{headers}{'webhook-id'}, qr/^msg_batch_\d+_[0-9a-f]{16}$/, 'batch: webhook-id names the batch');
+
 # --- event catalog: webhook_test sends the type's example --------------------
 my $cat = endpoint('cat', 'ok');
 sql(q{SELECT webhook_define_event_type('orders.created', 'An order was placed',
@@ -235,5 +244,17 @@ my $rate = (@times - 3) / (($times[-1] - $times[2]) / 1000);
 ok(abs($rate - 20) <= 2, sprintf('rate_limit 20: measured %.1f requests/s', $rate));
 is(sql(qq{SELECT max(attempts) FROM webhook_deliveries WHERE endpoint_id = $rl}), '1',
 	'throttled deliveries used no extra attempts');
+
+# --- no secret anywhere it could leak ----------------------------------------
+# (the test harness logs every statement; this node does not, so what the
+# log holds is what the server itself wrote)
+my @secrets = ('tok-123', 'p@ss:w0rd', 'k-456', 'tk-9', $SECRET, $hexsecret, $new,
+	sql(qq{SELECT secret FROM webhook_endpoints WHERE id = $ed}));
+my $log = slurp_file($node->logfile);
+is(scalar(grep { index($log, $_) >= 0 } @secrets), 0, 'no secret or auth value in the server log');
+my $activity = sql(q{SELECT string_agg(coalesce(query, ''), ' ') FROM pg_stat_activity});
+is(scalar(grep { index($activity, $_) >= 0 } @secrets), 0, 'no secret or auth value in pg_stat_activity');
+my $attempts = sql(q{SELECT string_agg(concat(error, response_body), ' ') FROM webhook_attempts});
+is(scalar(grep { index($attempts, $_) >= 0 } @secrets), 0, 'no secret or auth value in webhook_attempts');
 
 done_testing();
