@@ -1,6 +1,7 @@
 # Concurrent writers while endpoints churn: four sessions insert into a
 # watched table and publish, while endpoints are created, disabled,
-# enabled, re-keyed and deleted under them.  No writer fails, nothing
+# enabled, rotated and deleted under them (the untouched endpoint's secret
+# rotates away and back, so its receiver keeps verifying).  No writer fails, nothing
 # deadlocks, and the endpoint nobody touches receives every committed event
 # exactly once or more, under one webhook-id each.
 use strict;
@@ -44,8 +45,12 @@ while ($bench->pumpable && time() - $t0 < 60)
 		SELECT webhook_create_endpoint('churn$rounds', '$u/churn/ok', event_types => '{orders.*}') AS id \\gset
 		SELECT webhook_disable(:id, 'churn');
 		SELECT webhook_enable(:id);
-		UPDATE webhook_endpoints SET secret = webhook_generate_secret() WHERE id = :id;
+		SELECT webhook_rotate_secret(:id);
 		SELECT webhook_delete_endpoint(id) FROM webhook_endpoints WHERE name = 'churn' || ($rounds - 1);
+		-- the stable endpoint's secret rotates away and back: the receiver's
+		-- secret is always the current one or still within its grace
+		SELECT webhook_rotate_secret(id, CASE WHEN $rounds % 2 = 1 THEN NULL ELSE '$SECRET' END, '1 hour')
+		  FROM webhook_endpoints WHERE name = 'stable';
 	});
 	$bench->pump_nb;
 }
