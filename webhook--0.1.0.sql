@@ -100,7 +100,8 @@ CREATE TABLE webhook_endpoints (
     signature_header text CHECK (signature_header ~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$'),
     signature_prefix text CHECK (length(signature_prefix) <= 100
                                  AND signature_prefix !~ '[[:cntrl:]]'),
-    secret          text NOT NULL CHECK (webhook_valid_secret(secret, signing)),
+    secret          text NOT NULL
+                    CONSTRAINT webhook_endpoints_secret_check CHECK (webhook_valid_secret(secret, signing)),
     -- secrets replaced by webhook_rotate_secret that still sign until they
     -- expire: [{"secret": ..., "expires_at": ...}], newest first
     previous_secrets jsonb NOT NULL DEFAULT '[]'
@@ -134,7 +135,7 @@ CREATE TABLE webhook_endpoints (
     failing_since   timestamptz,
     circuit_until   timestamptz,
     circuit_cooldown integer NOT NULL DEFAULT 0 CHECK (circuit_cooldown >= 0),
-    CHECK (NOT (ordered AND format = 'batch'))
+    CONSTRAINT webhook_endpoints_ordered_check CHECK (NOT (ordered AND format = 'batch'))
 );
 COMMENT ON TABLE webhook_endpoints IS 'receivers of webhooks: URL, signing secret, headers, retry schedule and timeout';
 
@@ -309,7 +310,7 @@ BEGIN
        OR NEW.ordered IS NULL OR NEW.previous_secrets IS NULL THEN
         RAISE EXCEPTION 'a required endpoint option is NULL'
             USING ERRCODE = 'null_value_not_allowed',
-                  DETAIL = 'name, url, secret, headers, retry_schedule, timeout, max_in_flight, format, batch_size, signing and ordered must not be NULL.';
+                  DETAIL = 'name, url, secret, previous_secrets, headers, retry_schedule, timeout, max_in_flight, format, batch_size, signing and ordered must not be NULL.';
     END IF;
     IF NEW.name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid endpoint name "%"', left(NEW.name, 80)
@@ -693,8 +694,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    cur @extschema@.webhook_endpoints := @extschema@.webhook_get_endpoint(endpoint_id);
+    cur @extschema@.webhook_endpoints;
 BEGIN
+    IF ordered THEN
+        -- making it ordered updates its queued deliveries: lock them first,
+        -- in id order, as the worker does (deliveries, then the endpoint)
+        PERFORM 1 FROM @extschema@.webhook_deliveries d
+          WHERE d.endpoint_id = webhook_update_endpoint.endpoint_id
+            AND d.status IN ('pending', 'in_flight')
+          ORDER BY d.id FOR UPDATE;
+    END IF;
+    cur := @extschema@.webhook_get_endpoint(endpoint_id);
     IF event_types IS NOT NULL THEN
         PERFORM @extschema@.webhook_check_event_types(event_types);
     END IF;

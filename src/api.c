@@ -366,7 +366,11 @@ webhook_test(PG_FUNCTION_ARGS)
 
 		http_global_init();
 		if (!endpoint_headers(&ep, msg_id, ts, body.data, body.len, &hl))
-			elog(ERROR, "webhook_test: could not sign or build the request headers");
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("could not sign the test request"),
+					 errdetail("The endpoint's secret cannot be used with its signing scheme."),
+					 errhint("Set a new one with webhook_rotate_secret().")));
 		PG_TRY();
 		{
 			CURLcode	code;

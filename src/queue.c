@@ -495,8 +495,13 @@ finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
 	{
 		MemoryContext old = MemoryContextSwitchTo(job->cxt);
 		char		digest[17];
+		unsigned char *ids = palloc(8 * job->ndeliveries);
 
-		sign_digest_hex(job->event_ids, sizeof(int64) * job->ndeliveries, digest);
+		/* big-endian, so that the id does not depend on the machine */
+		for (int i = 0; i < job->ndeliveries; i++)
+			for (int b = 0; b < 8; b++)
+				ids[8 * i + b] = (unsigned char) ((uint64) job->event_ids[i] >> (56 - 8 * b));
+		sign_digest_hex(ids, 8 * job->ndeliveries, digest);
 		snprintf(job->msg_id, sizeof(job->msg_id), "msg_batch_" INT64_FORMAT "_%s",
 				 job->event_ids[0], digest);
 

@@ -414,9 +414,9 @@ start_job(Job *job)
 	job->req.owner = job;
 	if (!endpoint_headers(ep, job->msg_id, ts, job->body, job->bodylen, &job->req.headers))
 	{
-		job->res.error = pstrdup("could not sign or build the request headers");
-		job->new_status = "pending";
-		job->delay_s = 1;
+		/* an unusable secret (or no memory): a failed attempt, on the schedule */
+		job->res.error = pstrdup("could not sign the request (is the endpoint's secret usable?)");
+		decide(job, ep);
 		MemoryContextSwitchTo(old);
 		push_done(job);
 		return;

@@ -12,6 +12,7 @@ use lib $FindBin::Bin;
 
 use JSON::PP;
 use MIME::Base64;
+use Digest::SHA;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -207,7 +208,9 @@ publish('bsrc.one', '{"x": 1}');
 my $one = decode_json($r->{body});
 is($one->{source}, 'shop-db', 'batch: the source option');
 is(scalar @{ $one->{events} }, 1, 'batch: a batch of one is an array of one');
-like($r->{headers}{'webhook-id'}, qr/^msg_batch_\d+_[0-9a-f]{16}$/, 'batch: webhook-id names the batch');
+my ($first) = $one->{events}[0]{id} =~ /^msg_(\d+)$/;
+is($r->{headers}{'webhook-id'}, "msg_batch_${first}_" . substr(Digest::SHA::sha256_hex(pack('q>', $first)), 0, 16),
+	'batch: webhook-id is the first event and a digest of the big-endian event ids');
 
 # --- event catalog: webhook_test sends the type's example --------------------
 my $cat = endpoint('cat', 'ok');
