@@ -53,7 +53,7 @@ CREATE FUNCTION webhook_verify(secret text, msg_id text, ts bigint, body text,
                                signature_header text, tolerance interval DEFAULT '5 min')
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'webhook_verify'
-LANGUAGE C STABLE PARALLEL SAFE;
+LANGUAGE C VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION webhook_verify(text, text, bigint, text, text, interval) IS
   'true when signature_header (space-separated signatures) holds a valid Standard Webhooks signature of the message under secret (whsec_, or whpk_/whsk_ for v1a) and ts is within tolerance of now; constant-time; false for any NULL';
 
@@ -318,6 +318,12 @@ BEGIN
                   DETAIL = 'A name is 1 to 63 characters: letters, digits, "_", "." and "-", starting with a letter or digit.';
     END IF;
     PERFORM @extschema@.webhook_check_url(NEW.url);
+    -- the column's CHECK, word for word (its error would show the row)
+    IF NOT (length(NEW.url) <= 2048 AND NEW.url ~ '^[hH][tT][tT][pP][sS]?://[^[:space:]]+$') THEN
+        RAISE EXCEPTION 'invalid endpoint URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A URL is http:// or https:// followed by up to 2048 characters, none of them white space.';
+    END IF;
     IF NEW.batch_size NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'invalid batch_size %', NEW.batch_size
             USING ERRCODE = 'invalid_parameter_value',
@@ -1440,7 +1446,13 @@ BEGIN
     END IF;
     UPDATE @extschema@.webhook_deliveries d
        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
-           batch_id = NULL
+           batch_id = NULL,
+           -- to an ordered endpoint, it rejoins its key's line
+           ordering_key = CASE WHEN (SELECT e.ordered FROM @extschema@.webhook_endpoints e WHERE e.id = d.endpoint_id)
+                               THEN coalesce(d.ordering_key,
+                                             (SELECT ev.ordering_key FROM @extschema@.webhook_events ev
+                                               WHERE ev.id = d.event_id), '')
+                               ELSE d.ordering_key END
      WHERE d.id = webhook_replay.delivery_id;
     PERFORM @extschema@.webhook_wake();
 END
@@ -1464,7 +1476,13 @@ BEGIN
     END IF;
     UPDATE @extschema@.webhook_deliveries d
        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
-           batch_id = NULL
+           batch_id = NULL,
+           -- to an ordered endpoint, it rejoins its key's line
+           ordering_key = CASE WHEN (SELECT e.ordered FROM @extschema@.webhook_endpoints e WHERE e.id = d.endpoint_id)
+                               THEN coalesce(d.ordering_key,
+                                             (SELECT ev.ordering_key FROM @extschema@.webhook_events ev
+                                               WHERE ev.id = d.event_id), '')
+                               ELSE d.ordering_key END
      WHERE d.event_id = webhook_replay_event.event_id AND d.status IN ('delivered', 'dead');
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM @extschema@.webhook_wake();
@@ -1491,7 +1509,13 @@ BEGIN
     PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
     UPDATE @extschema@.webhook_deliveries d
        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
-           batch_id = NULL
+           batch_id = NULL,
+           -- to an ordered endpoint, it rejoins its key's line
+           ordering_key = CASE WHEN (SELECT e.ordered FROM @extschema@.webhook_endpoints e WHERE e.id = d.endpoint_id)
+                               THEN coalesce(d.ordering_key,
+                                             (SELECT ev.ordering_key FROM @extschema@.webhook_events ev
+                                               WHERE ev.id = d.event_id), '')
+                               ELSE d.ordering_key END
      WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
        AND d.finished_at >= since AND d.finished_at < until;
     GET DIAGNOSTICS n = ROW_COUNT;

@@ -38,6 +38,8 @@
 
 static Oid	ext_oid = InvalidOid;
 
+static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *what);
+
 static SPIPlanPtr plan_fanout = NULL;
 static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
 static SPIPlanPtr plan_record = NULL;
@@ -49,13 +51,16 @@ static SPIPlanPtr plan_state = NULL;
 static SPIPlanPtr plan_dead = NULL;
 static SPIPlanPtr plan_circuit = NULL;
 static SPIPlanPtr plan_lock = NULL;
+static SPIPlanPtr plan_name_batch = NULL;
+static SPIPlanPtr plan_repair = NULL;
 
 /* Frees every kept plan; they are prepared again on next use. */
 void
 queue_forget_plans(void)
 {
 	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_endpoints,
-	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock};
+	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock,
+	&plan_name_batch, &plan_repair};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
 	{
@@ -157,7 +162,9 @@ prepare_all(Oid ext)
 	 * found by primary key (= ANY, never a status test, which would tempt
 	 * the planner into a partial index), and events and endpoints are
 	 * looked up per row (OFFSET 0 keeps those lookups from being flattened
-	 * into joins).  recheck is for rows the claim did not lock itself.
+	 * into joins).  Every claimed row was locked by the claim itself with
+	 * SKIP LOCKED, so a claim never waits for a row (and so can never
+	 * deadlock with webhook_delete_endpoint, which locks deliveries first).
 	 */
 #define LEASE(extra, recheck) \
 	"  UPDATE %1$s.webhook_deliveries d" \
@@ -169,11 +176,12 @@ prepare_all(Oid ext)
 #define CLAIM_OUTPUT \
 	" SELECT u.id, u.endpoint_id, u.event_id, u.attempts, ev.type," \
 	"        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')," \
-	"        ev.data::text, e.format, coalesce(e.source, current_database()), u.batch_id," \
-	"        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')" \
+	"        ev.data::text, e.format, coalesce(e.source, current_database())," \
+	"        CASE WHEN e.format = 'batch' THEN u.batch_id END," \
+	"        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.batch_size" \
 	"   FROM u CROSS JOIN LATERAL (SELECT x.type, x.occurred_at, x.data FROM %1$s.webhook_events x" \
 	"                                WHERE x.id = u.event_id OFFSET 0) ev" \
-	"   CROSS JOIN LATERAL (SELECT y.format, y.source FROM %1$s.webhook_endpoints y" \
+	"   CROSS JOIN LATERAL (SELECT y.format, y.source, y.batch_size FROM %1$s.webhook_endpoints y" \
 	"                        WHERE y.id = u.endpoint_id OFFSET 0) e"
 
 	plans_claim[CLAIM_PLAIN] = prepare(
@@ -194,50 +202,59 @@ prepare_all(Oid ext)
 									   schema, 5, claim_types);
 
 	/*
-	 * Batches: up to batch_size deliveries per request.  New deliveries
-	 * are cut into batches in id order, each named by its first delivery
-	 * (batch_id); a batch that failed is claimed whole through that first
-	 * delivery, so its retries carry the same events under the same id.
-	 * Deliveries whose first delivery is no longer waiting (replayed
-	 * alone) go as a batch of their own.
+	 * Batches: up to batch_size deliveries per request.  A batch that
+	 * failed is claimed whole through its first delivery (batch_id = its
+	 * id), so its retries carry the same events under the same id; a
+	 * delivery whose batch's first one is no longer waiting (replayed
+	 * alone) goes on its own.  Each of those is one request of SLOTS; the
+	 * rest of SLOTS is filled with new deliveries, which queue_claim cuts
+	 * into batches and names (queue_name_batch).
 	 */
 	plans_claim[CLAIM_BATCH] = prepare(
 									   PROBE("p.format = 'batch'")
-									   ", pick AS ("
-									   "  SELECT e.id AS ep, e.batch_size AS bs, x.id, x.batch_id" LIMITS
+									   ", old AS ("
+									   "  SELECT e.id AS ep, x.id, x.batch_id" LIMITS
 									   "  CROSS JOIN LATERAL ("
 									   "    SELECT x.id, x.batch_id FROM %1$s.webhook_deliveries x"
 									   "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
-									   "       AND x.next_attempt_at <= now()"
-									   "       AND (x.batch_id IS NULL OR x.batch_id = x.id"
-									   "            OR NOT EXISTS (SELECT 1 FROM %1$s.webhook_deliveries b"
-									   "                            WHERE b.id = x.batch_id AND b.status = 'pending'))"
+									   "       AND x.next_attempt_at <= now() AND x.batch_id IS NOT NULL"
+									   "       AND (x.batch_id = x.id"
+									   "            OR (SELECT b.status FROM %1$s.webhook_deliveries b WHERE b.id = x.batch_id)"
+									   "               IS DISTINCT FROM 'pending')"
 									   "     ORDER BY x.next_attempt_at"
-									   "     LIMIT " SLOTS " * e.batch_size"
+									   "     LIMIT " SLOTS
 									   "     FOR UPDATE SKIP LOCKED) x"
 									   "  WHERE e.format = 'batch'"
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
-									   "), starts AS MATERIALIZED ("
-									   /* where each batch of new deliveries begins */
-									   "  SELECT n.ep, n.id"
-									   "    FROM (SELECT p.ep, p.id, p.bs,"
-									   "                 row_number() OVER (PARTITION BY p.ep ORDER BY p.id) AS rn"
-									   "            FROM pick p WHERE p.batch_id IS NULL) n"
-									   "   WHERE (n.rn - 1) %% n.bs = 0"
+									   "), new AS ("
+									   "  SELECT x.id" LIMITS
+									   "  CROSS JOIN LATERAL ("
+									   "    SELECT x.id FROM %1$s.webhook_deliveries x"
+									   "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
+									   "       AND x.next_attempt_at <= now() AND x.batch_id IS NULL"
+									   "     ORDER BY x.next_attempt_at"
+									   "     LIMIT greatest(0, " SLOTS " - (SELECT count(*) FROM old o WHERE o.ep = e.id))"
+									   "           * e.batch_size"
+									   "     FOR UPDATE SKIP LOCKED) x"
+									   "  WHERE e.format = 'batch'"
+									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "), c AS ("
-									   "  SELECT p.id FROM pick p"
+									   "  SELECT o.id FROM old o"
 									   "  UNION ALL"
-									   /* the rest of batches being retried */
-									   "  SELECT f.id FROM pick p"
-									   "    JOIN %1$s.webhook_deliveries f ON f.batch_id = p.batch_id"
-									   "   WHERE p.batch_id = p.id AND f.id <> p.id AND f.status = 'pending'"
-									   "), u AS ("
-									   LEASE(", batch_id = coalesce(d.batch_id,"
-											 "     (SELECT max(s.id) FROM starts s WHERE s.ep = d.endpoint_id AND s.id <= d.id))",
-											 "")
-									   ")" CLAIM_OUTPUT
-									   " ORDER BY u.batch_id, u.id",
+									   "  SELECT n.id FROM new n"
+									   "  UNION ALL"
+									   /* the rest of each batch being retried */
+									   "  SELECT f.id FROM old o CROSS JOIN LATERAL ("
+									   "    SELECT f.id FROM %1$s.webhook_deliveries f"
+									   "     WHERE f.batch_id = o.batch_id AND f.id <> o.id AND f.status = 'pending'"
+									   "       AND o.batch_id = o.id"
+									   "     FOR UPDATE SKIP LOCKED) f"
+									   "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT
+									   " ORDER BY u.endpoint_id, u.batch_id NULLS LAST, u.id",
 									   schema, 5, claim_types);
+
+	plan_name_batch = prepare("UPDATE %1$s.webhook_deliveries SET batch_id = $1 WHERE id = ANY ($2)",
+							  schema, 2, (Oid[]) {INT8OID, INT8ARRAYOID});
 
 	/*
 	 * Ordered endpoints: only the oldest unfinished delivery of each
@@ -247,7 +264,7 @@ prepare_all(Oid ext)
 	 */
 	plans_claim[CLAIM_ORDERED] = prepare(
 										 PROBE("p.ordered")
-										 ", c AS ("
+										 ", heads AS ("
 										 "  SELECT h.id" LIMITS
 										 "  CROSS JOIN LATERAL ("
 										 "    WITH RECURSIVE k AS ("
@@ -266,11 +283,21 @@ prepare_all(Oid ext)
 										 "    )"
 										 "    SELECT k.id FROM k"
 										 "     WHERE k.status = 'pending' AND k.next_attempt_at <= now()"
+										 /* a replayed earlier event never overtakes one in flight */
+										 "       AND NOT EXISTS (SELECT 1 FROM %1$s.webhook_deliveries y"
+										 "                        WHERE y.endpoint_id = e.id AND y.ordering_key = k.ordering_key"
+										 "                          AND y.status = 'in_flight')"
 										 "     LIMIT " SLOTS ") h"
 										 "  WHERE e.ordered"
 										 "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 										 "  LIMIT $1"
-										 "), u AS (" LEASE("", " AND d.lease_token IS NULL AND d.finished_at IS NULL") ")" CLAIM_OUTPUT,
+										 "), c AS ("
+										 /* locked without waiting, as every claim does */
+										 "  SELECT d.id FROM %1$s.webhook_deliveries d"
+										 "   WHERE d.id = ANY (ARRAY(SELECT h.id FROM heads h))"
+										 "     AND d.lease_token IS NULL AND d.finished_at IS NULL"
+										 "   FOR UPDATE SKIP LOCKED"
+										 "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT,
 										 schema, 5, claim_types);
 
 	/*
@@ -292,6 +319,8 @@ prepare_all(Oid ext)
 						  "         finished_at = CASE WHEN r.status IN ('delivered', 'dead') THEN now() END"
 						  "    FROM r"
 						  "   WHERE d.id = r.id AND d.lease_token = r.token"
+						  /* never a full scan of d, whatever the statistics */
+						  "     AND d.id = ANY ($1)"
 						  "  RETURNING d.id"
 						  ")"
 						  " INSERT INTO %1$s.webhook_attempts"
@@ -319,6 +348,23 @@ prepare_all(Oid ext)
 						   "       next_attempt_at = now()"
 						   " WHERE status = 'in_flight' AND ($1 OR lease_until < now())",
 						   schema, 1, booltype);
+
+	/*
+	 * Deliveries of an ordered endpoint without a key (fanned out while a
+	 * direct UPDATE made it ordered) would never be claimed: they join
+	 * the line of their event's key.  Bounded work per sweep.
+	 */
+	plan_repair = prepare(
+						  "UPDATE %1$s.webhook_deliveries d"
+						  "   SET ordering_key = coalesce((SELECT ev.ordering_key FROM %1$s.webhook_events ev"
+						  "                                 WHERE ev.id = d.event_id), '')"
+						  " WHERE d.id = ANY (ARRAY("
+						  "         SELECT x.id FROM %1$s.webhook_deliveries x"
+						  "          WHERE x.endpoint_id = ANY (ARRAY(SELECT e.id FROM %1$s.webhook_endpoints e"
+						  "                                            WHERE e.ordered))"
+						  "            AND x.status IN ('pending', 'in_flight') AND x.ordering_key IS NULL"
+						  "          LIMIT 10000))",
+						  schema, 0, NULL);
 
 	plan_endpoints = prepare(ENDPOINT_SELECT, schema, 0, NULL);
 
@@ -394,10 +440,12 @@ int64
 queue_recover_leases(bool all)
 {
 	int			rc = SPI_execute_plan(plan_recover, (Datum[]) {BoolGetDatum(all)}, NULL, false, 0);
+	int64		n = (int64) SPI_processed;
 
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "webhook: lease recovery failed: %s", SPI_result_code_string(rc));
-	return (int64) SPI_processed;
+	run_plan(plan_repair, NULL, SPI_OK_UPDATE, "repairing ordering keys");
+	return n;
 }
 
 /*
@@ -457,6 +505,9 @@ run_plan_arrays(SPIPlanPtr plan, ArrayBuildState **a, Datum *args, int n, int ex
 		args[i] = makeArrayResult(a[i], CurrentMemoryContext);
 	run_plan(plan, args, expected, what);
 }
+
+/* A batch ends before its body would grow past this (many large events). */
+#define MAX_BATCH_BYTES (64 * 1024 * 1024)
 
 /* Appends one claimed event to a job's body in its endpoint's format. */
 static void
@@ -577,9 +628,27 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 		int64		event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		int			attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		int64		batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		char	   *data = SPI_getvalue(tup, desc, 7);
+		bool		new_job;
 		MemoryContext old;
 
-		if (isnull || job == NULL || batch_id != job_batch || job->endpoint_id != endpoint_id)
+		/*
+		 * One request per delivery, except in the batch format: a batch
+		 * being retried is its rows with that batch_id; new deliveries of
+		 * an endpoint (batch_id NULL, after the others) are cut into
+		 * batches of batch_size.  No batch grows past MAX_BATCH_BYTES.
+		 */
+		if (job == NULL || job->endpoint_id != endpoint_id ||
+			format_of(SPI_getvalue(tup, desc, 8)) != FORMAT_BATCH || format != FORMAT_BATCH)
+			new_job = true;
+		else if (isnull)
+			new_job = !job->batch_new ||
+				job->ndeliveries >= DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull));
+		else
+			new_job = job->batch_new || batch_id != job_batch;
+		if (!new_job && body.len + strlen(data) > MAX_BATCH_BYTES)
+			new_job = true;
+		if (new_job)
 		{
 			/* a new request: close the previous one's body */
 			MemoryContext cxt;
@@ -602,7 +671,10 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 				source = SPI_getvalue(tup, desc, 9);
 				delivered_at = SPI_getvalue(tup, desc, 11);
 			}
+			isnull = false;
+			batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
 			job_batch = isnull ? 0 : batch_id;
+			job->batch_new = format == FORMAT_BATCH && isnull;
 			if (format != FORMAT_BATCH)
 				snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, event_id);
 			initStringInfo(&body);
@@ -625,12 +697,30 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 		job->event_ids[job->ndeliveries] = event_id;
 		job->attempt = Max(job->attempt, attempt);
 		append_event(&body, format, job->ndeliveries == 0, event_id, SPI_getvalue(tup, desc, 5),
-					 SPI_getvalue(tup, desc, 6), SPI_getvalue(tup, desc, 7));
+					 SPI_getvalue(tup, desc, 6), data);
 		job->ndeliveries++;
 		MemoryContextSwitchTo(old);
 	}
 	if (job)
 		finish_body(job, &body, format, source, delivered_at);
+
+	/* new batches are named by their first delivery, for their retries */
+	for (Job *j = head; j != NULL; j = j->next)
+	{
+		Datum	   *ids;
+
+		if (!j->batch_new)
+			continue;
+		ids = palloc(sizeof(Datum) * j->ndeliveries);
+		for (int k = 0; k < j->ndeliveries; k++)
+			ids[k] = Int64GetDatum(j->delivery_ids[k]);
+		run_plan(plan_name_batch,
+				 (Datum[]) {Int64GetDatum(j->delivery_ids[0]),
+					 PointerGetDatum(construct_array(ids, j->ndeliveries, INT8OID,
+													 sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))},
+				 SPI_OK_UPDATE, "naming a batch");
+		pfree(ids);
+	}
 	*nclaimed = njobs;
 	return head;
 }

@@ -102,6 +102,7 @@ typedef struct Job
 	Oid			installation;	/* pg_extension OID when claimed */
 	bool		probe;			/* the single request to an open circuit */
 	bool		held;			/* counted in the worker's per-endpoint counts */
+	bool		batch_new;		/* a batch of new deliveries, named at claim */
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;
@@ -132,6 +133,7 @@ typedef struct HeldCount
 	int64		endpoint_id;	/* hash key */
 	int			count;
 	int			budget;
+	bool		limited;		/* has a rate limit: every request takes a token */
 	double		tokens;
 	TimestampTz refilled;
 } HeldCount;

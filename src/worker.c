@@ -202,6 +202,7 @@ static int64 next_token;
 static bool have_batch = false;	/* some endpoint uses the batch format */
 static bool have_ordered = false;	/* some endpoint is ordered */
 static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
+static uint32 claim_turn = 0;	/* which kind of claim goes first */
 static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 
 static void
@@ -226,7 +227,8 @@ held_entry(int64 endpoint_id)
 	{
 		h->count = 0;
 		h->budget = -1;
-		h->tokens = -1;			/* a full bucket at first use */
+		h->limited = false;
+		h->tokens = 0;
 		h->refilled = 0;
 	}
 	return h;
@@ -256,7 +258,10 @@ refill_buckets(TimestampTz now)
 
 	hash_seq_init(&seq, held);
 	while ((h = hash_seq_search(&seq)) != NULL)
+	{
 		h->budget = -1;
+		h->limited = false;
+	}
 	hash_seq_init(&seq, endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 	{
@@ -266,12 +271,13 @@ refill_buckets(TimestampTz now)
 			continue;
 		burst = Max(1.0, ep->rate_limit / 10.0);
 		h = held_entry(ep->id);
-		if (h->tokens < 0)
-			h->tokens = burst;
+		if (h->refilled == 0)
+			h->tokens = burst;	/* a full bucket at first use */
 		else
 			h->tokens = Min(burst, h->tokens + (now - h->refilled) / 1e6 * ep->rate_limit);
 		h->refilled = now;
-		h->budget = (int) h->tokens;
+		h->budget = Max(0, (int) h->tokens);
+		h->limited = true;
 	}
 }
 
@@ -291,10 +297,10 @@ spend_tokens(Job *list, TimestampTz now)
 	{
 		HeldCount  *h = hash_search(held, &j->endpoint_id, HASH_FIND, NULL);
 
-		if (h != NULL && h->budget >= 0)
+		if (h != NULL && h->limited)
 		{
 			h->tokens -= 1;
-			h->budget--;
+			h->budget = Max(0, h->budget - 1);
 		}
 	}
 	hash_seq_init(&seq, endpoints);
@@ -305,7 +311,7 @@ spend_tokens(Job *list, TimestampTz now)
 		TimestampTz at;
 
 		if (ep->rate_limit <= 0 ||
-			(h = hash_search(held, &ep->id, HASH_FIND, NULL)) == NULL || h->budget > 0)
+			(h = hash_search(held, &ep->id, HASH_FIND, NULL)) == NULL || h->tokens >= 1)
 			continue;
 		/* wait for 10 ms of requests (at least one), not for every token */
 		want = Min(Max(1.0, ep->rate_limit / 100.0), Max(1.0, ep->rate_limit / 10.0));
@@ -667,8 +673,12 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			int64		token = next_token++;
 
 			refill_buckets(now);
-			for (ClaimKind kind = CLAIM_PLAIN; kind <= CLAIM_ORDERED && limit > 0; kind++)
+			/* each kind goes first in turn, so that none can starve the others */
+			claim_turn++;
+			for (int i = 0; i < 3 && limit > 0; i++)
 			{
+				ClaimKind	kind = (ClaimKind) ((claim_turn + i) % 3);
+
 				if ((kind == CLAIM_BATCH && !have_batch) || (kind == CLAIM_ORDERED && !have_ordered))
 					continue;
 				*tail = queue_claim(kind, limit, token, held, jobs_cxt, &nclaimed);

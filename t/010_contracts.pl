@@ -212,6 +212,20 @@ my ($first) = $one->{events}[0]{id} =~ /^msg_(\d+)$/;
 is($r->{headers}{'webhook-id'}, "msg_batch_${first}_" . substr(Digest::SHA::sha256_hex(pack('q>', $first)), 0, 16),
 	'batch: webhook-id is the first event and a digest of the big-endian event ids');
 
+# a batch that failed, then the endpoint turned to the standard format: its
+# deliveries go one per request, each in the standard shape
+my $fmt = endpoint('fmt', 'status/503', q{format => 'batch', batch_size => 10});
+sql(q{BEGIN; SELECT webhook_publish('fmt.x', jsonb_build_object('i', i)) FROM generate_series(1, 3) i; COMMIT;});
+wait_requests('fmt', 1);
+sql(qq{SELECT webhook_update_endpoint($fmt, format => 'standard', url => '$u/fmt/ok')});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 3 FROM webhook_deliveries WHERE endpoint_id = $fmt AND status = 'delivered'")
+  or die 'format change';
+my @after = grep { $_->{path} eq '/fmt/ok' } @{ requests_to('fmt') };
+is(scalar @after, 3, 'after a switch from batch to standard: one request per delivery');
+is(scalar(grep { $_->{headers}{'webhook-id'} =~ /^msg_\d+$/ && decode_json($_->{body})->{type} eq 'fmt.x' } @after), 3,
+	'... each a standard message under its own webhook-id');
+
 # --- event catalog: webhook_test sends the type's example --------------------
 my $cat = endpoint('cat', 'ok');
 sql(q{SELECT webhook_define_event_type('orders.created', 'An order was placed',

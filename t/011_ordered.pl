@@ -146,4 +146,18 @@ for my $i (0 .. $#$sr)
 ok($overlap_diff > 10, "slow: different keys were in flight together ($overlap_diff overlaps)");
 is($overlap_same, 0, 'slow: never two requests of one key at once');
 
+# An endpoint made ordered after its deliveries were made: replaying them
+# puts them in their lines (not stuck for want of a key).
+my $late = sql(qq{SELECT webhook_create_endpoint('late', '$u/late/ok', event_types => '{late.*}')});
+sql(q{SELECT webhook_publish('late.x', '{}', NULL, 'k1'), webhook_publish('late.x', '{}')});
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM webhook_deliveries WHERE endpoint_id = $late AND status = 'delivered'") or die;
+sql(qq{SELECT webhook_update_endpoint($late, ordered => true)});
+sql(qq{SELECT webhook_replay(id) FROM webhook_deliveries WHERE endpoint_id = $late});
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 2 FROM webhook_deliveries WHERE endpoint_id = $late AND status = 'delivered' AND attempts = 1"),
+	'replayed deliveries of an endpoint made ordered later are delivered');
+is(sql(qq{SELECT string_agg(ordering_key, ',' ORDER BY id) FROM webhook_deliveries WHERE endpoint_id = $late}), 'k1,',
+	'... in the lines of their keys (none: the endpoint-wide line)');
+
 done_testing();
