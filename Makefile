@@ -9,7 +9,7 @@ PGFILEDESC = "webhook - transactional outbound webhooks"
 REGRESS = setup endpoints publish capture sign views operations privileges contracts
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf \
                --load-extension=webhook
-ISOLATION = claim
+ISOLATION = claim lease races
 ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=$(srcdir)/test/regress.conf \
                --load-extension=webhook
 TAP_TESTS = 1

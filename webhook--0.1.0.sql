@@ -833,7 +833,9 @@ AS $$
 DECLARE
     e @extschema@.webhook_endpoints;
 BEGIN
-    SELECT * INTO e FROM @extschema@.webhook_endpoints WHERE id = endpoint_id FOR UPDATE;
+    -- not FOR UPDATE: that would stop the worker's fan-out (FOR KEY SHARE)
+    -- for as long as the caller's transaction lasts
+    SELECT * INTO e FROM @extschema@.webhook_endpoints WHERE id = endpoint_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
             USING ERRCODE = 'undefined_object';
@@ -866,15 +868,28 @@ COMMENT ON FUNCTION webhook_delete_endpoint(bigint) IS
 
 -- Every change of an endpoint's state goes through here: kept in the row,
 -- logged, and announced on the webhook_alerts channel.  Returns false when
--- the endpoint was already in that state.
-CREATE FUNCTION webhook_set_state(endpoint_id bigint, new_state text, reason text)
+-- the endpoint was already in that state.  With expected_state (the worker
+-- passes the state its decision was based on), nothing happens and false
+-- is returned unless the endpoint still exists in that state: a disable
+-- committed meanwhile is never undone.
+CREATE FUNCTION webhook_set_state(endpoint_id bigint, new_state text, reason text,
+                                  expected_state text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e @extschema@.webhook_endpoints := @extschema@.webhook_get_endpoint(endpoint_id);
+    e @extschema@.webhook_endpoints;
 BEGIN
+    IF expected_state IS NULL THEN
+        e := @extschema@.webhook_get_endpoint(endpoint_id);
+    ELSE
+        SELECT * INTO e FROM @extschema@.webhook_endpoints x
+         WHERE x.id = endpoint_id FOR NO KEY UPDATE;
+        IF NOT FOUND OR e.state <> expected_state THEN
+            RETURN false;
+        END IF;
+    END IF;
     IF new_state IS NULL OR new_state NOT IN ('active', 'disabled', 'paused', 'circuit_open') THEN
         RAISE EXCEPTION 'invalid endpoint state "%"', new_state
             USING ERRCODE = 'invalid_parameter_value',
@@ -902,8 +917,8 @@ BEGIN
     RETURN true;
 END
 $$;
-COMMENT ON FUNCTION webhook_set_state(bigint, text, text) IS
-  'changes an endpoint''s state, logs it and announces it on webhook_alerts; used by the functions below and the worker';
+COMMENT ON FUNCTION webhook_set_state(bigint, text, text, text) IS
+  'changes an endpoint''s state, logs it and announces it on webhook_alerts; with expected_state, only from that state; used by the functions below and the worker';
 
 CREATE FUNCTION webhook_disable(endpoint_id bigint, reason text DEFAULT 'disabled by user')
 RETURNS void
@@ -1506,6 +1521,11 @@ BEGIN
     IF since > until THEN
         RAISE EXCEPTION 'since is after until' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the worker's lock order: deliveries in id order, then the endpoint
+    PERFORM 1 FROM @extschema@.webhook_deliveries d
+      WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
+        AND d.finished_at >= since AND d.finished_at < until
+      ORDER BY d.id FOR UPDATE;
     PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
     UPDATE @extschema@.webhook_deliveries d
        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
@@ -1650,7 +1670,7 @@ REVOKE ALL ON FUNCTION
     webhook_delivery_chart(bigint, interval, interval),
     webhook_wake(),
     webhook_config_changed(),
-    webhook_set_state(bigint, text, text),
+    webhook_set_state(bigint, text, text, text),
     webhook_publish(text, jsonb, text, text),
     webhook_fanout(integer),
     webhook_watch(regclass, text, text[], text[]),

@@ -330,7 +330,9 @@ prepare_all(Oid ext)
 						  "        a.duration_ms, nullif(a.code, 0), a.ok, a.err, a.body"
 						  "   FROM unnest($7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 						  "     AS a(endpoint_id, delivery_id, attempt, started_at, duration_ms,"
-						  "          code, ok, err, body, ids)",
+						  "          code, ok, err, body, ids)"
+						  /* not for deliveries deleted meanwhile: nothing would ever purge it */
+						  "  WHERE EXISTS (SELECT 1 FROM %1$s.webhook_deliveries x WHERE x.id = a.delivery_id)",
 						  schema, 16, record_types);
 
 	/*
@@ -378,10 +380,10 @@ prepare_all(Oid ext)
 	plan_circuit = prepare(
 						   "UPDATE %1$s.webhook_endpoints"
 						   "   SET circuit_cooldown = $2, circuit_until = now() + make_interval(secs => $2)"
-						   " WHERE id = $1",
-						   schema, 2, (Oid[]) {INT8OID, INT4OID});
-	plan_state = prepare("SELECT %1$s.webhook_set_state($1, $2, $3)",
-						 schema, 3, (Oid[]) {INT8OID, TEXTOID, TEXTOID});
+						   " WHERE id = $1 AND state = $3",
+						   schema, 3, (Oid[]) {INT8OID, INT4OID, TEXTOID});
+	plan_state = prepare("SELECT %1$s.webhook_set_state($1, $2, $3, $4)",
+						 schema, 4, (Oid[]) {INT8OID, TEXTOID, TEXTOID, TEXTOID});
 
 	plan_dead = prepare(
 						"SELECT pg_catalog.pg_notify('webhook_alerts',"
@@ -805,17 +807,21 @@ queue_write_health(HTAB *endpoints)
 }
 
 /*
- * Moves an endpoint to state (webhook_set_state logs and announces it).
- * For circuit_open, cooldown_s arms the next probe.
+ * Moves an endpoint from state from (what the decision was based on) to
+ * state (webhook_set_state logs and announces it); nothing happens if it
+ * is no longer in from, or gone.  For circuit_open, cooldown_s arms the
+ * next probe.
  */
 void
-queue_set_state(int64 endpoint_id, const char *state, const char *reason, int cooldown_s)
+queue_set_state(int64 endpoint_id, const char *from, const char *state, const char *reason,
+				int cooldown_s)
 {
 	if (strcmp(state, "circuit_open") == 0)
-		run_plan(plan_circuit, (Datum[]) {Int64GetDatum(endpoint_id), Int32GetDatum(cooldown_s)},
+		run_plan(plan_circuit, (Datum[]) {Int64GetDatum(endpoint_id), Int32GetDatum(cooldown_s),
+				 CStringGetTextDatum(from)},
 				 SPI_OK_UPDATE, "arming the circuit breaker");
 	run_plan(plan_state, (Datum[]) {Int64GetDatum(endpoint_id), CStringGetTextDatum(state),
-			 CStringGetTextDatum(reason)},
+			 CStringGetTextDatum(reason), CStringGetTextDatum(from)},
 			 SPI_OK_SELECT, "changing an endpoint's state");
 }
 

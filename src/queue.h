@@ -150,8 +150,8 @@ extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held,
 						MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
 extern void queue_write_health(HTAB *endpoints);
-extern void queue_set_state(int64 endpoint_id, const char *state, const char *reason,
-							int cooldown_s);
+extern void queue_set_state(int64 endpoint_id, const char *from, const char *state,
+							const char *reason, int cooldown_s);
 extern void queue_notify_dead(Job *done);
 extern void queue_load_endpoints(HTAB *endpoints, MemoryContext cxt);
 

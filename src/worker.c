@@ -457,6 +457,7 @@ finish_job(Job *job, CURLcode code)
 typedef struct StateChange
 {
 	int64		endpoint_id;
+	char		from[16];		/* the state the decision was based on */
 	const char *state;
 	char	   *reason;
 	int			cooldown_s;
@@ -547,6 +548,7 @@ fold_health(Job *list, int njobs, StateChange *changes)
 		}
 		if (c->state != NULL)
 		{
+			strlcpy(c->from, ep->state, sizeof(c->from));
 			strlcpy(ep->state, c->state, sizeof(ep->state));
 			if (c->cooldown_s > 0)
 				ep->circuit_cooldown = c->cooldown_s;
@@ -651,11 +653,11 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		for (int i = 0; i < nchanges; i++)
 		{
 			if (changes[i].reason == NULL)
-				queue_set_state(changes[i].endpoint_id, "circuit_open", "probe failed",
-								changes[i].cooldown_s);
+				queue_set_state(changes[i].endpoint_id, changes[i].from, "circuit_open",
+								"probe failed", changes[i].cooldown_s);
 			else
-				queue_set_state(changes[i].endpoint_id, changes[i].state, changes[i].reason,
-								changes[i].cooldown_s);
+				queue_set_state(changes[i].endpoint_id, changes[i].from, changes[i].state,
+								changes[i].reason, changes[i].cooldown_s);
 		}
 	}
 
