@@ -1514,6 +1514,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
+    ids bigint[];
 BEGIN
     IF since IS NULL OR until IS NULL THEN
         RAISE EXCEPTION 'since and until must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -1521,11 +1522,14 @@ BEGIN
     IF since > until THEN
         RAISE EXCEPTION 'since is after until' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- the worker's lock order: deliveries in id order, then the endpoint
-    PERFORM 1 FROM @extschema@.webhook_deliveries d
-      WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
-        AND d.finished_at >= since AND d.finished_at < until
-      ORDER BY d.id FOR UPDATE;
+    -- the worker's lock order: deliveries in id order, then the endpoint;
+    -- only the deliveries locked here are re-queued (one that dies later
+    -- would be locked after the endpoint)
+    SELECT array_agg(x.id) INTO ids
+      FROM (SELECT d.id FROM @extschema@.webhook_deliveries d
+             WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
+               AND d.finished_at >= since AND d.finished_at < until
+             ORDER BY d.id FOR UPDATE) x;
     PERFORM @extschema@.webhook_get_endpoint(endpoint_id);
     UPDATE @extschema@.webhook_deliveries d
        SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL,
@@ -1536,8 +1540,7 @@ BEGIN
                                              (SELECT ev.ordering_key FROM @extschema@.webhook_events ev
                                                WHERE ev.id = d.event_id), '')
                                ELSE d.ordering_key END
-     WHERE d.endpoint_id = webhook_recover.endpoint_id AND d.status = 'dead'
-       AND d.finished_at >= since AND d.finished_at < until;
+     WHERE d.id = ANY (ids) AND d.status = 'dead';
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM @extschema@.webhook_wake();
     RETURN n;
