@@ -60,6 +60,8 @@
  * previous claim is long past and a commit is claimed at once.
  */
 #define MIN_CLAIM_GAP_US 1000
+/* Batch and ordered endpoints are looked for at least this often. */
+#define SPECIAL_CLAIM_GAP_US 10000
 
 /* ---------------------------------------------------------------------
  * Launcher
@@ -203,6 +205,8 @@ static bool have_batch = false;	/* some endpoint uses the batch format */
 static bool have_ordered = false;	/* some endpoint is ordered */
 static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
 static uint32 claim_turn = 0;	/* which kind of claim goes first */
+static TimestampTz special_last[3];	/* when each kind of claim last ran */
+static bool special_due[3];		/* ... and whether it should run at once */
 static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 
 static void
@@ -635,7 +639,18 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	if (done != NULL)
 	{
 		StateChange *changes = palloc(sizeof(StateChange) * (ndone + 1));
-		int			nchanges = fold_health(done, ndone, changes);
+		int			nchanges;
+
+		for (Job *j = done; j != NULL; j = j->next)
+		{
+			Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
+
+			if (ep != NULL && ep->format == FORMAT_BATCH)
+				special_due[CLAIM_BATCH] = true;
+			if (ep != NULL && ep->ordered)
+				special_due[CLAIM_ORDERED] = true;
+		}
+		nchanges = fold_health(done, ndone, changes);
 
 		queue_record(done);
 		/*
@@ -683,7 +698,20 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 
 				if ((kind == CLAIM_BATCH && !have_batch) || (kind == CLAIM_ORDERED && !have_ordered))
 					continue;
+				/*
+				 * Batch and ordered claims cost a statement each: they run
+				 * when they may find work (they found some last time, or
+				 * outcomes of theirs were just recorded: a retry, the next
+				 * of a line), and otherwise at most every
+				 * SPECIAL_CLAIM_GAP_US, which bounds how long a new
+				 * delivery to them waits.
+				 */
+				if (kind != CLAIM_PLAIN && !special_due[kind] &&
+					now - special_last[kind] < SPECIAL_CLAIM_GAP_US)
+					continue;
 				*tail = queue_claim(kind, limit, token, held, jobs_cxt, &nclaimed);
+				special_last[kind] = now;
+				special_due[kind] = nclaimed > 0;
 				while (*tail)
 					tail = &(*tail)->next;
 				if (nclaimed >= limit)
