@@ -74,6 +74,11 @@ SELECT webhook_check_url('http://[64:ff9b::a00:1]/');
 SELECT webhook_check_url('http://0xa9.0xfe.0xa9.0xfe/');
 SELECT webhook_check_url('http://2852039166/');
 SELECT webhook_check_url('http://012.0.0.1/');
+-- a trailing dot names the same host; 6to4 and local-use NAT64 carry any IPv4
+SELECT webhook_check_url('http://127.0.0.2./');
+SELECT webhook_check_url('http://x.localhost./');
+SELECT webhook_check_url('http://[2002:7f00:1::]/');
+SELECT webhook_check_url('http://[64:ff9b:1::a00:1]/');
 SELECT webhook_check_url('https://hooks.example.com/in');
 SELECT webhook_check_url('https://93.184.216.34/in');
 SELECT webhook_check_url('https://[2606:2800:220:1:248:1893:25c8:1946]/in');

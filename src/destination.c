@@ -61,6 +61,8 @@ static const struct
 	{AF_INET6, "::/128"},		/* unspecified */
 	{AF_INET6, "::1/128"},		/* loopback */
 	{AF_INET6, "::/96"},		/* IPv4-compatible (deprecated) */
+	{AF_INET6, "64:ff9b:1::/48"},	/* local-use NAT64: may carry any IPv4 */
+	{AF_INET6, "2002::/16"},	/* 6to4: may carry any IPv4 */
 	{AF_INET6, "100::/64"},		/* discard */
 	{AF_INET6, "2001:db8::/32"},	/* documentation */
 	{AF_INET6, "fc00::/7"},		/* unique local */
@@ -293,6 +295,10 @@ destination_check_url(const char *url, char **detail)
 		unsigned char addr[16];
 		size_t		hlen = strlen(host);
 		char		v6[INET6_ADDRSTRLEN + 1];
+
+		/* "127.0.0.1." and "x.localhost." name the same hosts */
+		if (hlen > 1 && host[hlen - 1] == '.' && host[0] != '[')
+			host[--hlen] = '\0';
 
 		if (host[0] == '[' && hlen > 2 && hlen - 2 < sizeof(v6))
 		{
