@@ -18,7 +18,8 @@ as_pg() {
 # Installs the Debian packages the project needs, if any is missing.
 install_packages() {
   local pkgs=(build-essential pkg-config postgresql-15 postgresql-server-dev-15
-              libcurl4-openssl-dev libssl-dev libipc-run-perl curl python3 "$@")
+              libcurl4-openssl-dev libssl-dev libipc-run-perl curl python3
+              clang libclang-rt-14-dev "$@")
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
   local missing=()
