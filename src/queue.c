@@ -629,7 +629,9 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 		int64		endpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		int64		event_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		int			attempt = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		int64		batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		bool		unbatched;	/* no batch_id: not (yet) in a batch */
+		int64		batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 10, &unbatched));
+		PayloadFormat row_format = format_of(SPI_getvalue(tup, desc, 8));
 		char	   *data = SPI_getvalue(tup, desc, 7);
 		bool		new_job;
 		MemoryContext old;
