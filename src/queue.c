@@ -358,8 +358,9 @@ prepare_all(Oid ext)
 	 */
 	plan_repair = prepare(
 						  "UPDATE %1$s.webhook_deliveries d"
-						  "   SET ordering_key = coalesce((SELECT ev.ordering_key FROM %1$s.webhook_events ev"
-						  "                                 WHERE ev.id = d.event_id), '')"
+						  "   SET ordering_key = %1$s.webhook_line_key((SELECT ev.ordering_key"
+						  "                                                FROM %1$s.webhook_events ev"
+						  "                                               WHERE ev.id = d.event_id))"
 						  " WHERE d.id = ANY (ARRAY("
 						  "         SELECT x.id FROM %1$s.webhook_deliveries x"
 						  "          WHERE x.endpoint_id = ANY (ARRAY(SELECT e.id FROM %1$s.webhook_endpoints e"
@@ -643,9 +644,9 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 		 * batches of batch_size.  No batch grows past MAX_BATCH_BYTES.
 		 */
 		if (job == NULL || job->endpoint_id != endpoint_id ||
-			format_of(SPI_getvalue(tup, desc, 8)) != FORMAT_BATCH || format != FORMAT_BATCH)
+			row_format != FORMAT_BATCH || format != FORMAT_BATCH)
 			new_job = true;
-		else if (isnull)
+		else if (unbatched)
 			new_job = !job->batch_new ||
 				job->ndeliveries >= DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull));
 		else
@@ -666,19 +667,17 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 			job->endpoint_id = endpoint_id;
 			job->lease_token = token;
 			job->installation = ext_oid;
-			room = isnull ? 1 : 16;
+			format = row_format;
+			room = format == FORMAT_BATCH ? 16 : 1;
 			job->delivery_ids = palloc(sizeof(int64) * room);
 			job->event_ids = palloc(sizeof(int64) * room);
-			format = format_of(SPI_getvalue(tup, desc, 8));
 			if (format == FORMAT_BATCH)
 			{
 				source = SPI_getvalue(tup, desc, 9);
 				delivered_at = SPI_getvalue(tup, desc, 11);
 			}
-			isnull = false;
-			batch_id = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
-			job_batch = isnull ? 0 : batch_id;
-			job->batch_new = format == FORMAT_BATCH && isnull;
+			job_batch = unbatched ? 0 : batch_id;
+			job->batch_new = format == FORMAT_BATCH && unbatched;
 			if (format != FORMAT_BATCH)
 				snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, event_id);
 			initStringInfo(&body);

@@ -203,6 +203,8 @@ static int	ndone = 0;
 static int64 next_token;
 static bool have_batch = false;	/* some endpoint uses the batch format */
 static bool have_ordered = false;	/* some endpoint is ordered */
+static bool have_rate_limit = false;	/* some endpoint has a rate limit */
+static bool budgets_set = false;	/* some HeldCount has a budget */
 static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
 static uint32 claim_turn = 0;	/* which kind of claim goes first */
 static TimestampTz special_last[3];	/* when each kind of claim last ran */
@@ -260,12 +262,17 @@ refill_buckets(TimestampTz now)
 	HeldCount  *h;
 	Endpoint   *ep;
 
+	if (!have_rate_limit && !budgets_set)
+		return;					/* nothing to refill, nothing to clear */
 	hash_seq_init(&seq, held);
 	while ((h = hash_seq_search(&seq)) != NULL)
 	{
 		h->budget = -1;
 		h->limited = false;
 	}
+	budgets_set = have_rate_limit;
+	if (!have_rate_limit)
+		return;
 	hash_seq_init(&seq, endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 	{
@@ -297,6 +304,8 @@ spend_tokens(Job *list, TimestampTz now)
 	HASH_SEQ_STATUS seq;
 	Endpoint   *ep;
 
+	if (!have_rate_limit)
+		return 0;
 	for (Job *j = list; j != NULL; j = j->next)
 	{
 		HeldCount  *h = hash_search(held, &j->endpoint_id, HASH_FIND, NULL);
@@ -359,12 +368,13 @@ load_endpoints(void)
 
 	MemoryContextReset(endpoints_cxt);
 	queue_load_endpoints(endpoints, endpoints_cxt);
-	have_batch = have_ordered = false;
+	have_batch = have_ordered = have_rate_limit = false;
 	hash_seq_init(&seq, endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 	{
 		have_batch |= ep->format == FORMAT_BATCH;
 		have_ordered |= ep->ordered;
+		have_rate_limit |= ep->rate_limit > 0;
 	}
 	hash_seq_init(&seq, held);
 	while ((h = hash_seq_search(&seq)) != NULL)
