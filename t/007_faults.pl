@@ -1,11 +1,14 @@
 # Faults at scale (issue 6): every committed event reaches every subscribed
 # endpoint at least once, with the same webhook-id on every copy, unless it
 # is visibly dead-lettered; nothing is left in flight; rolled-back events
-# are never sent.  Five bursts of 5,000 events, each to its own endpoint,
+# are never sent.  Seven bursts of 5,000 events, each to its own endpoint,
 # run side by side in one cluster, each against a different fault:
 #
 #   rnd   the receiver answers 500 to a random 30% of requests
 #   cls   the receiver closes the connection unanswered for a random 30%
+#   hang  the receiver accepts a random 5% of requests and never answers:
+#         the endpoint's 1 s timeout ends them, and they are retried
+#   slow  the receiver answers a random 5% of requests only after 1.5 s
 #   ra    the first request of every event gets 429 + Retry-After: 1
 #   down  the receiver is down when the burst is published (connection
 #         refused), and comes back on the same port
@@ -135,16 +138,21 @@ for my $e (
 	# about once in 110)
 	[ 'rnd',   "$u/rnd/random500/30",    $steps->(20, '0.2s') ],
 	[ 'cls',   "$u/cls/randomclose/30",  $steps->(20, '0.2s') ],
+	# 5% hanging: 21 timeouts in a row has a chance of 0.05^21 per event
+	[ 'hang',  "$u/hang/randomhang/5",   $steps->(20, '0.2s'), '1s' ],
+	[ 'slow',  "$u/slow/randomslow/5",   $steps->(20, '0.2s') ],
 	# '1h': only Retry-After can bring the second attempt within the test
 	[ 'ra',    "$u/ra/retry-after/1",    '{1h}' ],
 	[ 'down',  "$downrcv->{url}/down/ok", $steps->(30, '1s') ],
 	[ 'term',  "$u/term/ok",             $steps->(10, '1s') ],
 	[ 'ghost', "$u/ghost/ok",            $steps->(10, '1s') ])
 {
-	my ($name, $url, $schedule) = @$e;
+	my ($name, $url, $schedule, $timeout) = @$e;
+	$timeout //= '10s';
 	$ep{$name} = query(qq{
 		SELECT webhook_create_endpoint('$name', '$url', event_types => '{$name.*}', secret => '$SECRET',
-		                               retry_schedule => '$schedule', max_in_flight => $MAXCONN)});
+		                               retry_schedule => '$schedule', max_in_flight => $MAXCONN,
+		                               timeout => '$timeout')});
 }
 
 sub burst_sql
@@ -153,7 +161,7 @@ sub burst_sql
 	return "SELECT count(webhook_publish('$type', jsonb_build_object('i', i))) FROM generate_series(1, $BURST) i;";
 }
 
-# 100 events rolled back, then four bursts, each its own transaction.
+# 100 events rolled back, then six bursts, each its own transaction.
 my $launcher = query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook launcher'");
 my $pid = worker_pid($node);
 query(q{
@@ -161,8 +169,8 @@ query(q{
 	SELECT count(webhook_publish('ghost.x', jsonb_build_object('g', i))) FROM generate_series(1, 100) i;
 	ROLLBACK;
 });
-query(join("\n", map { burst_sql("$_.x") } qw(term down rnd cls)));
-note(sprintf('%.1f s: four bursts published', time() - $t0));
+query(join("\n", map { burst_sql("$_.x") } qw(term down rnd cls hang slow)));
+note(sprintf('%.1f s: six bursts published', time() - $t0));
 
 # term: two terminations, each once the worker has made progress on term.
 my $at = 0;
@@ -206,16 +214,17 @@ note('down: before the receiver came back: ' . query(qq{
 ok(restart_receiver($downrcv), "down: receiver back on port $downrcv->{port}");
 note(sprintf('%.1f s: down receiver restarted', time() - $t0));
 
-# Everything settles: every delivery of the five bursts delivered or dead.
-my $all = join(',', map { $ep{$_} } qw(rnd cls ra down term));
+# Everything settles: every delivery of the seven bursts delivered or dead.
+my @bursts = qw(rnd cls hang slow ra down term);
+my $all = join(',', map { $ep{$_} } @bursts);
 ok($node->poll_query_until('postgres', qq{
-	SELECT count(*) = 5 * $BURST FROM webhook_deliveries
+	SELECT count(*) = @{[ scalar(@bursts) ]} * $BURST FROM webhook_deliveries
 	 WHERE endpoint_id IN ($all) AND status IN ('delivered', 'dead')}),
-	'every delivery of the five bursts finished')
+	'every delivery of the seven bursts finished')
   or diag(query(qq{
 	SELECT e.name, d.status, count(*), max(d.attempts) FROM webhook_deliveries d
 	  JOIN webhook_endpoints e ON e.id = d.endpoint_id GROUP BY 1, 2 ORDER BY 1, 2}));
-note(sprintf('%.1f s: all five bursts finished', time() - $t0));
+note(sprintf('%.1f s: all seven bursts finished', time() - $t0));
 
 # The rolled-back events: a marker committed last arrives, they never do.
 query("SELECT webhook_publish('ghost.marker', '{}')");
@@ -258,6 +267,11 @@ sub check_burst
 
 check_burst('rnd', $scan->{rnd});
 check_burst('cls', $scan->{cls});
+check_burst('hang', $scan->{hang});
+cmp_ok(query(qq{SELECT count(*) FROM webhook_attempts
+                 WHERE endpoint_id = $ep{hang} AND NOT ok AND error ~ '^timeout after'}),
+	'>', 0, 'hang: the unanswered requests were recorded as timeouts');
+check_burst('slow', $scan->{slow});
 my ($ras) = check_burst('ra', $scan->{ra});
 is(scalar(grep { @{ $ras->{ids}{$_} } != 2 } keys %{ $ras->{ids} }), 0, 'ra: every webhook-id seen exactly twice');
 my @early = grep { my $t = $ras->{ids}{$_}; @$t == 2 && $t->[1] - $t->[0] < 1000 } keys %{ $ras->{ids} };

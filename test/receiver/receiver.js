@@ -12,7 +12,8 @@
 // prefix can tell endpoints apart (/ep1/ok, /ep2/flaky/2, ...):
 //   /ok  /status/NNN  /flaky/N  /retry-after/S  /retry-after-date/S  /random500/PCT  /hang
 //   /slow/MS  /redirect  /big/BYTES  /endless  /close   (anything else: 200)
-//   /randomclose/PCT  (destroys the socket without answering for PCT% of requests, else 200)
+//   /randomclose/PCT  /randomhang/PCT  /randomslow/PCT: for a random PCT% of requests, close the
+//   socket unanswered, never answer, or answer 200 after 1.5 s; the others get 200 at once
 'use strict';
 
 const http = require('http');
@@ -42,6 +43,13 @@ function count(id) {
 function answer(res, status, body, headers) {
   res.writeHead(status, Object.assign({ 'content-type': 'text/plain' }, headers || {}));
   res.end(body);
+}
+
+// Never answers: the connection stays open until the client gives up (or 2 minutes).
+function hang(req) {
+  const t = setTimeout(() => req.socket.destroy(), 120000);
+  req.socket.on('close', () => clearTimeout(t));
+  return undefined;
 }
 
 const server = http.createServer((req, res) => {
@@ -77,6 +85,10 @@ const server = http.createServer((req, res) => {
           : answer(res, 200, 'ok');
       case 'random500': return Math.random() * 100 < parseInt(last, 10) ? answer(res, 500, 'random') : answer(res, 200, 'ok');
       case 'randomclose': return Math.random() * 100 < parseInt(last, 10) ? req.socket.destroy() : answer(res, 200, 'ok');
+      case 'randomhang': return Math.random() * 100 < parseInt(last, 10) ? hang(req) : answer(res, 200, 'ok');
+      case 'randomslow':
+        return Math.random() * 100 < parseInt(last, 10)
+          ? setTimeout(() => answer(res, 200, 'ok'), 1500) : answer(res, 200, 'ok');
       case 'slow': return setTimeout(() => answer(res, 200, 'ok'), parseInt(last, 10));
       case 'big': {
         let left = parseInt(last, 10);
@@ -96,7 +108,7 @@ const server = http.createServer((req, res) => {
       default: break;
     }
     switch (last) {
-      case 'hang': { const t = setTimeout(() => req.socket.destroy(), 120000); req.socket.on('close', () => clearTimeout(t)); return undefined; }
+      case 'hang': return hang(req);
       case 'redirect': return answer(res, 302, 'moved', { location: `http://127.0.0.1:${server.address().port}/ok` });
       case 'close': return req.socket.destroy();
       case 'endless': {
