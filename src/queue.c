@@ -24,11 +24,13 @@
 #include "webhook.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "queue.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -396,11 +398,18 @@ prepare_all(Oid ext)
 }
 
 /*
- * Starts a unit of work: transaction, SPI, snapshot.  Returns false (with
- * the transaction already closed) when the extension is not installed in
- * this database.  May ERROR; the caller aborts the transaction then.
+ * Starts a unit of work: transaction, SPI, snapshot, and returns
+ * QUEUE_READY.  Otherwise the transaction is already closed again:
+ * QUEUE_ABSENT when the extension is not installed in this database,
+ * QUEUE_BUSY while another transaction is dropping it.  May ERROR; the
+ * caller aborts the transaction then.
+ *
+ * The unit of work holds a share lock on the extension, as a statement
+ * holds one on the tables it reads: a DROP EXTENSION waits for the end of
+ * this short transaction, and the worker never waits for a DROP (which
+ * may yet roll back) nor runs into the tables it is removing.
  */
-bool
+QueueStatus
 queue_begin(void)
 {
 	Oid			ext;
@@ -408,6 +417,17 @@ queue_begin(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	ext = get_extension_oid("webhook", true);
+	if (OidIsValid(ext))
+	{
+		if (!ConditionalLockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock))
+		{
+			CommitTransactionCommand();
+			return QUEUE_BUSY;
+		}
+		/* taking the lock read new invalidations: a DROP may just have committed */
+		if (get_extension_oid("webhook", true) != ext)
+			ext = InvalidOid;
+	}
 	if (!OidIsValid(ext))
 	{
 		if (OidIsValid(ext_oid))
@@ -416,7 +436,7 @@ queue_begin(void)
 			queue_forget_plans();
 		}
 		CommitTransactionCommand();
-		return false;
+		return QUEUE_ABSENT;
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook: SPI_connect failed");
@@ -424,7 +444,7 @@ queue_begin(void)
 	if (ext != ext_oid)
 		prepare_all(ext);
 	pgstat_report_activity(STATE_RUNNING, "webhook worker");
-	return true;
+	return QUEUE_READY;
 }
 
 /* Ends the unit of work begun by queue_begin. */

@@ -116,7 +116,15 @@ typedef struct Job
 	char	   *response;		/* sanitized capped body, or NULL */
 } Job;
 
-extern bool queue_begin(void);
+/* What queue_begin found. */
+typedef enum QueueStatus
+{
+	QUEUE_ABSENT,				/* the extension is not installed */
+	QUEUE_BUSY,					/* a transaction is dropping it */
+	QUEUE_READY					/* a unit of work has begun */
+} QueueStatus;
+
+extern QueueStatus queue_begin(void);
 extern void queue_commit(void);
 extern void queue_forget_plans(void);
 extern Oid	queue_installation(void);

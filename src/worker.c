@@ -590,7 +590,7 @@ drop_jobs(Job *list)
 
 /*
  * One unit of database work.  Returns false when the extension is not
- * installed.  When claiming, *more tells whether a full batch was claimed
+ * installed, or is being dropped.  When claiming, *more tells whether a full batch was claimed
  * or fanned out, meaning more work is probably waiting; otherwise it is
  * left alone.
  */
@@ -606,13 +606,19 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * a bump it misses makes the next cycle load again.
 	 */
 	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
-	if (!queue_begin())
+	switch (queue_begin())
 	{
-		/* not installed (any more): outcomes have nowhere to go */
-		drop_jobs(done);
-		done = NULL;
-		ndone = 0;
-		return false;
+		case QUEUE_ABSENT:
+			/* not installed (any more): outcomes have nowhere to go */
+			drop_jobs(done);
+			done = NULL;
+			ndone = 0;
+			return false;
+		case QUEUE_BUSY:
+			/* being dropped: outcomes wait to see whether the DROP commits */
+			return false;
+		case QUEUE_READY:
+			break;
 	}
 	if (queue_installation() != loaded_installation)
 	{
@@ -814,7 +820,7 @@ purge_cycle(void)
 {
 	int64		n;
 
-	if (!queue_begin())
+	if (queue_begin() != QUEUE_READY)
 		return 0;
 	n = queue_purge(webhook_retention, webhook_dead_letter_retention, PURGE_LIMIT);
 	queue_commit();
