@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh: runs every test (pg_regress, isolation, TAP with the real
-# worker and a loopback receiver) on a fresh Debian 12 machine, as root or as
-# a user with sudo.  Tests run from a temporary copy owned by the user that
-# runs PostgreSQL, so nothing lands in the checkout.
+# worker and a loopback receiver, then each scripts/test.d/*.sh: the short
+# fuzzing run) on a fresh Debian 12 machine, as root or as a user with sudo.
+# Tests run from a temporary copy owned by the user that runs PostgreSQL, so
+# nothing lands in the checkout.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 . "$src/scripts/lib.sh"
