@@ -1,7 +1,9 @@
-# Response bombs: receivers answering with huge bodies or endless chunked
-# data, many at once, do not grow the worker's memory past a fixed bound:
-# the worker stops reading at webhook.response_limit, judges the request by
-# its status, and records the capped body; never an error in the worker.
+# Response bombs: receivers answering with huge bodies, endless chunked
+# data or a megabyte of headers, many at once, do not grow the worker's
+# memory past a fixed bound: the worker stops reading a body at
+# webhook.response_limit, judges the request by its status, and records the
+# capped body; headers past libcurl's limit fail the request, which is
+# recorded and retried like any failure; never an error in the worker.
 use strict;
 use warnings;
 use FindBin;
@@ -41,14 +43,18 @@ $node->safe_psql('postgres', qq{
 	                               retry_schedule => '{}', max_in_flight => 32);
 	SELECT webhook_create_endpoint('endless', '$u/endless/endless', event_types => '{endless.*}',
 	                               retry_schedule => '{}', timeout => '2s', max_in_flight => 32);
+	SELECT webhook_create_endpoint('headers', '$u/headers/bigheaders/1000000', event_types => '{headers.*}',
+	                               retry_schedule => '{}', max_in_flight => 32);
 	SELECT count(webhook_publish('big.x', '{}')) FROM generate_series(1, 32);
-	SELECT count(webhook_publish('endless.x', '{}')) FROM generate_series(1, 32)});
+	SELECT count(webhook_publish('endless.x', '{}')) FROM generate_series(1, 32);
+	SELECT count(webhook_publish('headers.x', '{}')) FROM generate_series(1, 32)});
 ok($node->poll_query_until('postgres', q{
-	SELECT count(*) = 64 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-	 WHERE e.name IN ('big', 'endless') AND d.status IN ('delivered', 'dead')}),
+	SELECT count(*) = 96 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+	 WHERE e.name IN ('big', 'endless', 'headers') AND d.status IN ('delivered', 'dead')}),
 	'every bomb finished');
 my $after = worker_rss_kb();
-note("worker RssAnon: $before kB before, $after kB after 32 answers of 20 MB and 32 endless ones");
+note("worker RssAnon: $before kB before, $after kB after 32 answers of 20 MB, 32 endless ones "
+	  . "and 32 with 1 MB of headers");
 cmp_ok($after - $before, '<', 20 * 1024, 'the worker grew by less than 20 MB');
 
 is($node->safe_psql('postgres', q{
@@ -59,6 +65,14 @@ is($node->safe_psql('postgres', q{
 	SELECT count(*) FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
 	 WHERE e.name = 'endless' AND a.ok AND length(a.response_body) = 4096 AND a.duration_ms < 2000}),
 	'32', 'endless answers: cut off at the cap (not the 2 s timeout), judged by their 200');
+is($node->safe_psql('postgres', q{
+	SELECT count(*) FILTER (WHERE NOT a.ok AND a.error <> '' AND a.duration_ms < 2000) || '/' || count(*)
+	  FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+	 WHERE e.name = 'headers'}),
+	'32/32', '1 MB of headers: each request failed and recorded with its error');
+note('1 MB of headers recorded as: ' . $node->safe_psql('postgres', q{
+	SELECT DISTINCT a.error FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id
+	 WHERE e.name = 'headers'}));
 unlike(slurp_file($node->logfile), qr/\bERROR:|\bFATAL:|terminated by signal|out of memory/,
 	'no error in the worker');
 

@@ -14,6 +14,9 @@
 //   /slow/MS  /redirect  /big/BYTES  /endless  /close   (anything else: 200)
 //   /randomclose/PCT  /randomhang/PCT  /randomslow/PCT: for a random PCT% of requests, close the
 //   socket unanswered, never answer, or answer 200 after 1.5 s; the others get 200 at once
+//   /randomcut/PCT: PCT% closed, half before any answer and half mid-response
+//   /retry-after-mixed/S: 429 (even event ids) or 503 (odd) with Retry-After: S, then 200
+//   /bigheaders/BYTES: 200 with BYTES of response headers
 'use strict';
 
 const http = require('http');
@@ -84,7 +87,26 @@ const server = http.createServer((req, res) => {
           ? answer(res, 503, 'later', { 'retry-after': new Date(Date.now() + 1000 * parseInt(last, 10)).toUTCString() })
           : answer(res, 200, 'ok');
       case 'random500': return Math.random() * 100 < parseInt(last, 10) ? answer(res, 500, 'random') : answer(res, 200, 'ok');
+      case 'retry-after-mixed': {
+        // the first request of each webhook-id: 429 for even event ids, 503 for odd ones
+        const code = /[13579]$/.test(id || '') ? 503 : 429;
+        return n === 1 ? answer(res, code, 'later', { 'retry-after': last }) : answer(res, 200, 'ok');
+      }
       case 'randomclose': return Math.random() * 100 < parseInt(last, 10) ? req.socket.destroy() : answer(res, 200, 'ok');
+      case 'randomcut':
+        if (Math.random() * 100 >= parseInt(last, 10)) return answer(res, 200, 'ok');
+        if (Math.random() < 0.5) return req.socket.destroy();
+        // mid-response: the status line, headers and 10 of the 100 bytes promised
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+        res.write('0123456789');
+        return setImmediate(() => req.socket.destroy());
+      case 'bigheaders': {
+        // BYTES of response headers, in 1 kB lines, written raw
+        const lines = [];
+        for (let left = parseInt(last, 10); left > 0; left -= 1024) lines.push(`x-bomb-${lines.length}: ${'a'.repeat(1000)}`);
+        req.socket.end(`HTTP/1.1 200 OK\r\n${lines.join('\r\n')}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok`);
+        return undefined;
+      }
       case 'randomhang': return Math.random() * 100 < parseInt(last, 10) ? hang(req) : answer(res, 200, 'ok');
       case 'randomslow':
         return Math.random() * 100 < parseInt(last, 10)
