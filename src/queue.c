@@ -30,9 +30,10 @@
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "queue.h"
-#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -407,7 +408,10 @@ prepare_all(Oid ext)
  * The unit of work holds a share lock on the extension, as a statement
  * holds one on the tables it reads: a DROP EXTENSION waits for the end of
  * this short transaction, and the worker never waits for a DROP (which
- * may yet roll back) nor runs into the tables it is removing.
+ * may yet roll back) nor runs into the tables it is removing.  The lock
+ * is taken with LockAcquire, the lock manager's long-standing entry point,
+ * rather than a newer lmgr.c helper that an older 15.x minor release might
+ * not have.
  */
 QueueStatus
 queue_begin(void)
@@ -417,16 +421,27 @@ queue_begin(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	ext = get_extension_oid("webhook", true);
-	if (OidIsValid(ext))
+	for (int tries = 0; OidIsValid(ext); tries++)
 	{
-		if (!ConditionalLockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock))
+		LOCKTAG		tag;
+		LockAcquireResult res;
+		Oid			now_ext;
+
+		SET_LOCKTAG_OBJECT(tag, MyDatabaseId, ExtensionRelationId, ext, 0);
+		res = LockAcquire(&tag, AccessShareLock, false, true);
+		if (res == LOCKACQUIRE_NOT_AVAIL)
 		{
 			CommitTransactionCommand();
 			return QUEUE_BUSY;
 		}
-		/* taking the lock read new invalidations: a DROP may just have committed */
-		if (get_extension_oid("webhook", true) != ext)
-			ext = InvalidOid;
+		/* a DROP (and a new CREATE) may have committed before the lock */
+		if (res != LOCKACQUIRE_ALREADY_CLEAR)
+			AcceptInvalidationMessages();
+		InvalidateCatalogSnapshot();
+		now_ext = get_extension_oid("webhook", true);
+		if (now_ext == ext)
+			break;
+		ext = tries == 0 ? now_ext : InvalidOid;
 	}
 	if (!OidIsValid(ext))
 	{

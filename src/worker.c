@@ -62,6 +62,12 @@
 #define MIN_CLAIM_GAP_US 1000
 /* Batch and ordered endpoints are looked for at least this often. */
 #define SPECIAL_CLAIM_GAP_US 10000
+/*
+ * While a DROP EXTENSION is pending, cycles are tried again this often (not
+ * at every finished request), and the wait is logged once it lasts this long.
+ */
+#define DROP_RETRY_US 1000000
+#define DROP_WAIT_LOG_US 10000000
 
 /* ---------------------------------------------------------------------
  * Launcher
@@ -210,6 +216,8 @@ static uint32 claim_turn = 0;	/* which kind of claim goes first */
 static TimestampTz special_last[3];	/* when each kind of claim last ran */
 static bool special_due[3];		/* ... and whether it should run at once */
 static int	configured_sync_commit = -1;	/* while a cycle overrides it */
+static TimestampTz drop_waited_since = 0;	/* cycles skipped for a DROP since */
+static bool drop_wait_logged = false;
 
 static void
 worker_exit(int code, Datum arg)
@@ -610,29 +618,33 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	{
 		case QUEUE_ABSENT:
 			/* not installed (any more): outcomes have nowhere to go */
+			drop_waited_since = 0;
+			drop_wait_logged = false;
 			drop_jobs(done);
 			done = NULL;
 			ndone = 0;
 			return false;
 		case QUEUE_BUSY:
 			/* being dropped: outcomes wait to see whether the DROP commits */
+			if (drop_waited_since == 0)
+				drop_waited_since = GetCurrentTimestamp();
+			else if (!drop_wait_logged &&
+					 GetCurrentTimestamp() - drop_waited_since >= DROP_WAIT_LOG_US)
+			{
+				ereport(LOG,
+						(errmsg("webhook: waiting for a transaction that is dropping the extension")));
+				drop_wait_logged = true;
+			}
 			return false;
 		case QUEUE_READY:
 			break;
 	}
+	drop_waited_since = 0;
+	drop_wait_logged = false;
 	if (queue_installation() != loaded_installation)
 	{
 		endpoints_loaded = false;
 		loaded_installation = queue_installation();
-	}
-
-	if (sweep || sweep_all)
-	{
-		int64		n = queue_recover_leases(sweep_all);
-
-		if (n > 0)
-			ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
-								 (long long) n)));
 	}
 
 	if (!endpoints_loaded || gen != loaded_generation)
@@ -690,6 +702,20 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 				queue_set_state(changes[i].endpoint_id, changes[i].from, changes[i].state,
 								changes[i].reason, changes[i].cooldown_s);
 		}
+	}
+
+	/*
+	 * Expired leases go back to the queue after this cycle's outcomes are
+	 * recorded: outcomes held longer than a lease (while a DROP EXTENSION
+	 * was pending) still find their rows.
+	 */
+	if (sweep || sweep_all)
+	{
+		int64		n = queue_recover_leases(sweep_all);
+
+		if (n > 0)
+			ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
+								 (long long) n)));
 	}
 
 	if (claim)
@@ -833,6 +859,7 @@ webhook_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	HASHCTL		ctl;
 	TimestampTz next_poll = 0;
+	TimestampTz drop_retry_at = 0;
 	TimestampTz next_sweep;
 	TimestampTz next_purge = 0;
 	bool		purge_more = false;
@@ -955,7 +982,8 @@ webhook_worker_main(Datum arg)
 			next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
 		}
 
-		if (claim || sweep || done != NULL)
+		if ((claim || sweep || done != NULL) &&
+			(drop_waited_since == 0 || now >= drop_retry_at))
 		{
 			MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -964,6 +992,8 @@ webhook_worker_main(Datum arg)
 				installed = db_cycle(claim, !swept_all, sweep, &more);
 				if (installed)
 					swept_all = true;
+				/* a DROP pending: try again in a second, not at every request's end */
+				drop_retry_at = now + DROP_RETRY_US;
 			}
 			PG_CATCH();
 			{

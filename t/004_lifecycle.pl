@@ -97,6 +97,29 @@ $node->safe_psql('app', qq{
 ok(wait_received($rcv, sub { grep { $_->{body} =~ /a\.blocked/ } @{ $_[0] } }, 60, 'after allow'),
 	'delivered once the network is allowed again');
 
+# A DROP EXTENSION left uncommitted while requests are in flight, then
+# rolled back: the worker does no database work meanwhile (no error, it says
+# it is waiting), keeps the outcomes, and records them after the rollback;
+# each event is sent once.
+$node->safe_psql('app', qq{
+	UPDATE hooks.webhook_endpoints SET url = '$u/held/slow/1500', timeout = '10s' WHERE id = $id;
+	SELECT count(hooks.webhook_publish('a.held', jsonb_build_object('i', i))) FROM generate_series(1, 5) i});
+wait_received($rcv, sub { (grep { $_->{body} =~ /a\.held/ } @{ $_[0] }) >= 5 }, 60, 'held requests');
+my $held_log = -s $node->logfile;
+my $dropper = $node->background_psql('app');
+$dropper->query_safe('BEGIN');
+$dropper->query_safe('DROP EXTENSION webhook');
+ok(wait_until(sub { slurp_file($node->logfile, $held_log) =~
+			/waiting for a transaction that is dropping the extension/ }, 60, 'the wait logged'),
+	'the worker waits for an uncommitted DROP EXTENSION and says so');
+$dropper->query_safe('ROLLBACK');
+$dropper->quit;
+ok($node->poll_query_until('app', qq{
+	SELECT count(*) = 5 FROM hooks.webhook_deliveries d JOIN hooks.webhook_events e ON e.id = d.event_id
+	 WHERE e.type = 'a.held' AND d.status = 'delivered' AND d.attempts = 1}),
+	'after the rollback, the outcomes kept meanwhile are recorded');
+is(scalar(grep { $_->{body} =~ /a\.held/ } @{ received($rcv) }), 5, 'each held event was sent once');
+
 # DROP EXTENSION is not blocked by requests in flight; CREATE again works
 $node->safe_psql('app', qq{
 	UPDATE hooks.webhook_endpoints SET url = '$u/ep/hang', timeout = '60s' WHERE id = $id;
