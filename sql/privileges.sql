@@ -193,12 +193,34 @@ SELECT webhook_recover(:ep, now() - interval '1 hour');
 SELECT webhook_replay(:d1);
 SELECT status, count(*) FROM webhook_deliveries WHERE endpoint_id = :ep GROUP BY 1 ORDER BY 1;
 
+-- A role granted webhook_replay and what the reference lists for it
+-- replays; with UPDATE on the endpoints it makes one ordered (the trigger
+-- runs with its rights and puts the queued deliveries in their lines)
+CREATE ROLE webhook_replayer;
+GRANT EXECUTE ON FUNCTION webhook_replay(bigint), webhook_requeue(bigint[], text[]), webhook_wake()
+    TO webhook_replayer;
+GRANT SELECT, UPDATE ON webhook_deliveries TO webhook_replayer;
+GRANT SELECT ON webhook_endpoints, webhook_events TO webhook_replayer;
+UPDATE webhook_deliveries SET status = 'dead', attempts = 7, finished_at = now() WHERE id = :d1;
+SET ROLE webhook_replayer;
+SELECT webhook_replay(:d1);
+RESET ROLE;
+SELECT status, attempts FROM webhook_deliveries WHERE id = :d1;
+GRANT UPDATE ON webhook_endpoints TO webhook_replayer;
+SET ROLE webhook_replayer;
+UPDATE webhook_endpoints SET ordered = true WHERE id = :ep;
+RESET ROLE;
+SELECT count(*) AS queued, count(*) FILTER (WHERE ordering_key IS NOT NULL) AS in_lines
+  FROM webhook_deliveries WHERE endpoint_id = :ep AND status IN ('pending', 'in_flight');
+-- webhook_requeue re-queues only finished deliveries
+SELECT webhook_requeue(ARRAY[:d1]::bigint[], '{in_flight}');
+
 -- Clean up: nothing of the roles is left behind
 SELECT webhook_unwatch('priv_orders');
 DROP TABLE priv_orders;
 SELECT webhook_delete_endpoint(:ep);
-DROP OWNED BY webhook_app, webhook_ops, webhook_nobody;
-DROP ROLE webhook_app, webhook_ops, webhook_nobody;
+DROP OWNED BY webhook_app, webhook_ops, webhook_nobody, webhook_replayer;
+DROP ROLE webhook_app, webhook_ops, webhook_nobody, webhook_replayer;
 -- no grant to anyone but the owner remains on the extension's objects
 SELECT count(*) AS grants_left
   FROM pg_depend d
