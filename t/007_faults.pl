@@ -271,10 +271,20 @@ sub check_burst
 check_burst('rnd', $scan->{rnd});
 check_burst('cls', $scan->{cls});
 check_burst('hang', $scan->{hang});
-cmp_ok(query(qq{SELECT count(*) FROM webhook_attempts
-                 WHERE endpoint_id = $ep{hang} AND NOT ok AND error ~ '^timeout after'}),
-	'>', 0, 'hang: the unanswered requests were recorded as timeouts');
+my ($timeouts, $failed_other, $short) = split /\|/, query(qq{
+	SELECT count(*) FILTER (WHERE error ~ '^timeout after'),
+	       count(*) FILTER (WHERE error !~ '^timeout after'),
+	       count(*) FILTER (WHERE error ~ '^timeout after' AND duration_ms < 990)
+	  FROM webhook_attempts WHERE endpoint_id = $ep{hang} AND NOT ok});
+cmp_ok($timeouts, '>', 0, "hang: the unanswered requests were recorded as timeouts ($timeouts)");
+is($failed_other, 0, 'hang: no other failure recorded');
+is($short, 0, 'hang: every timeout came after the 1 s the endpoint allows');
 check_burst('slow', $scan->{slow});
+my ($slow_failed, $slow_long) = split /\|/, query(qq{
+	SELECT count(*) FILTER (WHERE NOT ok), count(*) FILTER (WHERE ok AND duration_ms >= 1400)
+	  FROM webhook_attempts WHERE endpoint_id = $ep{slow}});
+is($slow_failed, 0, 'slow: no slow answer failed or timed out');
+cmp_ok($slow_long, '>', 0, "slow: answers that took 1.5 s were recorded as delivered ($slow_long)");
 my ($ras) = check_burst('ra', $scan->{ra});
 is(scalar(grep { @{ $ras->{ids}{$_} } != 2 } keys %{ $ras->{ids} }), 0, 'ra: every webhook-id seen exactly twice');
 my @early = grep { my $t = $ras->{ids}{$_}; @$t == 2 && $t->[1] - $t->[0] < 1000 } keys %{ $ras->{ids} };
