@@ -210,13 +210,13 @@ static int64 next_token;
 static bool have_batch = false;	/* some endpoint uses the batch format */
 static bool have_ordered = false;	/* some endpoint is ordered */
 static bool have_rate_limit = false;	/* some endpoint has a rate limit */
-static bool budgets_set = false;	/* some HeldCount has a budget */
 static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
 static uint32 claim_turn = 0;	/* which kind of claim goes first */
 static TimestampTz special_last[3];	/* when each kind of claim last ran */
 static bool special_due[3];		/* ... and whether it should run at once */
 static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 static TimestampTz drop_waited_since = 0;	/* cycles skipped for a DROP since */
+static TimestampTz drop_retry_at = 0;	/* ... and when to try the next one */
 static bool drop_wait_logged = false;
 
 static void
@@ -270,15 +270,6 @@ refill_buckets(TimestampTz now)
 	HeldCount  *h;
 	Endpoint   *ep;
 
-	if (!have_rate_limit && !budgets_set)
-		return;					/* nothing to refill, nothing to clear */
-	hash_seq_init(&seq, held);
-	while ((h = hash_seq_search(&seq)) != NULL)
-	{
-		h->budget = -1;
-		h->limited = false;
-	}
-	budgets_set = have_rate_limit;
 	if (!have_rate_limit)
 		return;
 	hash_seq_init(&seq, endpoints);
@@ -365,7 +356,8 @@ push_done(Job *job)
 
 /*
  * Reads every endpoint's settings into the cache (inside a transaction),
- * and forgets the counts of endpoints that are gone.
+ * clears the rate-limit budgets, and forgets the counts of endpoints that
+ * are gone.
  */
 static void
 load_endpoints(void)
@@ -386,8 +378,13 @@ load_endpoints(void)
 	}
 	hash_seq_init(&seq, held);
 	while ((h = hash_seq_search(&seq)) != NULL)
+	{
+		/* limits may have changed: refill_buckets sets the budgets anew */
+		h->budget = -1;
+		h->limited = false;
 		if (h->count == 0 && hash_search(endpoints, &h->endpoint_id, HASH_FIND, NULL) == NULL)
 			hash_search(held, &h->endpoint_id, HASH_REMOVE, NULL);
+	}
 }
 
 /* Sets the job's new status from its result and the endpoint's schedule. */
@@ -607,6 +604,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 {
 	int			nclaimed = 0;
 	uint64		gen;
+	QueueStatus status;
 
 	/*
 	 * Read the generation before the transaction's snapshot is taken: a
@@ -614,33 +612,36 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * a bump it misses makes the next cycle load again.
 	 */
 	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
-	switch (queue_begin())
+	status = queue_begin();
+	if (status == QUEUE_BUSY)
 	{
-		case QUEUE_ABSENT:
-			/* not installed (any more): outcomes have nowhere to go */
-			drop_waited_since = 0;
-			drop_wait_logged = false;
-			drop_jobs(done);
-			done = NULL;
-			ndone = 0;
-			return false;
-		case QUEUE_BUSY:
-			/* being dropped: outcomes wait to see whether the DROP commits */
-			if (drop_waited_since == 0)
-				drop_waited_since = GetCurrentTimestamp();
-			else if (!drop_wait_logged &&
-					 GetCurrentTimestamp() - drop_waited_since >= DROP_WAIT_LOG_US)
-			{
-				ereport(LOG,
-						(errmsg("webhook: waiting for a transaction that is dropping the extension")));
-				drop_wait_logged = true;
-			}
-			return false;
-		case QUEUE_READY:
-			break;
+		/*
+		 * Being dropped: outcomes wait to see whether the DROP commits, and
+		 * the next try is in a second, not at every finished request.
+		 */
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (drop_waited_since == 0)
+			drop_waited_since = now;
+		else if (!drop_wait_logged && now - drop_waited_since >= DROP_WAIT_LOG_US)
+		{
+			ereport(LOG,
+					(errmsg("webhook: waiting for a transaction that is dropping the extension")));
+			drop_wait_logged = true;
+		}
+		drop_retry_at = now + DROP_RETRY_US;
+		return false;
 	}
-	drop_waited_since = 0;
+	drop_waited_since = drop_retry_at = 0;
 	drop_wait_logged = false;
+	if (status == QUEUE_ABSENT)
+	{
+		/* not installed (any more): outcomes have nowhere to go */
+		drop_jobs(done);
+		done = NULL;
+		ndone = 0;
+		return false;
+	}
 	if (queue_installation() != loaded_installation)
 	{
 		endpoints_loaded = false;
@@ -859,7 +860,6 @@ webhook_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	HASHCTL		ctl;
 	TimestampTz next_poll = 0;
-	TimestampTz drop_retry_at = 0;
 	TimestampTz next_sweep;
 	TimestampTz next_purge = 0;
 	bool		purge_more = false;
@@ -982,8 +982,7 @@ webhook_worker_main(Datum arg)
 			next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
 		}
 
-		if ((claim || sweep || done != NULL) &&
-			(drop_waited_since == 0 || now >= drop_retry_at))
+		if ((claim || sweep || done != NULL) && now >= drop_retry_at)
 		{
 			MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -992,8 +991,6 @@ webhook_worker_main(Datum arg)
 				installed = db_cycle(claim, !swept_all, sweep, &more);
 				if (installed)
 					swept_all = true;
-				/* a DROP pending: try again in a second, not at every request's end */
-				drop_retry_at = now + DROP_RETRY_US;
 			}
 			PG_CATCH();
 			{
