@@ -77,6 +77,8 @@ const server = http.createServer((req, res) => {
     const last = seg[seg.length - 1] || '';
     const prev = seg[seg.length - 2] || '';
     const n = id ? count(id + ' ' + url.pathname) : 1;
+    // for the random modes: is this request one of the PCT % (the last segment)?
+    const picked = () => Math.random() * 100 < parseInt(last, 10);
     switch (prev) {
       case 'status': return answer(res, parseInt(last, 10), 'status ' + last);
       case 'flaky': return n <= parseInt(last, 10) ? answer(res, 500, 'flaky') : answer(res, 200, 'ok');
@@ -86,15 +88,15 @@ const server = http.createServer((req, res) => {
         return n === 1
           ? answer(res, 503, 'later', { 'retry-after': new Date(Date.now() + 1000 * parseInt(last, 10)).toUTCString() })
           : answer(res, 200, 'ok');
-      case 'random500': return Math.random() * 100 < parseInt(last, 10) ? answer(res, 500, 'random') : answer(res, 200, 'ok');
+      case 'random500': return picked() ? answer(res, 500, 'random') : answer(res, 200, 'ok');
       case 'retry-after-mixed': {
         // the first request of each webhook-id: 429 for even event ids, 503 for odd ones
         const code = /[13579]$/.test(id || '') ? 503 : 429;
         return n === 1 ? answer(res, code, 'later', { 'retry-after': last }) : answer(res, 200, 'ok');
       }
-      case 'randomclose': return Math.random() * 100 < parseInt(last, 10) ? req.socket.destroy() : answer(res, 200, 'ok');
+      case 'randomclose': return picked() ? req.socket.destroy() : answer(res, 200, 'ok');
       case 'randomcut':
-        if (Math.random() * 100 >= parseInt(last, 10)) return answer(res, 200, 'ok');
+        if (!picked()) return answer(res, 200, 'ok');
         if (Math.random() < 0.5) return req.socket.destroy();
         // mid-response: the status line, headers and 10 of the 100 bytes promised
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
@@ -107,10 +109,8 @@ const server = http.createServer((req, res) => {
         req.socket.end(`HTTP/1.1 200 OK\r\n${lines.join('\r\n')}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok`);
         return undefined;
       }
-      case 'randomhang': return Math.random() * 100 < parseInt(last, 10) ? hang(req) : answer(res, 200, 'ok');
-      case 'randomslow':
-        return Math.random() * 100 < parseInt(last, 10)
-          ? setTimeout(() => answer(res, 200, 'ok'), 1500) : answer(res, 200, 'ok');
+      case 'randomhang': return picked() ? hang(req) : answer(res, 200, 'ok');
+      case 'randomslow': return picked() ? setTimeout(() => answer(res, 200, 'ok'), 1500) : answer(res, 200, 'ok');
       case 'slow': return setTimeout(() => answer(res, 200, 'ok'), parseInt(last, 10));
       case 'big': {
         let left = parseInt(last, 10);
