@@ -1,4 +1,4 @@
-# scripts/lib.sh: shared by demo.sh, test.sh and bench/run.sh.  Sourced, not run.
+# scripts/lib.sh: shared by the scripts in scripts/.  Sourced, not run.
 
 # Runs a command as root: directly when we are root, else through sudo.
 as_root() {
@@ -13,6 +13,14 @@ pg_user() {
 # Runs a command as pg_user.
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Copies the source tree $1 into the directory $2, without git metadata and
+# without build or test outputs (the tests run from such copies).
+copy_tree() {
+  tar -C "$1" --exclude=.git --exclude=fuzz/build --exclude=tmp_check --exclude=tmp_check_iso \
+      --exclude=./results --exclude=./output_iso --exclude=./log --exclude=bench/out -cf - . |
+    tar -C "$2" -xf -
 }
 
 # Installs the Debian packages the project needs, if any is missing.

@@ -146,9 +146,7 @@ chmod 755 "$bindir/postgres"
 # ---- the instrumented extension, built in a copy of the tree
 tree=$tmp/tree
 mkdir "$tree"
-tar -C "$src" --exclude=.git --exclude=fuzz/build --exclude=tmp_check --exclude=tmp_check_iso \
-    --exclude=./results --exclude=./output_iso --exclude=./log --exclude=bench/out -cf - . |
-  tar -C "$tree" -xf -
+copy_tree "$src" "$tree"
 # no _FORTIFY_SOURCE: its __memcpy_chk and friends bypass ASan's checks
 cppflags=$("$pc" --cppflags | sed 's/-D_FORTIFY_SOURCE=[0-9]*//')
 make -s -C "$tree" clean PG_CONFIG="$pc" >/dev/null

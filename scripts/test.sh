@@ -14,7 +14,7 @@ build_install "$src"
 
 work=$(mktemp -d /tmp/webhook-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-tar -C "$src" --exclude=.git --exclude=fuzz/build -cf - . | tar -C "$work" -xf -
+copy_tree "$src" "$work"
 chmod 755 "$work"
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
 
