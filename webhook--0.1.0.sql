@@ -1037,35 +1037,45 @@ CREATE FUNCTION webhook_fanout(lim integer DEFAULT 1000)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- PL/pgSQL so that the plan is prepared once per session (the worker calls
--- this every cycle).  Events locked by another fan-out are skipped, never
+-- this every cycle), and generic: planning this statement costs more than
+-- running it for a few events.  It is written so that a generic plan can
+-- only walk indexes: events by the partial index then by primary key (= ANY
+-- of an array, never a join the planner could turn into a scan), endpoints
+-- by primary key.  Events locked by another fan-out are skipped, never
 -- waited for and never fanned out twice.
 DECLARE
     n bigint;
 BEGIN
     WITH ev AS (
         UPDATE @extschema@.webhook_events e SET dispatched = true
-         WHERE e.id IN (SELECT u.id FROM @extschema@.webhook_events u
-                         WHERE NOT u.dispatched
-                         ORDER BY u.id LIMIT lim
-                         FOR UPDATE SKIP LOCKED)
+         WHERE e.id = ANY (ARRAY(SELECT u.id FROM @extschema@.webhook_events u
+                                  WHERE NOT u.dispatched
+                                  ORDER BY u.id LIMIT lim
+                                  FOR UPDATE SKIP LOCKED))
         RETURNING e.id, e.type, e.ordering_key
-    ), eps AS (
-        -- the lock the deliveries' foreign key would take, taken first: an
-        -- endpoint being deleted is waited for and then skipped, instead of
-        -- failing the insert with a foreign key violation
-        SELECT e.id, e.ordered FROM @extschema@.webhook_endpoints e FOR KEY SHARE
-    ), ins AS (
-        INSERT INTO @extschema@.webhook_deliveries (event_id, endpoint_id, ordering_key)
-        SELECT DISTINCT ev.id, s.endpoint_id,
-               CASE WHEN eps.ordered THEN @extschema@.webhook_line_key(ev.ordering_key) END
+    ), m AS (
+        SELECT DISTINCT ev.id, ev.ordering_key, s.endpoint_id
           FROM ev JOIN @extschema@.webhook_subscriptions s
             ON (s.event_type = '*' OR s.event_type = ev.type
                 OR (s.event_type LIKE '%.*' AND starts_with(ev.type, left(s.event_type, -1))))
            AND (s.filter IS NULL
                 OR (SELECT x.data::jsonb @> s.filter FROM @extschema@.webhook_events x WHERE x.id = ev.id))
-          JOIN eps ON eps.id = s.endpoint_id
+    ), eps AS (
+        -- the lock the deliveries' foreign key would take, taken first and
+        -- only on the endpoints that receive something: an endpoint being
+        -- deleted is waited for and then skipped, instead of failing the
+        -- insert with a foreign key violation
+        SELECT e.id, e.ordered FROM @extschema@.webhook_endpoints e
+         WHERE e.id = ANY (ARRAY(SELECT DISTINCT m.endpoint_id FROM m))
+           FOR KEY SHARE
+    ), ins AS (
+        INSERT INTO @extschema@.webhook_deliveries (event_id, endpoint_id, ordering_key)
+        SELECT m.id, m.endpoint_id,
+               CASE WHEN eps.ordered THEN @extschema@.webhook_line_key(m.ordering_key) END
+          FROM m JOIN eps ON eps.id = m.endpoint_id
         ORDER BY 1, 2
         ON CONFLICT DO NOTHING
     )
@@ -1574,6 +1584,7 @@ CREATE FUNCTION webhook_purge_step(older_than interval, dead_older_than interval
                                    OUT attempts bigint, OUT events bigint)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     k record;
@@ -1587,12 +1598,13 @@ BEGIN
     FOR k IN SELECT * FROM (VALUES ('delivered', older_than), ('dead', dead_older_than)) v(status, age) LOOP
         WITH gone AS (
             DELETE FROM @extschema@.webhook_deliveries d
-             WHERE d.id IN (SELECT x.id FROM @extschema@.webhook_deliveries x
-                             WHERE x.finished_at < now() - k.age AND x.status = k.status
-                             ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED)
+             WHERE d.id = ANY (ARRAY(SELECT x.id FROM @extschema@.webhook_deliveries x
+                                      WHERE x.finished_at < now() - k.age AND x.status = k.status
+                                      ORDER BY x.finished_at LIMIT lim FOR UPDATE SKIP LOCKED))
             RETURNING d.id, d.event_id
         ), a AS (
-            DELETE FROM @extschema@.webhook_attempts t USING gone WHERE t.delivery_id = gone.id
+            DELETE FROM @extschema@.webhook_attempts t
+             WHERE t.delivery_id = ANY (ARRAY(SELECT gone.id FROM gone))
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM a),
@@ -1610,9 +1622,9 @@ BEGIN
     -- webhook_test's attempts belong to no delivery
     WITH a AS (
         DELETE FROM @extschema@.webhook_attempts t
-         WHERE t.id IN (SELECT y.id FROM @extschema@.webhook_attempts y
-                         WHERE y.delivery_id IS NULL AND y.started_at < now() - older_than
-                         LIMIT lim)
+         WHERE t.id = ANY (ARRAY(SELECT y.id FROM @extschema@.webhook_attempts y
+                                  WHERE y.delivery_id IS NULL AND y.started_at < now() - older_than
+                                  LIMIT lim))
         RETURNING 1
     )
     SELECT attempts + count(*) INTO attempts FROM a;
@@ -1620,14 +1632,18 @@ BEGIN
     -- Events fanned out long ago with no delivery left.  The candidates are
     -- the events of the deliveries just removed and the oldest lim events
     -- (those no endpoint subscribed to): bounded work, never a scan of the
-    -- whole outbox.
+    -- whole outbox.  The oldest are walked only when the very oldest is old
+    -- enough, so a young outbox costs one index probe, not lim of them.
     WITH cand AS (
         SELECT unnest(ev) AS id
         UNION
         SELECT v.id FROM (SELECT o.id FROM @extschema@.webhook_events o ORDER BY o.id LIMIT lim) v
+         WHERE (SELECT f.occurred_at FROM @extschema@.webhook_events f ORDER BY f.id LIMIT 1)
+               < now() - older_than
     ), gone AS (
-        DELETE FROM @extschema@.webhook_events e USING cand
-         WHERE e.id = cand.id AND e.dispatched AND e.occurred_at < now() - older_than
+        DELETE FROM @extschema@.webhook_events e
+         WHERE e.id = ANY (ARRAY(SELECT cand.id FROM cand))
+           AND e.dispatched AND e.occurred_at < now() - older_than
            AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d WHERE d.event_id = e.id)
         RETURNING 1
     )
