@@ -86,12 +86,19 @@ queue_installation(void)
 	return ext_oid;
 }
 
-/* Prepares one statement, %1$s standing for the quoted extension schema. */
+/*
+ * Prepares one statement, %1$s standing for the quoted extension schema.
+ * The plan is generic, made once: these statements run every cycle, and
+ * planning one costs more than running it for a few rows.  Each is written
+ * so that its plan cannot depend on the tables' statistics (see LEASE):
+ * rows are found through indexes by key, never by a join the planner
+ * could turn into a scan once a table grows.
+ */
 static SPIPlanPtr
 prepare(const char *fmt, const char *schema, int nargs, Oid *argtypes)
 {
 	char	   *sql = psprintf(fmt, schema);
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "webhook: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
