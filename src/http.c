@@ -290,6 +290,7 @@ static CURLM *multi = NULL;
 static int	epfd = -1;
 static WaitEventSet *wes = NULL;
 static TimestampTz timer_deadline = -1;	/* -1: no libcurl timer */
+static bool kicked = false;		/* finished transfers may wait uncollected */
 static int	running = 0;
 static int	engine_max_connections = 0;
 static bool pool_stale = false;	/* cached connections predate the rules */
@@ -401,6 +402,25 @@ http_engine_add(HttpRequest *r)
 	running++;
 }
 
+/*
+ * Runs libcurl's timer if it is due.  Transfers just added are due at once:
+ * this sends their requests (on a kept-alive connection) or starts their
+ * connections without waiting for the next wait.
+ */
+void
+http_engine_kick(void)
+{
+	int			still;
+
+	if (timer_deadline >= 0 && GetCurrentTimestamp() >= timer_deadline)
+	{
+		timer_deadline = -1;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still);
+		/* a transfer may have finished already: the next wait collects it */
+		kicked = true;
+	}
+}
+
 /* Number of transfers added and not yet returned as finished. */
 int
 http_engine_running(void)
@@ -437,8 +457,9 @@ http_engine_wait(long timeout_ms, HttpRequest **done, CURLcode *codes, int maxdo
 		if (t < timeout_ms)
 			timeout_ms = t;
 	}
-	if (timeout_ms < 0)
+	if (timeout_ms < 0 || kicked)
 		timeout_ms = 0;
+	kicked = false;
 
 	nev = WaitEventSetWait(wes, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
 	for (int i = 0; i < nev; i++)
@@ -468,12 +489,7 @@ http_engine_wait(long timeout_ms, HttpRequest **done, CURLcode *codes, int maxdo
 		}
 	}
 	CHECK_FOR_INTERRUPTS();
-
-	if (timer_deadline >= 0 && GetCurrentTimestamp() >= timer_deadline)
-	{
-		timer_deadline = -1;
-		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still);
-	}
+	http_engine_kick();
 
 	while (ndone < maxdone && (msg = curl_multi_info_read(multi, &msgs_left)) != NULL)
 	{
@@ -487,6 +503,8 @@ http_engine_wait(long timeout_ms, HttpRequest **done, CURLcode *codes, int maxdo
 		curl_multi_remove_handle(multi, msg->easy_handle);
 		running--;
 	}
+	/* all finished transfers are collected, unless done[] is full */
+	kicked = (ndone == maxdone);
 	if (pool_stale && running == 0)
 		http_engine_forget_connections();
 	return ndone;

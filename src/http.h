@@ -42,6 +42,7 @@ extern void http_engine_init(int max_connections);
 extern void http_engine_configure(int max_connections);
 extern void http_engine_forget_connections(void);
 extern void http_engine_add(HttpRequest *r);
+extern void http_engine_kick(void);
 extern int	http_engine_running(void);
 extern int	http_engine_wait(long timeout_ms, HttpRequest **done, CURLcode *codes,
 							 int maxdone, bool *latch_set);

@@ -914,6 +914,7 @@ webhook_worker_main(Datum arg)
 		bool		latch_set = false;
 		bool		claim = false;
 		bool		sweep = false;
+		bool		started;
 		TimestampTz now;
 		long		timeout;
 		int			n;
@@ -1002,7 +1003,8 @@ webhook_worker_main(Datum arg)
 			MemoryContextSwitchTo(oldcxt);
 		}
 
-		/* Start what was claimed, up to the connection limit. */
+		/* Start what was claimed, up to the connection limit, and send it. */
+		started = false;
 		while (queued != NULL && http_engine_running() < webhook_max_connections)
 		{
 			Job		   *job = queued;
@@ -1013,7 +1015,10 @@ webhook_worker_main(Datum arg)
 			nqueued--;
 			job->next = NULL;
 			start_job(job);
+			started = true;
 		}
+		if (started)
+			http_engine_kick();
 
 		/*
 		 * Retention, after the requests are on their way.  A step that hit
