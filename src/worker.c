@@ -886,6 +886,14 @@ webhook_worker_main(Datum arg)
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
 	/* short statements, run thousands of times: never worth compiling */
 	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * The search_path the extension's functions run with.  Every name the
+	 * worker uses is qualified; what matters is that foreign-key checks,
+	 * fired both inside webhook_fanout and by the worker's own statements,
+	 * find their cached plans made under the same search_path.  A plan made
+	 * under another one is made again, on every check.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 
 	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
 	endpoints_cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
