@@ -199,29 +199,13 @@ TPS_W=$(printf '%s\n' "${tw[@]}" | median); TPS_P=$(printf '%s\n' "${tp[@]}" | m
 psql_ -c "TRUNCATE webhook_events CASCADE" >/dev/null
 
 # 6. latency at idle: commit -> request received, via nginx's log with msec times
+# (bench/latency.py publishes through one psql session, 20 ms apart)
 kill "$(cat "$work/nginx.pid")"; while [ -f "$work/nginx.pid" ]; do sleep 0.05; done
 sed -i "s|access_log off;|log_format t '\$msec \$http_webhook_id'; access_log $work/ng/access.log t;|" "$work/ng/nginx.conf"
 nginx -c "$work/ng/nginx.conf"
 psql_ -c "ALTER SYSTEM SET webhook.poll_interval = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
-: > "$work/commits"
-for i in $(seq "$LAT_N"); do
-  psql_ -c "SELECT 'msg_' || webhook_publish('bench.lat', '{}') || ' ' || extract(epoch FROM clock_timestamp())" >> "$work/commits"
-  # the commit happens right after clock_timestamp(); wait for the request
-  id=$(tail -1 "$work/commits" | cut -d' ' -f1)
-  until grep -q " $id\$" "$work/ng/access.log" 2>/dev/null; do sleep 0.002; done
-done
-read -r P50 P99 < <(python3 - "$work/commits" "$work/ng/access.log" <<'EOF'
-import sys
-c = {l.split()[0]: float(l.split()[1]) for l in open(sys.argv[1])}
-r = {}
-for l in open(sys.argv[2]):
-    t, i = l.split()
-    r.setdefault(i, float(t))
-d = sorted((r[i] - c[i]) * 1000 for i in c if i in r)
-q = lambda p: d[min(len(d) - 1, int(p * len(d)))]
-print(f"{q(0.5):.2f} {q(0.99):.2f}")
-EOF
-)
+read -r P50 P99 < <(python3 "$here/bench/latency.py" \
+  "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N")
 
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
