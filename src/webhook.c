@@ -9,8 +9,9 @@
  * set up at postmaster start.
  *
  * A backend that enqueued an event arms a wake-up; the transaction callback
- * (registered once per backend) sets the worker's latch only at COMMIT, so
- * aborted transactions never wake it.
+ * (registered once per backend) sets the latch of the fan-out helper (or of
+ * the worker, while no helper runs) only at COMMIT, so aborted transactions
+ * never wake it.
  *-------------------------------------------------------------------------
  */
 #include "webhook.h"
@@ -109,6 +110,10 @@ webhook_shmem_startup(void)
 		webhook_shared->worker_latch = NULL;
 		webhook_shared->worker_pid = 0;
 		webhook_shared->worker_dboid = InvalidOid;
+		webhook_shared->fanout_latch = NULL;
+		webhook_shared->fanout_pid = 0;
+		webhook_shared->worker_idle = false;
+		webhook_shared->worker_fans_out = false;
 		pg_atomic_init_u64(&webhook_shared->config_generation, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -129,13 +134,19 @@ webhook_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (access == OAT_DROP && classId == DatabaseRelationId && webhook_shared)
 	{
 		pid_t		pid = 0;
+		pid_t		helper = 0;
 
 		SpinLockAcquire(&webhook_shared->mutex);
 		if (webhook_shared->worker_dboid == objectId)
+		{
 			pid = webhook_shared->worker_pid;
+			helper = webhook_shared->fanout_pid;
+		}
 		SpinLockRelease(&webhook_shared->mutex);
 		if (pid != 0)
 			kill(pid, SIGTERM);
+		if (helper != 0)
+			kill(helper, SIGTERM);
 	}
 }
 
@@ -249,6 +260,28 @@ webhook_wake_worker(void)
 	SpinLockRelease(&webhook_shared->mutex);
 }
 
+/*
+ * Wakes whoever fans out committed events.  An idle worker does it itself,
+ * in the transaction that claims them: the shortest path from commit to
+ * request.  A busy worker leaves it to the fan-out helper, which wakes the
+ * worker once the events are fanned out.  Never ERRORs.
+ */
+static void
+wake_fanout(void)
+{
+	if (webhook_shared == NULL)
+		return;
+	SpinLockAcquire(&webhook_shared->mutex);
+	if (webhook_shared->fanout_latch != NULL && !webhook_shared->worker_idle)
+		SetLatch(webhook_shared->fanout_latch);
+	else if (webhook_shared->worker_latch != NULL)
+	{
+		webhook_shared->worker_fans_out = true;
+		SetLatch(webhook_shared->worker_latch);
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
 static void
 webhook_xact_callback(XactEvent event, void *arg)
 {
@@ -258,7 +291,9 @@ webhook_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (config_armed && webhook_shared)
 				pg_atomic_fetch_add_u64(&webhook_shared->config_generation, 1);
-			if (wake_armed || config_armed)
+			if (wake_armed)
+				wake_fanout();
+			if (config_armed)
 				webhook_wake_worker();
 			wake_armed = config_armed = false;
 			break;

@@ -49,6 +49,10 @@ typedef struct WebhookShared
 	Latch	   *worker_latch;	/* NULL while no delivery worker runs */
 	pid_t		worker_pid;
 	Oid			worker_dboid;
+	Latch	   *fanout_latch;	/* NULL while no fan-out helper runs */
+	pid_t		fanout_pid;
+	bool		worker_idle;	/* nothing in flight: commits wake the worker */
+	bool		worker_fans_out;	/* ... and it fans out what woke it */
 	pg_atomic_uint64 config_generation;
 } WebhookShared;
 
@@ -63,6 +67,7 @@ extern void capture_init(void);
 /* worker.c */
 extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
 extern PGDLLEXPORT void webhook_worker_main(Datum arg);
+extern PGDLLEXPORT void webhook_fanout_main(Datum arg);
 
 /* sign.c: pure functions, never ERROR except on out-of-memory. */
 typedef enum SignScheme

@@ -9,8 +9,13 @@
  *
  * The delivery worker's loop:
  *	  wait (latch, libcurl sockets, timers) -> collect finished requests ->
- *	  one short transaction: record outcomes, fan out new events, claim due
- *	  deliveries -> commit -> start requests (no transaction open).
+ *	  one short transaction: record outcomes, claim due deliveries ->
+ *	  commit -> start requests (no transaction open).
+ * The worker starts a fan-out helper in the same database, which turns
+ * committed events into deliveries and wakes the worker: fan-out is a
+ * quarter of the work per delivery, and this way it runs on another core
+ * than the requests.  While no helper runs (not started yet, no free
+ * background worker slot), the worker fans out itself, in its cycle.
  * A crash loses nothing: claimed rows carry a lease, and the startup sweep
  * returns every in-flight row to pending (the worker is the only claimer).
  * A failing receiver is data (rows in webhook_attempts), never an ERROR.
@@ -218,6 +223,11 @@ static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 static TimestampTz drop_waited_since = 0;	/* cycles skipped for a DROP since */
 static TimestampTz drop_retry_at = 0;	/* ... and when to try the next one */
 static bool drop_wait_logged = false;
+static Oid	worker_dboid = InvalidOid;
+static BackgroundWorkerHandle *helper = NULL;	/* the fan-out helper */
+static TimestampTz helper_next_start = 0;
+static bool helper_warned = false;
+static bool woke_idle = false;	/* this cycle began with the worker idle */
 
 static void
 worker_exit(int code, Datum arg)
@@ -227,7 +237,119 @@ worker_exit(int code, Datum arg)
 	webhook_shared->worker_pid = 0;
 	webhook_shared->worker_dboid = InvalidOid;
 	SpinLockRelease(&webhook_shared->mutex);
+	/* the helper also leaves by itself once it sees the worker gone */
+	if (helper != NULL)
+		TerminateBackgroundWorker(helper);
 	http_engine_shutdown();
+}
+
+/* Session settings of the worker and of its fan-out helper. */
+static void
+session_settings(void)
+{
+	/*
+	 * Every statement the worker runs is meant to walk an index: the queue
+	 * tables are mostly dead rows between vacuums, and a plan made while a
+	 * table was empty (a sequential scan looks cheapest then) is kept for
+	 * the life of the worker and would grow with the table.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
+	/* short statements, run thousands of times: never worth compiling */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * The search_path the extension's functions run with.  Every name the
+	 * worker uses is qualified; what matters is that foreign-key checks,
+	 * fired both inside webhook_fanout and by the worker's own statements,
+	 * find their cached plans made under the same search_path.  A plan made
+	 * under another one is made again, on every check.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+}
+
+/* Sets the fan-out helper's latch, if it runs. */
+static void
+wake_helper(void)
+{
+	SpinLockAcquire(&webhook_shared->mutex);
+	if (webhook_shared->fanout_latch != NULL)
+		SetLatch(webhook_shared->fanout_latch);
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
+/*
+ * Tells committing backends whether the worker is idle (they wake it
+ * rather than the helper then).  Returns whether a commit woke it for
+ * fan-out since it last said so.
+ */
+static bool
+set_idle(bool idle)
+{
+	bool		fans_out;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	fans_out = webhook_shared->worker_fans_out;
+	webhook_shared->worker_fans_out = false;
+	webhook_shared->worker_idle = idle;
+	SpinLockRelease(&webhook_shared->mutex);
+	return fans_out;
+}
+
+/*
+ * Whether the fan-out helper runs; starts it when it does not, at once the
+ * first time and then at most every RESTART_DELAY_MS.  The helper is
+ * registered with the worker's pid: it leaves when the worker does.
+ */
+static bool
+helper_running(void)
+{
+	TimestampTz now;
+	BackgroundWorker w;
+	pid_t		pid;
+	MemoryContext oldcxt;
+	bool		ok;
+
+	if (helper != NULL)
+	{
+		BgwHandleStatus st = GetBackgroundWorkerPid(helper, &pid);
+
+		if (st == BGWH_STARTED)
+			return true;
+		if (st == BGWH_NOT_YET_STARTED)
+			return false;
+		pfree(helper);
+		helper = NULL;
+		helper_next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
+		return false;
+	}
+	now = GetCurrentTimestamp();
+	if (now < helper_next_start)
+		return false;
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "webhook");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "webhook_fanout_main");
+	snprintf(w.bgw_name, BGW_MAXLEN, "webhook fanout");
+	snprintf(w.bgw_type, BGW_MAXLEN, "webhook fanout");
+	w.bgw_main_arg = ObjectIdGetDatum(worker_dboid);
+	memcpy(w.bgw_extra, &MyProcPid, sizeof(pid_t));
+	w.bgw_notify_pid = MyProcPid;
+	/* the handle outlives the transaction this runs in */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&w, &helper);
+	MemoryContextSwitchTo(oldcxt);
+	if (!ok)
+	{
+		helper = NULL;
+		helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+		if (!helper_warned)
+			ereport(WARNING,
+					(errmsg("webhook: could not start the fan-out helper; the worker fans out itself"),
+					 errhint("Raise max_worker_processes.")));
+		helper_warned = true;
+	}
+	return false;
 }
 
 /* The worker's entry for an endpoint, created empty when missing. */
@@ -722,7 +844,18 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	if (claim)
 	{
 		int			room = 2 * webhook_max_connections - nqueued - http_engine_running();
-		int64		fanned = queue_fanout(webhook_batch_size);
+		int64		fanned = 0;
+
+		/*
+		 * Woken while idle, the worker fans out itself; busy, it leaves that
+		 * to the helper, and hands over what it could not finish.
+		 */
+		if (!helper_running() || woke_idle)
+		{
+			fanned = queue_fanout(webhook_batch_size);
+			if (fanned >= webhook_batch_size)
+				wake_helper();
+		}
 
 		*more = fanned >= webhook_batch_size;
 		if (room > 0)
@@ -867,6 +1000,7 @@ webhook_worker_main(Datum arg)
 	bool		more = false;
 	bool		installed = true;
 	bool		wake_pending = false;
+	bool		idle_published = false;
 	TimestampTz last_claim = 0;
 	HttpRequest *finished[MAX_DONE];
 	CURLcode	codes[MAX_DONE];
@@ -877,23 +1011,8 @@ webhook_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("webhook worker");
 
-	/*
-	 * Every statement the worker runs is meant to walk an index: the queue
-	 * tables are mostly dead rows between vacuums, and a plan made while a
-	 * table was empty (a sequential scan looks cheapest then) is kept for
-	 * the life of the worker and would grow with the table.
-	 */
-	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
-	/* short statements, run thousands of times: never worth compiling */
-	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
-	/*
-	 * The search_path the extension's functions run with.  Every name the
-	 * worker uses is qualified; what matters is that foreign-key checks,
-	 * fired both inside webhook_fanout and by the worker's own statements,
-	 * find their cached plans made under the same search_path.  A plan made
-	 * under another one is made again, on every check.
-	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	session_settings();
+	worker_dboid = dboid;
 
 	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
 	endpoints_cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
@@ -923,6 +1042,7 @@ webhook_worker_main(Datum arg)
 		bool		claim = false;
 		bool		sweep = false;
 		bool		started;
+		bool		idle;
 		TimestampTz now;
 		long		timeout;
 		int			n;
@@ -943,9 +1063,28 @@ webhook_worker_main(Datum arg)
 
 			timeout = Max(0, Min(timeout, left));
 		}
+		if (helper == NULL && helper_next_start != 0 && installed)
+		{
+			/* the fan-out helper is started again on time, busy or not */
+			long		left = (long) ((helper_next_start - GetCurrentTimestamp() + 999) / 1000);
+
+			timeout = Max(0, Min(timeout, left));
+		}
 		if (!installed)
 			timeout = Max(webhook_poll_interval, 5000);
+		/* idle: nothing claimed, in flight or to record, and no wake-up pending */
+		idle = timeout > 0 && done == NULL && nqueued == 0 && http_engine_running() == 0 &&
+			!wake_pending;
+		if (idle != idle_published)
+			woke_idle |= set_idle(idle);
+		idle_published = idle;
 		n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
+		if (idle_published && latch_set)
+		{
+			/* a commit that woke this idle worker is fanned out by it */
+			woke_idle |= set_idle(false);
+			idle_published = false;
+		}
 		for (int i = 0; i < n; i++)
 			finish_job((Job *) finished[i]->owner, codes[i]);
 
@@ -969,6 +1108,8 @@ webhook_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (latch_set)
 			wake_pending = true;
+		if (helper == NULL && helper_next_start != 0 && now >= helper_next_start && installed)
+			(void) helper_running();
 		/* Claim only when short of work; record whenever outcomes wait. */
 		/*
 		 * Recorded outcomes free slots under endpoints' max_in_flight:
@@ -998,6 +1139,8 @@ webhook_worker_main(Datum arg)
 			PG_TRY();
 			{
 				installed = db_cycle(claim, !swept_all, sweep, &more);
+				if (claim)
+					woke_idle = false;
 				if (installed)
 					swept_all = true;
 			}
@@ -1052,5 +1195,130 @@ webhook_worker_main(Datum arg)
 			purge_more = purged >= PURGE_LIMIT;
 			next_purge = purge_more ? now : now + (TimestampTz) PURGE_INTERVAL_MS * 1000;
 		}
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Fan-out helper
+ * ---------------------------------------------------------------------
+ */
+
+static void
+helper_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&webhook_shared->mutex);
+	if (webhook_shared->fanout_pid == MyProcPid)
+	{
+		webhook_shared->fanout_latch = NULL;
+		webhook_shared->fanout_pid = 0;
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
+/* Whether the worker that started this helper still runs. */
+static bool
+parent_alive(pid_t parent)
+{
+	bool		alive;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	alive = webhook_shared->worker_pid == parent;
+	SpinLockRelease(&webhook_shared->mutex);
+	return alive;
+}
+
+/*
+ * The fan-out helper: woken by commits (or every webhook.poll_interval),
+ * fans out committed events in steps of webhook.batch_size, each its own
+ * asynchronously committed transaction (a crash only leaves the events to
+ * be fanned out again), and wakes the worker after each.  It leaves
+ * quietly on SIGTERM and when the worker that started it is gone.
+ */
+void
+webhook_fanout_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	pid_t		parent;
+	bool		more = false;
+	TimestampTz last_step = 0;
+
+	memcpy(&parent, MyBgworkerEntry->bgw_extra, sizeof(pid_t));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("webhook fanout");
+	session_settings();
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	if (webhook_shared->worker_pid != parent)
+	{
+		SpinLockRelease(&webhook_shared->mutex);
+		proc_exit(0);
+	}
+	webhook_shared->fanout_latch = MyLatch;
+	webhook_shared->fanout_pid = MyProcPid;
+	SpinLockRelease(&webhook_shared->mutex);
+	before_shmem_exit(helper_exit, (Datum) 0);
+
+	for (;;)
+	{
+		int			rc;
+		int64		fanned = 0;
+		long		pause = 0;
+		MemoryContext oldcxt = CurrentMemoryContext;
+
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   more ? 0 : webhook_poll_interval, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (ShutdownRequestPending || !parent_alive(parent))
+			proc_exit(0);
+		/* as the worker's claims: under a stream of commits, a step takes many */
+		if (!more)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now < last_step + MIN_CLAIM_GAP_US)
+				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 (last_step + MIN_CLAIM_GAP_US - now + 999) / 1000, PG_WAIT_EXTENSION);
+		}
+		last_step = GetCurrentTimestamp();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		more = false;
+		PG_TRY();
+		{
+			QueueStatus st = queue_begin();
+
+			if (st == QUEUE_READY)
+			{
+				fanned = queue_fanout(webhook_batch_size);
+				queue_commit();
+				more = fanned >= webhook_batch_size;
+			}
+			else if (st == QUEUE_BUSY)
+				pause = DROP_RETRY_US / 1000;	/* the worker logs the wait */
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(oldcxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			queue_forget_plans();
+			pause = 1000;
+		}
+		PG_END_TRY();
+
+		/* the worker claims what was fanned out, or what a wake-up was for */
+		if (fanned > 0 || (rc & WL_LATCH_SET))
+			webhook_wake_worker();
+		if (pause > 0)
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, pause, PG_WAIT_EXTENSION);
 	}
 }

@@ -97,4 +97,22 @@ $node->safe_psql('postgres', "SELECT webhook_publish('orders.fast', '{}')");
 $got = wait_received($rcv, sub { grep { $_->{body} =~ /orders\.fast/ } @{ $_[0] } }, 60, 'fast');
 ok(scalar(grep { $_->{body} =~ /orders\.fast/ } @$got), 'a commit wakes the worker (poll interval is 1 h)');
 
+# The fan-out helper: one runs beside the worker.  Without it (terminated),
+# the worker fans out itself, bursts larger than one fan-out step included,
+# and starts a new helper.
+my $helper_q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook fanout' AND datname = 'postgres'";
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($helper_q) h"), 'one fan-out helper runs');
+my $helper = $node->safe_psql('postgres', $helper_q);
+is($node->safe_psql('postgres', "SELECT pg_terminate_backend($helper)"), 't', 'helper terminated');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM ($helper_q) h"), 'the helper left');
+$node->safe_psql('postgres',
+	"SELECT count(webhook_publish('orders.solo', jsonb_build_object('i', i))) FROM generate_series(1, 1200) i");
+$got = wait_received($rcv, sub { scalar(grep { $_->{body} =~ /orders\.solo/ } @{ $_[0] }) >= 2400 }, 120, 'solo');
+is(scalar(grep { $_->{body} =~ /orders\.solo/ } @$got), 2400,
+	'without the helper, 1200 events (over two fan-out steps) reached both endpoints');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($helper_q) h WHERE pid <> $helper"),
+	'the worker started a new helper');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/\b(?:ERROR|FATAL|PANIC):|terminated by signal/, 'the helper left quietly; no error in the log');
+
 done_testing();

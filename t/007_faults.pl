@@ -193,6 +193,9 @@ for my $k (1 .. $KILLS)
 }
 is(query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook launcher'"), $launcher,
 	'the launcher restarted the worker itself (no crash-restart of the server)');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'webhook fanout'"),
+	'each terminated worker took its fan-out helper with it; the new worker runs one');
 
 # ra: published now, with no termination to come.
 query(burst_sql('ra.x'));
