@@ -80,6 +80,39 @@
  */
 
 /*
+ * Registers a background worker of this library connected to dboid, with
+ * the registering process told of its start and stop and its pid in
+ * bgw_extra (the fan-out helper leaves when that process is gone).  The
+ * handle is allocated for the life of the process.
+ */
+static bool
+start_db_worker(const char *function, const char *name, Oid dboid,
+				BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker w;
+	MemoryContext oldcxt;
+	bool		ok;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "webhook");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(w.bgw_type, BGW_MAXLEN, "%s", name);
+	w.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(w.bgw_extra, &MyProcPid, sizeof(pid_t));
+	w.bgw_notify_pid = MyProcPid;
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&w, handle);
+	MemoryContextSwitchTo(oldcxt);
+	if (!ok)
+		*handle = NULL;
+	return ok;
+}
+
+/*
  * Returns the OID of webhook.database_name, or InvalidOid.  A heap scan, as
  * autovacuum's launcher does: with no database selected, index scans of
  * shared catalogs are not available.
@@ -163,26 +196,11 @@ webhook_launcher_main(Datum arg)
 			}
 			else
 			{
-				BackgroundWorker worker;
-
 				logged_missing = false;
-				memset(&worker, 0, sizeof(worker));
-				worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-				worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-				worker.bgw_restart_time = BGW_NEVER_RESTART;
-				snprintf(worker.bgw_library_name, BGW_MAXLEN, "webhook");
-				snprintf(worker.bgw_function_name, BGW_MAXLEN, "webhook_worker_main");
-				snprintf(worker.bgw_name, BGW_MAXLEN, "webhook worker");
-				snprintf(worker.bgw_type, BGW_MAXLEN, "webhook worker");
-				worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-				worker.bgw_notify_pid = MyProcPid;
-				if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-				{
+				if (!start_db_worker("webhook_worker_main", "webhook worker", dboid, &handle))
 					ereport(WARNING,
 							(errmsg("webhook: could not start the delivery worker"),
 							 errhint("Raise max_worker_processes.")));
-					handle = NULL;
-				}
 			}
 		}
 
@@ -303,10 +321,7 @@ static bool
 helper_running(void)
 {
 	TimestampTz now;
-	BackgroundWorker w;
 	pid_t		pid;
-	MemoryContext oldcxt;
-	bool		ok;
 
 	if (helper != NULL)
 	{
@@ -324,24 +339,8 @@ helper_running(void)
 	now = GetCurrentTimestamp();
 	if (now < helper_next_start)
 		return false;
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "webhook");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "webhook_fanout_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "webhook fanout");
-	snprintf(w.bgw_type, BGW_MAXLEN, "webhook fanout");
-	w.bgw_main_arg = ObjectIdGetDatum(worker_dboid);
-	memcpy(w.bgw_extra, &MyProcPid, sizeof(pid_t));
-	w.bgw_notify_pid = MyProcPid;
-	/* the handle outlives the transaction this runs in */
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	ok = RegisterDynamicBackgroundWorker(&w, &helper);
-	MemoryContextSwitchTo(oldcxt);
-	if (!ok)
+	if (!start_db_worker("webhook_fanout_main", "webhook fanout", worker_dboid, &helper))
 	{
-		helper = NULL;
 		helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 		if (!helper_warned)
 			ereport(WARNING,
