@@ -1039,8 +1039,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
--- PL/pgSQL so that the plan is prepared once per session (the worker calls
--- this every cycle), and generic: planning this statement costs more than
+-- PL/pgSQL so that the plan is prepared once per session (the fan-out
+-- helper or the worker calls this whenever events commit), and generic: planning this statement costs more than
 -- running it for a few events.  It is written so that a generic plan can
 -- only walk indexes: events by the partial index then by primary key (= ANY
 -- of an array, never a join the planner could turn into a scan), endpoints
@@ -1049,6 +1049,11 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    -- One fan-out at a time (the worker's, its helper's, one by hand): two
+    -- running at once could each take an event of one ordering key, and the
+    -- later event's delivery could be created first.  The worker only tries
+    -- this lock (queue_fanout); everyone else waits for it.
+    PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
     WITH ev AS (
         UPDATE @extschema@.webhook_events e SET dispatched = true
          WHERE e.id = ANY (ARRAY(SELECT u.id FROM @extschema@.webhook_events u
@@ -1084,7 +1089,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION webhook_fanout(integer) IS
-  'creates the deliveries of up to lim committed events; run by the worker';
+  'creates the deliveries of up to lim committed events; run by the worker and its fan-out helper';
 
 -------------------------------------------------------------------------------
 -- Capture
@@ -1644,7 +1649,8 @@ BEGIN
         DELETE FROM @extschema@.webhook_events e
          WHERE e.id = ANY (ARRAY(SELECT cand.id FROM cand))
            AND e.dispatched AND e.occurred_at < now() - older_than
-           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d WHERE d.event_id = e.id)
+           -- OFFSET 0: a probe per event, never an anti-join over all deliveries
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d WHERE d.event_id = e.id OFFSET 0)
         RETURNING 1
     )
     SELECT count(*) INTO events FROM gone;

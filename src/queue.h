@@ -129,7 +129,7 @@ extern void queue_commit(void);
 extern void queue_forget_plans(void);
 extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
-extern int64 queue_fanout(int limit);
+extern int64 queue_fanout(int limit, bool wait);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 /*
  * What the worker keeps per endpoint between cycles: requests it holds

@@ -10,8 +10,8 @@
  *
  * A backend that enqueued an event arms a wake-up; the transaction callback
  * (registered once per backend) sets the latch of the fan-out helper (or of
- * the worker, while no helper runs) only at COMMIT, so aborted transactions
- * never wake it.
+ * the worker, while it is idle or no helper runs) only at COMMIT, so aborted
+ * transactions never wake it.
  *-------------------------------------------------------------------------
  */
 #include "webhook.h"

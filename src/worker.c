@@ -58,7 +58,7 @@
 #define PURGE_INTERVAL_MS 1000
 
 /*
- * Commits wake the worker one by one.  Under a stream of small
+ * Commits wake the worker (or its helper) one by one.  Under a stream of small
  * transactions, a claim cycle per wake-up would cost more than the
  * deliveries: wake-ups closer than this to the previous claim wait for the
  * gap, so each cycle takes all that committed meanwhile.  At idle the
@@ -245,7 +245,7 @@ static Oid	worker_dboid = InvalidOid;
 static BackgroundWorkerHandle *helper = NULL;	/* the fan-out helper */
 static TimestampTz helper_next_start = 0;
 static bool helper_warned = false;
-static bool woke_idle = false;	/* this cycle began with the worker idle */
+static bool woke_idle = false;	/* a commit asked the idle worker to fan out */
 
 static void
 worker_exit(int code, Datum arg)
@@ -254,6 +254,8 @@ worker_exit(int code, Datum arg)
 	webhook_shared->worker_latch = NULL;
 	webhook_shared->worker_pid = 0;
 	webhook_shared->worker_dboid = InvalidOid;
+	webhook_shared->worker_idle = false;
+	webhook_shared->worker_fans_out = false;
 	SpinLockRelease(&webhook_shared->mutex);
 	/* the helper also leaves by itself once it sees the worker gone */
 	if (helper != NULL)
@@ -851,9 +853,15 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		 */
 		if (!helper_running() || woke_idle)
 		{
-			fanned = queue_fanout(webhook_batch_size);
-			if (fanned >= webhook_batch_size)
+			/*
+			 * Never waits for the helper's step (this transaction may hold
+			 * row locks): while it runs, it takes one more step after it
+			 * for what woke the worker.
+			 */
+			fanned = queue_fanout(webhook_batch_size, false);
+			if (fanned < 0 || fanned >= webhook_batch_size)
 				wake_helper();
+			fanned = Max(fanned, 0);
 		}
 
 		*more = fanned >= webhook_batch_size;
@@ -965,9 +973,8 @@ recover_from_error(void)
 	ndone = 0;
 	endpoints_loaded = false;
 	pgstat_report_activity(STATE_IDLE, NULL);
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 1000, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
+	/* a pause; the latch stays set for a wake-up that comes meanwhile */
+	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 }
 
 /*
@@ -1230,15 +1237,17 @@ parent_alive(pid_t parent)
  * The fan-out helper: woken by commits (or every webhook.poll_interval),
  * fans out committed events in steps of webhook.batch_size, each its own
  * asynchronously committed transaction (a crash only leaves the events to
- * be fanned out again), and wakes the worker after each.  It leaves
- * quietly on SIGTERM and when the worker that started it is gone.
+ * be fanned out again), and wakes the worker after each step that fanned
+ * out something or was woken for.  A step that failed or found a DROP
+ * EXTENSION pending is tried again after a pause.  It leaves quietly on
+ * SIGTERM and when the worker that started it is gone.
  */
 void
 webhook_fanout_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	pid_t		parent;
-	bool		more = false;
+	volatile bool more = true;	/* a first step: commits may precede our latch */
 	TimestampTz last_step = 0;
 
 	memcpy(&parent, MyBgworkerEntry->bgw_extra, sizeof(pid_t));
@@ -1264,8 +1273,8 @@ webhook_fanout_main(Datum arg)
 	for (;;)
 	{
 		int			rc;
-		int64		fanned = 0;
-		long		pause = 0;
+		volatile int64 fanned = 0;
+		volatile long pause = 0;
 		MemoryContext oldcxt = CurrentMemoryContext;
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -1296,12 +1305,15 @@ webhook_fanout_main(Datum arg)
 
 			if (st == QUEUE_READY)
 			{
-				fanned = queue_fanout(webhook_batch_size);
+				fanned = queue_fanout(webhook_batch_size, true);
 				queue_commit();
 				more = fanned >= webhook_batch_size;
 			}
 			else if (st == QUEUE_BUSY)
+			{
 				pause = DROP_RETRY_US / 1000;	/* the worker logs the wait */
+				more = true;
+			}
 		}
 		PG_CATCH();
 		{
@@ -1310,7 +1322,9 @@ webhook_fanout_main(Datum arg)
 			FlushErrorState();
 			AbortCurrentTransaction();
 			queue_forget_plans();
+			pgstat_report_activity(STATE_IDLE, NULL);
 			pause = 1000;
+			more = true;		/* what it was woken for is still to do */
 		}
 		PG_END_TRY();
 
