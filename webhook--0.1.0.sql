@@ -1033,27 +1033,31 @@ COMMENT ON FUNCTION webhook_publish(text, jsonb, text, text) IS
 
 -- Fans committed events out into deliveries, at most lim events; returns the
 -- number of events handled.  The worker calls this; it is safe to call by hand.
-CREATE FUNCTION webhook_fanout(lim integer DEFAULT 1000)
+CREATE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 -- PL/pgSQL so that the plan is prepared once per session (the fan-out
--- helper or the worker calls this whenever events commit), and generic: planning this statement costs more than
--- running it for a few events.  It is written so that a generic plan can
--- only walk indexes: events by the partial index then by primary key (= ANY
--- of an array, never a join the planner could turn into a scan), endpoints
--- by primary key.  Events locked by another fan-out are skipped, never
--- waited for and never fanned out twice.
+-- helper or the worker calls this whenever events commit), and generic:
+-- planning this statement costs more than running it for a few events.
+-- It is written so that a generic plan can only walk indexes: events by the
+-- partial index then by primary key (= ANY of an array, never a join the
+-- planner could turn into a scan), endpoints by primary key.
 DECLARE
     n bigint;
+    lock_key constant int4 := '@extschema@.webhook_events'::regclass::oid::int4;
 BEGIN
     -- One fan-out at a time (the worker's, its helper's, one by hand): two
     -- running at once could each take an event of one ordering key, and the
-    -- later event's delivery could be created first.  The worker only tries
-    -- this lock (queue_fanout); everyone else waits for it.
-    PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
+    -- later event's delivery could be created first.  Without wait (the
+    -- worker, whose transaction may hold row locks), -1 while one runs.
+    IF wait THEN
+        PERFORM pg_advisory_xact_lock(lock_key, 1);
+    ELSIF NOT pg_try_advisory_xact_lock(lock_key, 1) THEN
+        RETURN -1;
+    END IF;
     WITH ev AS (
         UPDATE @extschema@.webhook_events e SET dispatched = true
          WHERE e.id = ANY (ARRAY(SELECT u.id FROM @extschema@.webhook_events u
@@ -1088,8 +1092,8 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION webhook_fanout(integer) IS
-  'creates the deliveries of up to lim committed events; run by the worker and its fan-out helper';
+COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
+  'creates the deliveries of up to lim committed events, one fan-out at a time (without wait: -1 while another runs); run by the worker and its fan-out helper';
 
 -------------------------------------------------------------------------------
 -- Capture
@@ -1715,7 +1719,7 @@ REVOKE ALL ON FUNCTION
     webhook_config_changed(),
     webhook_set_state(bigint, text, text, text),
     webhook_publish(text, jsonb, text, text),
-    webhook_fanout(integer),
+    webhook_fanout(integer, boolean),
     webhook_watch(regclass, text, text[], text[]),
     webhook_unwatch(regclass),
     webhook_capture(),

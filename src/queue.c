@@ -44,7 +44,6 @@ static Oid	ext_oid = InvalidOid;
 static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *what);
 
 static SPIPlanPtr plan_fanout = NULL;
-static SPIPlanPtr plan_fanout_try = NULL;
 static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
@@ -62,7 +61,7 @@ static SPIPlanPtr plan_repair = NULL;
 void
 queue_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&plan_fanout, &plan_fanout_try, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_endpoints,
+	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_endpoints,
 	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock,
 	&plan_name_batch, &plan_repair};
 
@@ -119,7 +118,6 @@ prepare_all(Oid ext)
 		INT4ARRAYOID, TEXTARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID,
 	INT4ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Oid			int4type[1] = {INT4OID};
 	Oid			booltype[1] = {BOOLOID};
 	int			rc;
 	bool		isnull;
@@ -134,12 +132,7 @@ prepare_all(Oid ext)
 	nsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	schema = quote_identifier(get_namespace_name(nsp));
 
-	plan_fanout = prepare("SELECT %1$s.webhook_fanout($1)", schema, 1, int4type);
-	/* the lock webhook_fanout waits for, only tried: -1 when it is taken */
-	plan_fanout_try = prepare("SELECT CASE WHEN pg_catalog.pg_try_advisory_xact_lock("
-							  "         '%1$s.webhook_events'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int4, 1)"
-							  "       THEN %1$s.webhook_fanout($1) ELSE -1 END",
-							  schema, 1, int4type);
+	plan_fanout = prepare("SELECT %1$s.webhook_fanout($1, $2)", schema, 2, (Oid[]) {INT4OID, BOOLOID});
 
 	/* NULL ages (retention 0) keep rows for ever */
 	plan_purge = prepare("SELECT deliveries + dead_letters + attempts + events"
@@ -527,8 +520,8 @@ int64
 queue_fanout(int limit, bool wait)
 {
 	bool		isnull;
-	int			rc = SPI_execute_plan(wait ? plan_fanout : plan_fanout_try,
-									  (Datum[]) {Int32GetDatum(limit)}, NULL, false, 1);
+	int			rc = SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit), BoolGetDatum(wait)},
+									  NULL, false, 1);
 
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "webhook: fan-out failed: %s", SPI_result_code_string(rc));
