@@ -241,7 +241,6 @@ static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 static TimestampTz drop_waited_since = 0;	/* cycles skipped for a DROP since */
 static TimestampTz drop_retry_at = 0;	/* ... and when to try the next one */
 static bool drop_wait_logged = false;
-static Oid	worker_dboid = InvalidOid;
 static BackgroundWorkerHandle *helper = NULL;	/* the fan-out helper */
 static TimestampTz helper_next_start = 0;
 static bool helper_warned = false;
@@ -261,6 +260,13 @@ worker_exit(int code, Datum arg)
 	if (helper != NULL)
 		TerminateBackgroundWorker(helper);
 	http_engine_shutdown();
+}
+
+/* Milliseconds from now until t, rounded up; 0 once t has passed. */
+static long
+ms_until(TimestampTz t)
+{
+	return (long) Max(0, (t - GetCurrentTimestamp() + 999) / 1000);
 }
 
 /* Session settings of the worker and of its fan-out helper. */
@@ -341,7 +347,7 @@ helper_running(void)
 	now = GetCurrentTimestamp();
 	if (now < helper_next_start)
 		return false;
-	if (!start_db_worker("webhook_fanout_main", "webhook fanout", worker_dboid, &helper))
+	if (!start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, &helper))
 	{
 		helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 		if (!helper_warned)
@@ -1018,7 +1024,6 @@ webhook_worker_main(Datum arg)
 	pgstat_report_appname("webhook worker");
 
 	session_settings();
-	worker_dboid = dboid;
 
 	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
 	endpoints_cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
@@ -1058,24 +1063,12 @@ webhook_worker_main(Datum arg)
 		if (done != NULL || (more && nqueued < webhook_max_connections / 2) || purge_more)
 			timeout = 0;
 		else if (wake_pending && nqueued < webhook_max_connections / 2)
-		{
-			long		left = (long) ((last_claim + MIN_CLAIM_GAP_US - GetCurrentTimestamp() + 999) / 1000);
-
-			timeout = Max(0, Min(timeout, left));
-		}
+			timeout = Min(timeout, ms_until(last_claim + MIN_CLAIM_GAP_US));
 		if (throttle_wake != 0 && nqueued < webhook_max_connections / 2)
-		{
-			long		left = (long) ((throttle_wake - GetCurrentTimestamp() + 999) / 1000);
-
-			timeout = Max(0, Min(timeout, left));
-		}
+			timeout = Min(timeout, ms_until(throttle_wake));
+		/* the fan-out helper is started again on time, busy or not */
 		if (helper == NULL && helper_next_start != 0 && installed)
-		{
-			/* the fan-out helper is started again on time, busy or not */
-			long		left = (long) ((helper_next_start - GetCurrentTimestamp() + 999) / 1000);
-
-			timeout = Max(0, Min(timeout, left));
-		}
+			timeout = Min(timeout, ms_until(helper_next_start));
 		if (!installed)
 			timeout = Max(webhook_poll_interval, 5000);
 		/* idle: nothing claimed, in flight or to record, and no wake-up pending */
@@ -1283,14 +1276,9 @@ webhook_fanout_main(Datum arg)
 		if (ShutdownRequestPending || !parent_alive(parent))
 			proc_exit(0);
 		/* as the worker's claims: under a stream of commits, a step takes many */
-		if (!more)
-		{
-			TimestampTz now = GetCurrentTimestamp();
-
-			if (now < last_step + MIN_CLAIM_GAP_US)
-				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 (last_step + MIN_CLAIM_GAP_US - now + 999) / 1000, PG_WAIT_EXTENSION);
-		}
+		if (!more && ms_until(last_step + MIN_CLAIM_GAP_US) > 0)
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ms_until(last_step + MIN_CLAIM_GAP_US), PG_WAIT_EXTENSION);
 		last_step = GetCurrentTimestamp();
 		if (ConfigReloadPending)
 		{
