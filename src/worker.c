@@ -64,7 +64,7 @@
  * gap, so each cycle takes all that committed meanwhile.  At idle the
  * previous claim is long past and a commit is claimed at once.
  */
-#define MIN_CLAIM_GAP_US 1000
+#define MIN_CLAIM_GAP_US 5000
 /* Batch and ordered endpoints are looked for at least this often. */
 #define SPECIAL_CLAIM_GAP_US 10000
 /*
