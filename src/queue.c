@@ -54,7 +54,6 @@ static SPIPlanPtr plan_state = NULL;
 static SPIPlanPtr plan_dead = NULL;
 static SPIPlanPtr plan_circuit = NULL;
 static SPIPlanPtr plan_lock = NULL;
-static SPIPlanPtr plan_name_batch = NULL;
 static SPIPlanPtr plan_repair = NULL;
 
 /* Frees every kept plan; they are prepared again on next use. */
@@ -63,7 +62,7 @@ queue_forget_plans(void)
 {
 	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_endpoints,
 	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock,
-	&plan_name_batch, &plan_repair};
+	&plan_repair};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
 	{
@@ -114,10 +113,11 @@ prepare_all(Oid ext)
 	const char *schema;
 	Oid			nsp;
 	Oid			claim_types[5] = {INT4OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID};
-	Oid			record_types[16] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
+	Oid			record_types[17] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
 		INT4ARRAYOID, TEXTARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID,
-	INT4ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		INT4ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	INT8ARRAYOID};
 	Oid			booltype[1] = {BOOLOID};
 	int			rc;
 	bool		isnull;
@@ -217,7 +217,9 @@ prepare_all(Oid ext)
 	 * delivery whose batch's first one is no longer waiting (replayed
 	 * alone) goes on its own.  Each of those is one request of SLOTS; the
 	 * rest of SLOTS is filled with new deliveries, which queue_claim cuts
-	 * into batches and names (queue_name_batch).
+	 * into batches.  A new batch is named (batch_id) when its outcome is
+	 * recorded, in the same update: naming it at the claim was a second
+	 * update of every row, as costly as the claim itself.
 	 */
 	plans_claim[CLAIM_BATCH] = prepare(
 									   PROBE("p.format = 'batch'")
@@ -261,9 +263,6 @@ prepare_all(Oid ext)
 									   "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT
 									   " ORDER BY u.endpoint_id, u.batch_id NULLS LAST, u.id",
 									   schema, 5, claim_types);
-
-	plan_name_batch = prepare("UPDATE %1$s.webhook_deliveries SET batch_id = $1 WHERE id = ANY ($2)",
-							  schema, 2, (Oid[]) {INT8OID, INT8ARRAYOID});
 
 	/*
 	 * Ordered endpoints: only the oldest unfinished delivery of each
@@ -315,8 +314,8 @@ prepare_all(Oid ext)
 	 */
 	plan_record = prepare(
 						  "WITH r AS ("
-						  "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
-						  "      AS r(id, token, status, delay, code, err)"
+						  "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $17)"
+						  "      AS r(id, token, status, delay, code, err, batch)"
 						  "), u AS ("
 						  "  UPDATE %1$s.webhook_deliveries d"
 						  "     SET status = r.status,"
@@ -325,7 +324,9 @@ prepare_all(Oid ext)
 						  "              ELSE d.next_attempt_at END,"
 						  "         lease_token = NULL, lease_until = NULL,"
 						  "         last_status = nullif(r.code, 0), last_error = r.err,"
-						  "         finished_at = CASE WHEN r.status IN ('delivered', 'dead') THEN now() END"
+						  "         finished_at = CASE WHEN r.status IN ('delivered', 'dead') THEN now() END,"
+						  /* a new batch is named here, for its retries; a named one keeps its name */
+						  "         batch_id = coalesce(d.batch_id, r.batch)"
 						  "    FROM r"
 						  "   WHERE d.id = r.id AND d.lease_token = r.token"
 						  /* never a full scan of d, whatever the statistics */
@@ -343,7 +344,7 @@ prepare_all(Oid ext)
 						  /* not for deliveries deleted meanwhile: nothing would ever purge it */
 						  /* (OFFSET 0: a probe per attempt, never a join over all deliveries) */
 						  "  WHERE EXISTS (SELECT 1 FROM %1$s.webhook_deliveries x WHERE x.id = a.delivery_id OFFSET 0)",
-						  schema, 16, record_types);
+						  schema, 17, record_types);
 
 	/*
 	 * Rows to be recorded are locked first, in id order: anyone else who
@@ -754,23 +755,6 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 	if (job)
 		finish_body(job, &body, format, source, delivered_at);
 
-	/* new batches are named by their first delivery, for their retries */
-	for (Job *j = head; j != NULL; j = j->next)
-	{
-		Datum	   *ids;
-
-		if (!j->batch_new)
-			continue;
-		ids = palloc(sizeof(Datum) * j->ndeliveries);
-		for (int k = 0; k < j->ndeliveries; k++)
-			ids[k] = Int64GetDatum(j->delivery_ids[k]);
-		run_plan(plan_name_batch,
-				 (Datum[]) {Int64GetDatum(j->delivery_ids[0]),
-					 PointerGetDatum(construct_array(ids, j->ndeliveries, INT8OID,
-													 sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE))},
-				 SPI_OK_UPDATE, "naming a batch");
-		pfree(ids);
-	}
 	*nclaimed = njobs;
 	return head;
 }
@@ -783,12 +767,13 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 void
 queue_record(Job *done)
 {
-	ArrayBuildState *a[16] = {0};
-	Datum		args[16];
+	ArrayBuildState *a[17] = {0};
+	Datum		args[17];
 
 	for (Job *j = done; j != NULL; j = j->next)
 	{
 		Datum		err = j->res.error ? CStringGetTextDatum(j->res.error) : (Datum) 0;
+		bool		is_batch = strncmp(j->msg_id, "msg_batch_", 10) == 0;
 
 		if (j->installation != ext_oid)
 			continue;			/* claimed before a DROP EXTENSION */
@@ -800,6 +785,8 @@ queue_record(Job *done)
 			ACC(a[3], Float8GetDatum(j->delay_s), false, FLOAT8OID);
 			ACC(a[4], Int32GetDatum(j->res.status), false, INT4OID);
 			ACC(a[5], err, j->res.error == NULL, TEXTOID);
+			/* a batch is named by its first delivery */
+			ACC(a[16], Int64GetDatum(j->delivery_ids[0]), !is_batch, INT8OID);
 		}
 		ACC(a[6], Int64GetDatum(j->endpoint_id), false, INT8OID);
 		ACC(a[7], Int64GetDatum(j->delivery_ids[0]), false, INT8OID);
@@ -811,7 +798,7 @@ queue_record(Job *done)
 		ACC(a[13], err, j->res.error == NULL, TEXTOID);
 		ACC(a[14], j->response ? CStringGetTextDatum(j->response) : (Datum) 0,
 			j->response == NULL, TEXTOID);
-		if (strncmp(j->msg_id, "msg_batch_", 10) == 0)
+		if (is_batch)
 		{
 			/* a batch: every delivery it carried, as an int8[] literal */
 			StringInfoData ids;
@@ -828,7 +815,7 @@ queue_record(Job *done)
 	if (a[0] == NULL)
 		return;
 	/* lock first (by $1, the ids), then record, with the same arguments */
-	run_plan_arrays(plan_lock, a, args, 16, SPI_OK_SELECT, "locking deliveries");
+	run_plan_arrays(plan_lock, a, args, 17, SPI_OK_SELECT, "locking deliveries");
 	run_plan(plan_record, args, SPI_OK_INSERT, "recording outcomes");
 }
 
