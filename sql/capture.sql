@@ -94,6 +94,10 @@ SELECT webhook_unwatch('orders');
 CREATE TRIGGER wrong BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('x', 'all');
 INSERT INTO orders (id, customer) VALUES (10, 'x');
 DROP TRIGGER wrong ON orders;
+-- captured events skip webhook_events' CHECK constraints: a prefix is checked
+CREATE TRIGGER wrong AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('Bad Prefix', 'all');
+INSERT INTO orders (id, customer) VALUES (10, 'x');
+DROP TRIGGER wrong ON orders;
 
 DROP TABLE orders CASCADE;
 DROP TABLE "Bad Name";

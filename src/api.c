@@ -39,7 +39,7 @@ PG_FUNCTION_INFO_V1(webhook_derive_public_key);
  * Is s an event type: dot-separated non-empty segments of [A-Za-z0-9_-],
  * at most 255 bytes?  With pattern, "*" and "<type>.*" are accepted too.
  */
-static bool
+bool
 valid_event_type(const char *s, bool pattern)
 {
 	size_t		len = strlen(s);

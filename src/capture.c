@@ -12,21 +12,20 @@
  * the column names the mode applies to.  Excluded columns never leave the
  * database; an UPDATE that changes no included column writes nothing.
  *
- * Events are not inserted row by row: executing an INSERT per row costs an
- * executor start-up each (constraints, indexes), several times the cost of
- * the row itself.  The row trigger appends type and data to a buffer and
- * the statement trigger webhook_capture_flush(), installed beside it, writes
- * the whole statement's events with one INSERT.  The buffer never outlives
+ * Events are not inserted row by row: the row trigger appends type and data
+ * to a buffer and the statement trigger webhook_capture_flush(), installed
+ * beside it, writes the whole statement's events at once, as COPY writes
+ * rows (insert_events).  The buffer never outlives
  * the statement that filled it: it is flushed when large, at the end of the
  * statement, and (a safety net) before commit; it is discarded with an
  * aborted statement, subtransaction or transaction.
  *
  * Neither function is SECURITY DEFINER: the row trigger only reads the
  * row and buffers it, running the column types' output functions as the
- * writer; the INSERT alone runs as the extension's owner (flush_buffer),
- * so writers need no rights on the webhook tables.  Every name used is
- * schema-qualified with the schema the functions live in, so no
- * search_path can redirect it.  EXECUTE on both is revoked from PUBLIC:
+ * writer; the events are written without a permission check, as the
+ * extension's own rows (insert_events), so writers need no rights on the
+ * webhook tables.  The table is looked up in the schema the functions live
+ * in, so no search_path can redirect it.  EXECUTE on both is revoked from PUBLIC:
  * only those allowed to may attach them (CREATE TRIGGER checks it), so
  * no table owner can forge events of any type.
  *
@@ -37,13 +36,17 @@
  */
 #include "webhook.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -54,7 +57,6 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 #include "utils/relcache.h"
@@ -67,8 +69,16 @@ PG_FUNCTION_INFO_V1(webhook_capture_flush);
 #define FLUSH_EVENTS 10000
 #define FLUSH_BYTES (16 * 1024 * 1024)
 
-static SPIPlanPtr insert_plan = NULL;
-static Oid	insert_plan_nsp = InvalidOid;
+/* Rows given to table_multi_insert at once. */
+#define MULTI_INSERT_ROWS 1000
+
+/* The columns of webhook_events that capture writes. */
+enum
+{
+	EV_ID, EV_TYPE, EV_DATA, EV_OCCURRED, EV_KEY, EV_DISPATCHED, EV_NATTS
+};
+static Oid	events_relid = InvalidOid;
+static Oid	events_seq = InvalidOid;	/* its identity sequence */
 
 /* Events of the current statement not yet inserted. */
 static MemoryContext buf_cxt = NULL;	/* child of TopTransactionContext */
@@ -78,7 +88,6 @@ static ArrayBuildState *buf_keys = NULL;
 static int	buf_events = 0;
 static Size buf_bytes = 0;
 static Oid	buf_nsp = InvalidOid;
-static Oid	buf_owner = InvalidOid;	/* owner of the extension's functions */
 static SubTransactionId buf_subxid = InvalidSubTransactionId;	/* filled in */
 static bool flushing = false;
 static ExecutorFinish_hook_type prev_executor_finish = NULL;
@@ -200,31 +209,6 @@ append_row(StringInfo buf, const char *key, HeapTuple tuple, TupleDesc desc, Col
 	appendStringInfoChar(buf, '}');
 }
 
-/* Prepares (once per schema) the INSERT into webhook_events. */
-static void
-prepare_insert(Oid nsp)
-{
-	char	   *sql;
-	SPIPlanPtr	plan;
-
-	if (insert_plan != NULL && insert_plan_nsp == nsp)
-		return;
-	if (insert_plan != NULL)
-		SPI_freeplan(insert_plan);
-	insert_plan = NULL;
-	sql = psprintf("INSERT INTO %s.webhook_events (type, data, ordering_key)"
-				   " SELECT u.t, u.d, u.k"
-				   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3))"
-				   "   WITH ORDINALITY AS u(t, d, k, n) ORDER BY u.n",
-				   quote_identifier(get_namespace_name(nsp)));
-	plan = SPI_prepare(sql, 3, (Oid[]) {TEXTARRAYOID, JSONARRAYOID, TEXTARRAYOID});
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "webhook_capture: could not prepare insert: %s",
-			 SPI_result_code_string(SPI_result));
-	insert_plan = plan;
-	insert_plan_nsp = nsp;
-}
-
 /* Forgets the buffered events (their memory goes with the transaction). */
 static void
 discard_buffer(void)
@@ -237,39 +221,112 @@ discard_buffer(void)
 }
 
 /*
- * Inserts the buffered events with one statement and empties the buffer.
- * The INSERT runs as the owner of the extension's functions, in a
- * restricted security context, so writers need no rights on the webhook
- * tables (an ERROR restores the user with the aborted transaction).
+ * Writes n events into webhook_events of schema nsp, as COPY writes rows:
+ * heap pages filled several rows at a time (one WAL record per page), then
+ * each row's index entries.  An INSERT through SPI cost more around each
+ * row than the row itself: its plan, its executor, the table's CHECK
+ * constraints compiled again for every statement, and every event copied
+ * into arrays and out again.
+ *
+ * The rows are the extension's own and valid by construction, so the
+ * CHECK constraints (which guard inserts made with SQL) are not evaluated:
+ * types come from a prefix checked by build_capture_info, keys are at most
+ * 255 bytes (capture_row), data is JSON built here, and no other column is
+ * set.  Every column not written here must have a default that is
+ * computed here (id, occurred_at, dispatched) or be NULL; a new column
+ * with another default must be added here too.  There are no triggers on
+ * webhook_events.  No permission is checked: the rows are the extension's
+ * own, written by its triggers, which only those allowed may attach.
  */
 static void
-insert_events(Oid nsp, Oid owner, Datum types, Datum data, Datum keys)
+insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keynulls)
 {
-	Datum		args[3] = {types, data, keys};
-	int			rc;
-	Oid			save_userid;
-	int			save_sec_context;
-	bool		pushed = false;
+	Oid			relid = get_relname_relid("webhook_events", nsp);
+	Relation	rel;
+	TupleDesc	desc;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot **slots;
+	BulkInsertState bistate = NULL;
+	CommandId	cid = GetCurrentCommandId(true);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	int			nslots = Min(n, MULTI_INSERT_ROWS);
+	int			att[EV_NATTS];	/* 0-based column numbers */
+	static const char *const names[EV_NATTS] = {"id", "type", "data", "occurred_at",
+	"ordering_key", "dispatched"};
 
-	if (!ActiveSnapshotSet())
+	if (!OidIsValid(relid))
+		elog(ERROR, "webhook_capture: table webhook_events is missing");
+	rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	for (int k = 0; k < EV_NATTS; k++)
 	{
-		/* the pre-commit safety net runs outside any statement */
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pushed = true;
+		att[k] = -1;
+		for (int a = 0; a < desc->natts; a++)
+			if (!TupleDescAttr(desc, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(desc, a)->attname), names[k]) == 0)
+				att[k] = a;
+		if (att[k] < 0)
+			elog(ERROR, "webhook_capture: column webhook_events.%s is missing", names[k]);
 	}
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "webhook_capture: SPI_connect failed");
-	prepare_insert(nsp);
-	rc = SPI_execute_plan(insert_plan, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "webhook_capture: insert failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (pushed)
-		PopActiveSnapshot();
+	if (relid != events_relid)
+	{
+		/* the identity sequence, looked up once per table */
+		events_seq = getIdentitySequence(relid, att[EV_ID] + 1, false);
+		events_relid = relid;
+	}
+
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slots = palloc(sizeof(TupleTableSlot *) * nslots);
+	for (int k = 0; k < nslots; k++)
+		slots[k] = table_slot_create(rel, NULL);
+	if (n > 1)
+		bistate = GetBulkInsertState();
+
+	for (int done = 0; done < n; done += nslots)
+	{
+		int			m = Min(nslots, n - done);
+
+		for (int k = 0; k < m; k++)
+		{
+			TupleTableSlot *slot = slots[k];
+			int			e = done + k;
+
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
+			slot->tts_values[att[EV_ID]] = Int64GetDatum(nextval_internal(events_seq, false));
+			slot->tts_values[att[EV_TYPE]] = types[e];
+			slot->tts_values[att[EV_DATA]] = data[e];
+			slot->tts_values[att[EV_OCCURRED]] = TimestampTzGetDatum(now);
+			slot->tts_values[att[EV_KEY]] = keys[e];
+			slot->tts_values[att[EV_DISPATCHED]] = BoolGetDatum(false);
+			slot->tts_isnull[att[EV_ID]] = slot->tts_isnull[att[EV_TYPE]] =
+				slot->tts_isnull[att[EV_DATA]] = slot->tts_isnull[att[EV_OCCURRED]] =
+				slot->tts_isnull[att[EV_DISPATCHED]] = false;
+			slot->tts_isnull[att[EV_KEY]] = keynulls[e];
+			ExecStoreVirtualTuple(slot);
+		}
+		table_multi_insert(rel, slots, m, cid, 0, bistate);
+		for (int k = 0; k < m; k++)
+		{
+			List	   *recheck = ExecInsertIndexTuples(rri, slots[k], estate, false, false,
+														NULL, NIL);
+
+			list_free(recheck);
+			ResetPerTupleExprContext(estate);
+		}
+	}
+
+	if (bistate)
+		FreeBulkInsertState(bistate);
+	for (int k = 0; k < nslots; k++)
+		ExecDropSingleTupleTableSlot(slots[k]);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
 	webhook_arm_wake(false);
 }
 
@@ -282,19 +339,13 @@ insert_events(Oid nsp, Oid owner, Datum types, Datum data, Datum keys)
 static void
 flush_buffer(void)
 {
-	Datum		types;
-	Datum		data;
-	Datum		keys;
-
 	if (buf_events == 0 || flushing || GetCurrentSubTransactionId() > buf_subxid)
 		return;
 	flushing = true;
-	types = makeArrayResult(buf_types, CurrentMemoryContext);
-	data = makeArrayResult(buf_data, CurrentMemoryContext);
-	keys = makeArrayResult(buf_keys, CurrentMemoryContext);
 	PG_TRY();
 	{
-		insert_events(buf_nsp, buf_owner, types, data, keys);
+		insert_events(buf_nsp, buf_events, buf_types->dvalues, buf_data->dvalues,
+					  buf_keys->dvalues, buf_keys->dnulls);
 	}
 	PG_FINALLY();
 	{
@@ -371,7 +422,7 @@ capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* Appends one event (its ordering key may be NULL) to the statement's buffer. */
 static void
-buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len, const char *key)
+buffer_event(Oid nsp, const char *type, const char *data, int len, const char *key)
 {
 	MemoryContext old;
 
@@ -388,14 +439,10 @@ buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len, co
 		 * function with an exception block, say): this event is the
 		 * subtransaction's and is written at once; the buffer stays.
 		 */
-		insert_events(nsp, owner,
-					  PointerGetDatum(construct_array(&(Datum) {CStringGetTextDatum(type)}, 1,
-													  TEXTOID, -1, false, TYPALIGN_INT)),
-					  PointerGetDatum(construct_array(&(Datum) {PointerGetDatum(cstring_to_text_with_len(data, len))}, 1,
-													  JSONOID, -1, false, TYPALIGN_INT)),
-					  PointerGetDatum(construct_md_array(&(Datum) {key ? CStringGetTextDatum(key) : (Datum) 0},
-														 &(bool) {key == NULL}, 1, (int[]) {1}, (int[]) {1},
-														 TEXTOID, -1, false, TYPALIGN_INT)));
+		insert_events(nsp, 1, &(Datum) {CStringGetTextDatum(type)},
+					  &(Datum) {PointerGetDatum(cstring_to_text_with_len(data, len))},
+					  &(Datum) {key ? CStringGetTextDatum(key) : (Datum) 0},
+					  &(bool) {key == NULL});
 		return;
 	}
 	if (buf_cxt != NULL && nsp != buf_nsp)
@@ -404,7 +451,6 @@ buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len, co
 		buf_cxt = AllocSetContextCreate(TopTransactionContext, "webhook capture buffer",
 										ALLOCSET_DEFAULT_SIZES);
 	buf_nsp = nsp;
-	buf_owner = owner;
 	/* a committed child's events are now its parent's, and so on up */
 	buf_subxid = GetCurrentSubTransactionId();
 	old = MemoryContextSwitchTo(buf_cxt);
@@ -419,35 +465,6 @@ buffer_event(Oid nsp, Oid owner, const char *type, const char *data, int len, co
 	buf_bytes += len;
 	if (buf_events >= FLUSH_EVENTS || buf_bytes >= FLUSH_BYTES)
 		flush_buffer();
-}
-
-/* OID of the argument-less function name in namespace nsp, or InvalidOid. */
-static Oid
-get_func_oid_in(Oid nsp, const char *name)
-{
-	return GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(name),
-						   PointerGetDatum(buildoidvector(NULL, 0)), ObjectIdGetDatum(nsp));
-}
-
-/* The owner of the extension's functions in nsp: the INSERT runs as it. */
-static Oid
-extension_owner(Oid nsp)
-{
-	static Oid	owner_nsp = InvalidOid;
-	static Oid	owner = InvalidOid;
-
-	if (owner_nsp != nsp)
-	{
-		Oid			flush_oid = get_func_oid_in(nsp, "webhook_capture_flush");
-		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(flush_oid));
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "webhook_capture: function webhook_capture_flush not found");
-		owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
-		ReleaseSysCache(tup);
-		owner_nsp = nsp;
-	}
-	return owner;
 }
 
 /* Decides how each column is written and which columns are included. */
@@ -532,6 +549,15 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 	escape_json(&head, RelationGetRelationName(rel));
 	appendStringInfoString(&head, ",\"op\":");
 	ci->head = head.data;
+	/*
+	 * The events are written without the table's CHECK constraints (see
+	 * insert_events): their types are checked here, as webhook_watch did.
+	 */
+	if (strlen(tg->tgargs[0]) > 200 || !valid_event_type(tg->tgargs[0], false))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid event prefix \"%s\" in trigger \"%s\"", tg->tgargs[0], tg->tgname),
+				 errhint("Use webhook_watch() to install it.")));
 	ci->types[0] = psprintf("%s.created", tg->tgargs[0]);
 	ci->types[1] = psprintf("%s.updated", tg->tgargs[0]);
 	ci->types[2] = psprintf("%s.deleted", tg->tgargs[0]);
@@ -591,7 +617,6 @@ webhook_capture(PG_FUNCTION_ARGS)
 	int			kind;
 	StringInfoData data;
 	StringInfoData changed;
-	Oid			owner;
 	char	   *key;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
@@ -617,7 +642,6 @@ webhook_capture(PG_FUNCTION_ARGS)
 		ci = build_capture_info(fcinfo->flinfo, tg, rel);
 		fcinfo->flinfo->fn_extra = ci;
 	}
-	owner = extension_owner(ci->nsp);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
@@ -713,7 +737,7 @@ webhook_capture(PG_FUNCTION_ARGS)
 		key = k.len <= 255 ? k.data : NULL;	/* too long to order by: one line */
 	}
 
-	buffer_event(ci->nsp, owner, ci->types[kind], data.data, data.len, key);
+	buffer_event(ci->nsp, ci->types[kind], data.data, data.len, key);
 	pfree(data.data);
 	pfree(changed.data);
 	return PointerGetDatum(NULL);

@@ -63,6 +63,7 @@ extern void webhook_arm_wake(bool config_changed);
 
 /* capture.c */
 extern void capture_init(void);
+extern bool valid_event_type(const char *s, bool pattern);
 
 /* worker.c */
 extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
