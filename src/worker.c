@@ -26,6 +26,9 @@
 #include "webhook.h"
 
 #include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -73,6 +76,8 @@
  */
 #define DROP_RETRY_US 1000000
 #define DROP_WAIT_LOG_US 10000000
+/* An idle worker gives freed memory back to the system at most this often. */
+#define TRIM_INTERVAL_MS 10000
 
 /* ---------------------------------------------------------------------
  * Launcher
@@ -300,6 +305,26 @@ wake_helper(void)
 	if (webhook_shared->fanout_latch != NULL)
 		SetLatch(webhook_shared->fanout_latch);
 	SpinLockRelease(&webhook_shared->mutex);
+}
+
+/*
+ * After a burst, gives the memory it freed back to the system: batch bodies
+ * and claimed rows of a busy period are freed, but glibc keeps the heap
+ * they grew (tens of MB after a run of large batches) for the life of the
+ * process.  Called after a whole wait with nothing to do, at most every
+ * TRIM_INTERVAL_MS, so never on the way from a commit to its request.
+ */
+static void
+give_back_memory(TimestampTz *last_trim)
+{
+#ifdef __GLIBC__
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now < *last_trim + (TimestampTz) TRIM_INTERVAL_MS * 1000)
+		return;
+	*last_trim = now;
+	malloc_trim(0);
+#endif
 }
 
 /*
@@ -1007,6 +1032,7 @@ webhook_worker_main(Datum arg)
 	TimestampTz next_poll = 0;
 	TimestampTz next_sweep;
 	TimestampTz next_purge = 0;
+	TimestampTz last_trim = 0;
 	bool		purge_more = false;
 	bool		swept_all = false;
 	bool		more = false;
@@ -1086,6 +1112,8 @@ webhook_worker_main(Datum arg)
 		}
 		for (int i = 0; i < n; i++)
 			finish_job((Job *) finished[i]->owner, codes[i]);
+		if (idle_published && !latch_set && n == 0)
+			give_back_memory(&last_trim);
 
 		if (ConfigReloadPending)
 		{
