@@ -71,6 +71,8 @@ PG_FUNCTION_INFO_V1(webhook_capture_flush);
 
 /* Rows given to table_multi_insert at once. */
 #define MULTI_INSERT_ROWS 1000
+/* Flushes of at least this many rows write through a bulk-insert ring. */
+#define BULK_INSERT_ROWS 1000
 
 /* The columns of webhook_events that capture writes. */
 enum
@@ -251,9 +253,12 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			nslots = Min(n, MULTI_INSERT_ROWS);
+	MemoryContext old;
 	int			att[EV_NATTS];	/* 0-based column numbers */
 	static const char *const names[EV_NATTS] = {"id", "type", "data", "occurred_at",
 	"ordering_key", "dispatched"};
+	static const Oid types_of[EV_NATTS] = {INT8OID, TEXTOID, JSONOID, TIMESTAMPTZOID,
+	TEXTOID, BOOLOID};
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "webhook_capture: table webhook_events is missing");
@@ -266,9 +271,28 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 			if (!TupleDescAttr(desc, a)->attisdropped &&
 				strcmp(NameStr(TupleDescAttr(desc, a)->attname), names[k]) == 0)
 				att[k] = a;
-		if (att[k] < 0)
-			elog(ERROR, "webhook_capture: column webhook_events.%s is missing", names[k]);
+		if (att[k] < 0 || TupleDescAttr(desc, att[k])->atttypid != types_of[k])
+			elog(ERROR, "webhook_capture: column webhook_events.%s is missing or of another type",
+				 names[k]);
 	}
+	/* the table is as insert_events knows it: no other column to compute */
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute fa = TupleDescAttr(desc, a);
+		bool		known = false;
+
+		for (int k = 0; k < EV_NATTS; k++)
+			known |= att[k] == a;
+		if (known || fa->attisdropped)
+			continue;
+		if (fa->atthasdef || fa->attnotnull || fa->attgenerated)
+			elog(ERROR, "webhook_capture: column webhook_events.%s has a default or constraint capture does not know",
+				 NameStr(fa->attname));
+	}
+	if (rel->trigdesc && (rel->trigdesc->trig_insert_before_row ||
+						  rel->trigdesc->trig_insert_after_row ||
+						  rel->trigdesc->trig_insert_instead_row))
+		elog(ERROR, "webhook_capture: webhook_events has insert triggers, which capture does not fire");
 	if (relid != events_relid)
 	{
 		/* the identity sequence, looked up once per table */
@@ -283,7 +307,8 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 	slots = palloc(sizeof(TupleTableSlot *) * nslots);
 	for (int k = 0; k < nslots; k++)
 		slots[k] = table_slot_create(rel, NULL);
-	if (n > 1)
+	/* a bulk-write ring only for large flushes: small ones stay in cache */
+	if (n >= BULK_INSERT_ROWS)
 		bistate = GetBulkInsertState();
 
 	for (int done = 0; done < n; done += nslots)
@@ -309,7 +334,11 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 			slot->tts_isnull[att[EV_KEY]] = keynulls[e];
 			ExecStoreVirtualTuple(slot);
 		}
+		/* heap_multi_insert leaves its work in the current context */
+		old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
 		table_multi_insert(rel, slots, m, cid, 0, bistate);
+		MemoryContextSwitchTo(old);
+		ResetPerTupleExprContext(estate);
 		for (int k = 0; k < m; k++)
 		{
 			List	   *recheck = ExecInsertIndexTuples(rri, slots[k], estate, false, false,
@@ -321,9 +350,13 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 	}
 
 	if (bistate)
+	{
+		table_finish_bulk_insert(rel, 0);
 		FreeBulkInsertState(bistate);
+	}
 	for (int k = 0; k < nslots; k++)
 		ExecDropSingleTupleTableSlot(slots[k]);
+	pfree(slots);
 	ExecCloseIndices(rri);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);

@@ -47,6 +47,7 @@ static SPIPlanPtr plan_fanout = NULL;
 static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
+static SPIPlanPtr plan_name_recovered = NULL;
 static SPIPlanPtr plan_endpoints = NULL;
 static SPIPlanPtr plan_purge = NULL;
 static SPIPlanPtr plan_health = NULL;
@@ -60,7 +61,7 @@ static SPIPlanPtr plan_repair = NULL;
 void
 queue_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_endpoints,
+	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_name_recovered, &plan_endpoints,
 	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock,
 	&plan_repair};
 
@@ -218,8 +219,9 @@ prepare_all(Oid ext)
 	 * alone) goes on its own.  Each of those is one request of SLOTS; the
 	 * rest of SLOTS is filled with new deliveries, which queue_claim cuts
 	 * into batches.  A new batch is named (batch_id) when its outcome is
-	 * recorded, in the same update: naming it at the claim was a second
-	 * update of every row, as costly as the claim itself.
+	 * recorded, in the same update (naming it at the claim was a second
+	 * update of every row, as costly as the claim itself), or when its
+	 * lease is recovered (plan_name_recovered).
 	 */
 	plans_claim[CLAIM_BATCH] = prepare(
 									   PROBE("p.format = 'batch'")
@@ -355,6 +357,27 @@ prepare_all(Oid ext)
 						" WHERE d.id = ANY ($1) ORDER BY d.id FOR UPDATE",
 						schema, 1, (Oid[]) {INT8ARRAYOID});
 
+	/*
+	 * A new batch is named when its outcome is recorded; one whose lease
+	 * ended first (the worker stopped while it was in flight) is named
+	 * here, before it goes back to pending, with the cut queue_claim made:
+	 * its claim's new deliveries of the endpoint in id order, batch_size at
+	 * a time.  Its retry carries the same events under the same webhook-id.
+	 */
+	plan_name_recovered = prepare(
+								  "UPDATE %1$s.webhook_deliveries d SET batch_id = b.leader"
+								  "  FROM (SELECT r.id, min(r.id) OVER (PARTITION BY r.endpoint_id, r.lease_token, r.chunk) AS leader"
+								  "          FROM (SELECT x.id, x.endpoint_id, x.lease_token,"
+								  "                       (row_number() OVER (PARTITION BY x.endpoint_id, x.lease_token ORDER BY x.id) - 1)"
+								  "                       / (SELECT e.batch_size FROM %1$s.webhook_endpoints e WHERE e.id = x.endpoint_id) AS chunk"
+								  "                  FROM %1$s.webhook_deliveries x"
+								  "                 WHERE x.status = 'in_flight' AND x.batch_id IS NULL"
+								  "                   AND ($1 OR x.lease_until < now())"
+								  "                   AND (SELECT e.format FROM %1$s.webhook_endpoints e WHERE e.id = x.endpoint_id) = 'batch'"
+								  "               ) r) b"
+								  " WHERE d.id = b.id",
+								  schema, 1, booltype);
+
 	plan_recover = prepare(
 						   "UPDATE %1$s.webhook_deliveries"
 						   "   SET status = 'pending', lease_token = NULL, lease_until = NULL,"
@@ -485,8 +508,12 @@ queue_commit(void)
 int64
 queue_recover_leases(bool all)
 {
-	int			rc = SPI_execute_plan(plan_recover, (Datum[]) {BoolGetDatum(all)}, NULL, false, 0);
-	int64		n = (int64) SPI_processed;
+	int			rc;
+	int64		n;
+
+	run_plan(plan_name_recovered, (Datum[]) {BoolGetDatum(all)}, SPI_OK_UPDATE, "naming recovered batches");
+	rc = SPI_execute_plan(plan_recover, (Datum[]) {BoolGetDatum(all)}, NULL, false, 0);
+	n = (int64) SPI_processed;
 
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "webhook: lease recovery failed: %s", SPI_result_code_string(rc));

@@ -102,7 +102,7 @@ typedef struct Job
 	Oid			installation;	/* pg_extension OID when claimed */
 	bool		probe;			/* the single request to an open circuit */
 	bool		held;			/* counted in the worker's per-endpoint counts */
-	bool		batch_new;		/* a batch of new deliveries, named at claim */
+	bool		batch_new;		/* a batch of new deliveries, named when recorded */
 	int			attempt;
 	char	   *body;
 	size_t		bodylen;

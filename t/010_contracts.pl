@@ -201,6 +201,29 @@ is(sql(qq{SELECT string_agg(cardinality(delivery_ids)::text, ',' ORDER BY cardin
 is(sql(qq{SELECT count(DISTINCT d) FROM webhook_attempts a, unnest(a.delivery_ids) d WHERE a.endpoint_id = $bat}), '7',
 	'batch: every delivery appears in an attempt');
 
+# a batch in flight when its worker stops is retried whole by the next
+# worker: the same events under the same webhook-id
+my $brec = endpoint('brec', 'hang', q{format => 'batch', batch_size => 3});
+sql(q{BEGIN; SELECT webhook_publish('brec.item', jsonb_build_object('i', i)) FROM generate_series(1, 5) i; COMMIT;});
+wait_requests('brec', 2);
+my $wpid = worker_pid($node);
+sql(qq{SELECT webhook_update_endpoint($brec, url => '$u/brec/ok')});
+is(sql("SELECT pg_terminate_backend($wpid)"), 't', 'recovered batch: worker stopped with two batches in flight');
+$reqs = wait_requests('brec', 4);
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 5 FROM webhook_deliveries WHERE endpoint_id = $brec AND status = 'delivered'")
+  or die 'recovered batch deliveries';
+$reqs = requests_to('brec');
+my %brec_events;
+for my $r (@$reqs)
+{
+	push @{ $brec_events{ $r->{headers}{'webhook-id'} } },
+	  join ',', map { $_->{id} } @{ decode_json($r->{body})->{events} };
+}
+is(scalar @$reqs, 4, 'recovered batch: two batches, each sent twice');
+ok((keys %brec_events) == 2 && !grep({ @$_ != 2 || $_->[0] ne $_->[1] } values %brec_events),
+	'recovered batch: each sent again with the same events under the same webhook-id');
+
 # a batch of one with a source of its own
 endpoint('bsrc', 'ok', q{format => 'batch', batch_size => 1, source => 'shop-db'});
 publish('bsrc.one', '{"x": 1}');
