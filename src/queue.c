@@ -508,15 +508,12 @@ queue_commit(void)
 int64
 queue_recover_leases(bool all)
 {
-	int			rc;
+	Datum		args[1] = {BoolGetDatum(all)};
 	int64		n;
 
-	run_plan(plan_name_recovered, (Datum[]) {BoolGetDatum(all)}, SPI_OK_UPDATE, "naming recovered batches");
-	rc = SPI_execute_plan(plan_recover, (Datum[]) {BoolGetDatum(all)}, NULL, false, 0);
+	run_plan(plan_name_recovered, args, SPI_OK_UPDATE, "naming recovered batches");
+	run_plan(plan_recover, args, SPI_OK_UPDATE, "lease recovery");
 	n = (int64) SPI_processed;
-
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "webhook: lease recovery failed: %s", SPI_result_code_string(rc));
 	run_plan(plan_repair, NULL, SPI_OK_UPDATE, "repairing ordering keys");
 	return n;
 }

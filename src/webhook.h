@@ -63,6 +63,8 @@ extern void webhook_arm_wake(bool config_changed);
 
 /* capture.c */
 extern void capture_init(void);
+
+/* api.c */
 extern bool valid_event_type(const char *s, bool pattern);
 
 /* worker.c */

@@ -311,18 +311,14 @@ wake_helper(void)
  * After a burst, gives the memory it freed back to the system: batch bodies
  * and claimed rows of a busy period are freed, but glibc keeps the heap
  * they grew (tens of MB after a run of large batches) for the life of the
- * process.  Called after a whole wait with nothing to do, at most every
- * TRIM_INTERVAL_MS, so never on the way from a commit to its request.
+ * process.  The worker calls it after a whole wait with nothing to do, at
+ * most every TRIM_INTERVAL_MS, so never on the way from a commit to its
+ * request.
  */
 static void
-give_back_memory(TimestampTz *last_trim)
+give_back_memory(void)
 {
 #ifdef __GLIBC__
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (now < *last_trim + (TimestampTz) TRIM_INTERVAL_MS * 1000)
-		return;
-	*last_trim = now;
 	malloc_trim(0);
 #endif
 }
@@ -1032,7 +1028,7 @@ webhook_worker_main(Datum arg)
 	TimestampTz next_poll = 0;
 	TimestampTz next_sweep;
 	TimestampTz next_purge = 0;
-	TimestampTz last_trim = 0;
+	TimestampTz next_trim = 0;
 	bool		purge_more = false;
 	bool		swept_all = false;
 	bool		more = false;
@@ -1112,8 +1108,6 @@ webhook_worker_main(Datum arg)
 		}
 		for (int i = 0; i < n; i++)
 			finish_job((Job *) finished[i]->owner, codes[i]);
-		if (idle_published && !latch_set && n == 0)
-			give_back_memory(&last_trim);
 
 		if (ConfigReloadPending)
 		{
@@ -1135,6 +1129,12 @@ webhook_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (latch_set)
 			wake_pending = true;
+		/* a whole wait with nothing to do: memory of the last burst goes back */
+		if (idle_published && !latch_set && n == 0 && now >= next_trim)
+		{
+			give_back_memory();
+			next_trim = now + (TimestampTz) TRIM_INTERVAL_MS * 1000;
+		}
 		if (helper == NULL && helper_next_start != 0 && now >= helper_next_start && installed)
 			(void) helper_running();
 		/* Claim only when short of work; record whenever outcomes wait. */
