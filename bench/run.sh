@@ -92,7 +92,7 @@ rss_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }   # private memory, 
 # Waits until every delivery to endpoint $1 (default nginx) is finished.
 wait_drained() {
   local deadline=$((SECONDS + 900))
-  until [ "$(psql_ -c "SELECT NOT EXISTS (SELECT 1 FROM webhook_events WHERE NOT dispatched)
+  until [ "$(psql_ -c "SELECT NOT EXISTS (SELECT 1 FROM webhook_fanout_queue)
                          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending','in_flight') AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE name = '${1:-nginx}'))")" = t ]; do
     [ $SECONDS -lt $deadline ] || { echo "timed out waiting for deliveries" >&2; exit 1; }
     sleep 0.2
@@ -142,7 +142,7 @@ BATCH=$(printf '%s\n' "${brates_b[@]}" | median); CPU_B=$(printf '%s\n' "${cpus_
 # 4. backlog: BACKLOG deliveries waiting (scheduled for a retry tomorrow) on
 # another active endpoint, then the same run: claiming must stay index-driven.
 psql_ -c "SELECT webhook_create_endpoint('backlog', 'http://127.0.0.1:$NGPORT/backlog', event_types => '{backlog.*}')" >/dev/null
-psql_ -c "INSERT INTO webhook_events (type, data, dispatched) SELECT 'backlog.x', '{}', true FROM generate_series(1, $BACKLOG)"
+psql_ -c "INSERT INTO webhook_events (type, data) SELECT 'backlog.x', '{}' FROM generate_series(1, $BACKLOG)"
 psql_ -c "INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at) SELECT e.id, (SELECT id FROM webhook_endpoints WHERE name = 'backlog'), now() + interval '1 day' FROM webhook_events e WHERE e.type = 'backlog.x'"
 # the setup's own writes are flushed first, so the runs below do not pay
 # for a checkpoint of a million inserted rows

@@ -77,7 +77,7 @@ PG_FUNCTION_INFO_V1(webhook_capture_flush);
 /* The columns of webhook_events that capture writes. */
 enum
 {
-	EV_ID, EV_TYPE, EV_DATA, EV_OCCURRED, EV_KEY, EV_DISPATCHED, EV_NATTS
+	EV_ID, EV_TYPE, EV_DATA, EV_OCCURRED, EV_KEY, EV_NATTS
 };
 static Oid	events_relid = InvalidOid;
 static Oid	events_seq = InvalidOid;	/* its identity sequence */
@@ -222,48 +222,114 @@ discard_buffer(void)
 	buf_bytes = 0;
 }
 
+/* A table written as COPY writes rows, and its rows' slots. */
+typedef struct BulkTable
+{
+	Relation	rel;
+	ResultRelInfo *rri;
+	TupleTableSlot **slots;
+	int			nslots;
+	BulkInsertState bistate;	/* NULL: no bulk-write ring */
+} BulkTable;
+
+/* Opens table relname of schema nsp for bulk_write; refuses insert triggers. */
+static void
+bulk_open(BulkTable *t, const char *relname, Oid nsp, int nslots, bool ring)
+{
+	Oid			relid = get_relname_relid(relname, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "webhook_capture: table %s is missing", relname);
+	t->rel = table_open(relid, RowExclusiveLock);
+	if (t->rel->trigdesc && (t->rel->trigdesc->trig_insert_before_row ||
+							 t->rel->trigdesc->trig_insert_after_row ||
+							 t->rel->trigdesc->trig_insert_instead_row))
+		elog(ERROR, "webhook_capture: %s has insert triggers, which capture does not fire",
+			 relname);
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
+	ExecOpenIndices(t->rri, false);
+	t->nslots = nslots;
+	t->slots = palloc(sizeof(TupleTableSlot *) * nslots);
+	for (int k = 0; k < nslots; k++)
+		t->slots[k] = table_slot_create(t->rel, NULL);
+	/* a bulk-write ring only for large flushes: small ones stay in cache */
+	t->bistate = ring ? GetBulkInsertState() : NULL;
+}
+
+/* Inserts the first m slots' rows: heap pages a few rows at a time, then indexes. */
+static void
+bulk_write(BulkTable *t, int m, EState *estate, CommandId cid)
+{
+	MemoryContext old;
+
+	/* heap_multi_insert leaves its work in the current context */
+	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	table_multi_insert(t->rel, t->slots, m, cid, 0, t->bistate);
+	MemoryContextSwitchTo(old);
+	ResetPerTupleExprContext(estate);
+	for (int k = 0; k < m; k++)
+	{
+		List	   *recheck = ExecInsertIndexTuples(t->rri, t->slots[k], estate, false, false,
+													NULL, NIL);
+
+		list_free(recheck);
+		ResetPerTupleExprContext(estate);
+	}
+}
+
+static void
+bulk_close(BulkTable *t)
+{
+	if (t->bistate)
+	{
+		table_finish_bulk_insert(t->rel, 0);
+		FreeBulkInsertState(t->bistate);
+	}
+	for (int k = 0; k < t->nslots; k++)
+		ExecDropSingleTupleTableSlot(t->slots[k]);
+	pfree(t->slots);
+	ExecCloseIndices(t->rri);
+	table_close(t->rel, NoLock);
+}
+
 /*
- * Writes n events into webhook_events of schema nsp, as COPY writes rows:
- * heap pages filled several rows at a time (one WAL record per page), then
- * each row's index entries.  An INSERT through SPI cost more around each
- * row than the row itself: its plan, its executor, the table's CHECK
- * constraints compiled again for every statement, and every event copied
- * into arrays and out again.
+ * Writes n events into webhook_events of schema nsp, and their ids into
+ * webhook_fanout_queue, as COPY writes rows: heap pages filled several rows
+ * at a time (one WAL record per page), then each row's index entries.  An
+ * INSERT through SPI cost more around each row than the row itself: its
+ * plan, its executor, the table's CHECK constraints compiled again for
+ * every statement, and every event copied into arrays and out again.
  *
  * The rows are the extension's own and valid by construction, so the
  * CHECK constraints (which guard inserts made with SQL) are not evaluated:
  * types come from a prefix checked by build_capture_info, keys are at most
  * 255 bytes (capture_row), data is JSON built here, and no other column is
  * set.  Every column not written here must have a default that is
- * computed here (id, occurred_at, dispatched) or be NULL; a new column
- * with another default must be added here too.  There are no triggers on
- * webhook_events.  No permission is checked: the rows are the extension's
- * own, written by its triggers, which only those allowed may attach.
+ * computed here (id, occurred_at) or be NULL; a new column with another
+ * default must be added here too.  There are no triggers on either table.
+ * No permission is checked: the rows are the extension's own, written by
+ * its triggers, which only those allowed may attach.
  */
 static void
 insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keynulls)
 {
-	Oid			relid = get_relname_relid("webhook_events", nsp);
-	Relation	rel;
+	BulkTable	ev;
+	BulkTable	queue;
 	TupleDesc	desc;
 	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot **slots;
-	BulkInsertState bistate = NULL;
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			nslots = Min(n, MULTI_INSERT_ROWS);
-	MemoryContext old;
 	int			att[EV_NATTS];	/* 0-based column numbers */
+	int			live = 0;
 	static const char *const names[EV_NATTS] = {"id", "type", "data", "occurred_at",
-	"ordering_key", "dispatched"};
+	"ordering_key"};
 	static const Oid types_of[EV_NATTS] = {INT8OID, TEXTOID, JSONOID, TIMESTAMPTZOID,
-	TEXTOID, BOOLOID};
+	TEXTOID};
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "webhook_capture: table webhook_events is missing");
-	rel = table_open(relid, RowExclusiveLock);
-	desc = RelationGetDescr(rel);
+	bulk_open(&ev, "webhook_events", nsp, nslots, n >= BULK_INSERT_ROWS);
+	desc = RelationGetDescr(ev.rel);
 	for (int k = 0; k < EV_NATTS; k++)
 	{
 		att[k] = -1;
@@ -289,77 +355,58 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 			elog(ERROR, "webhook_capture: column webhook_events.%s has a default or constraint capture does not know",
 				 NameStr(fa->attname));
 	}
-	if (rel->trigdesc && (rel->trigdesc->trig_insert_before_row ||
-						  rel->trigdesc->trig_insert_after_row ||
-						  rel->trigdesc->trig_insert_instead_row))
-		elog(ERROR, "webhook_capture: webhook_events has insert triggers, which capture does not fire");
-	if (relid != events_relid)
+	if (RelationGetRelid(ev.rel) != events_relid)
 	{
 		/* the identity sequence, looked up once per table */
-		events_seq = getIdentitySequence(relid, att[EV_ID] + 1, false);
-		events_relid = relid;
+		events_seq = getIdentitySequence(RelationGetRelid(ev.rel), att[EV_ID] + 1, false);
+		events_relid = RelationGetRelid(ev.rel);
 	}
 
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	slots = palloc(sizeof(TupleTableSlot *) * nslots);
-	for (int k = 0; k < nslots; k++)
-		slots[k] = table_slot_create(rel, NULL);
-	/* a bulk-write ring only for large flushes: small ones stay in cache */
-	if (n >= BULK_INSERT_ROWS)
-		bistate = GetBulkInsertState();
+	/* the queue is one column, the event's id */
+	bulk_open(&queue, "webhook_fanout_queue", nsp, nslots, n >= BULK_INSERT_ROWS);
+	desc = RelationGetDescr(queue.rel);
+	for (int a = 0; a < desc->natts; a++)
+		live += !TupleDescAttr(desc, a)->attisdropped;
+	if (live != 1 || TupleDescAttr(desc, 0)->attisdropped ||
+		TupleDescAttr(desc, 0)->atttypid != INT8OID)
+		elog(ERROR, "webhook_capture: webhook_fanout_queue is not one bigint column");
 
+	estate = CreateExecutorState();
 	for (int done = 0; done < n; done += nslots)
 	{
 		int			m = Min(nslots, n - done);
 
 		for (int k = 0; k < m; k++)
 		{
-			TupleTableSlot *slot = slots[k];
+			TupleTableSlot *slot = ev.slots[k];
+			TupleTableSlot *qslot = queue.slots[k];
 			int			e = done + k;
+			Datum		id = Int64GetDatum(nextval_internal(events_seq, false));
 
 			ExecClearTuple(slot);
-			memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
-			slot->tts_values[att[EV_ID]] = Int64GetDatum(nextval_internal(events_seq, false));
+			memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+			slot->tts_values[att[EV_ID]] = id;
 			slot->tts_values[att[EV_TYPE]] = types[e];
 			slot->tts_values[att[EV_DATA]] = data[e];
 			slot->tts_values[att[EV_OCCURRED]] = TimestampTzGetDatum(now);
 			slot->tts_values[att[EV_KEY]] = keys[e];
-			slot->tts_values[att[EV_DISPATCHED]] = BoolGetDatum(false);
 			slot->tts_isnull[att[EV_ID]] = slot->tts_isnull[att[EV_TYPE]] =
-				slot->tts_isnull[att[EV_DATA]] = slot->tts_isnull[att[EV_OCCURRED]] =
-				slot->tts_isnull[att[EV_DISPATCHED]] = false;
+				slot->tts_isnull[att[EV_DATA]] = slot->tts_isnull[att[EV_OCCURRED]] = false;
 			slot->tts_isnull[att[EV_KEY]] = keynulls[e];
 			ExecStoreVirtualTuple(slot);
-		}
-		/* heap_multi_insert leaves its work in the current context */
-		old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-		table_multi_insert(rel, slots, m, cid, 0, bistate);
-		MemoryContextSwitchTo(old);
-		ResetPerTupleExprContext(estate);
-		for (int k = 0; k < m; k++)
-		{
-			List	   *recheck = ExecInsertIndexTuples(rri, slots[k], estate, false, false,
-														NULL, NIL);
 
-			list_free(recheck);
-			ResetPerTupleExprContext(estate);
+			ExecClearTuple(qslot);
+			qslot->tts_values[0] = id;
+			qslot->tts_isnull[0] = false;
+			ExecStoreVirtualTuple(qslot);
 		}
+		bulk_write(&ev, m, estate, cid);
+		bulk_write(&queue, m, estate, cid);
 	}
 
-	if (bistate)
-	{
-		table_finish_bulk_insert(rel, 0);
-		FreeBulkInsertState(bistate);
-	}
-	for (int k = 0; k < nslots; k++)
-		ExecDropSingleTupleTableSlot(slots[k]);
-	pfree(slots);
-	ExecCloseIndices(rri);
+	bulk_close(&queue);
+	bulk_close(&ev);
 	FreeExecutorState(estate);
-	table_close(rel, NoLock);
 	webhook_arm_wake(false);
 }
 

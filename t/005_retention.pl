@@ -49,7 +49,7 @@ while (time() - $t0 < 10)
 	$node->poll_query_until('postgres', qq{
 		SELECT NOT EXISTS (SELECT 1 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
 		                    WHERE e.name = 'ok' AND d.status <> 'delivered')
-		   AND NOT EXISTS (SELECT 1 FROM webhook_events WHERE NOT dispatched)})
+		   AND NOT EXISTS (SELECT 1 FROM webhook_fanout_queue)})
 	  or die "round $round not delivered";
 	if (time() - $t0 > 4)    # past the first retention periods
 	{
