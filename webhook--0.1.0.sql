@@ -1042,71 +1042,13 @@ COMMENT ON FUNCTION webhook_publish(text, jsonb, text, text) IS
   'enqueues an event in the current transaction and returns its id; a repeated idempotency_key returns the first event''s id; ordered endpoints send events of one ordering_key one after another';
 
 -- Fans committed events out into deliveries, at most lim events; returns the
--- number of events handled.  The worker calls this; it is safe to call by hand.
+-- number of events handled.  The worker runs the same statement (queue.c);
+-- it is safe to call by hand.
 CREATE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
 RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
--- PL/pgSQL so that the plan is prepared once per session (the fan-out
--- helper or the worker calls this whenever events commit), and generic:
--- planning this statement costs more than running it for a few events.
--- It is written so that a generic plan can only walk indexes: events by the
--- partial index then by primary key (= ANY of an array, never a join the
--- planner could turn into a scan), endpoints by primary key.
-DECLARE
-    n bigint;
-    lock_key constant int4 := '@extschema@.webhook_events'::regclass::oid::int4;
-BEGIN
-    -- One fan-out at a time (the worker's, its helper's, one by hand): two
-    -- running at once could each take an event of one ordering key, and the
-    -- later event's delivery could be created first.  Without wait (the
-    -- worker, whose transaction may hold row locks), -1 while one runs.
-    IF wait THEN
-        PERFORM pg_advisory_xact_lock(lock_key, 1);
-    ELSIF NOT pg_try_advisory_xact_lock(lock_key, 1) THEN
-        RETURN -1;
-    END IF;
-    WITH q AS (
-        DELETE FROM @extschema@.webhook_fanout_queue q
-         WHERE q.event_id = ANY (ARRAY(SELECT u.event_id FROM @extschema@.webhook_fanout_queue u
-                                        ORDER BY u.event_id LIMIT lim
-                                        FOR UPDATE SKIP LOCKED))
-        RETURNING q.event_id
-    ), ev AS (
-        -- the lock the deliveries' foreign key would take: an event being
-        -- deleted is waited for and skipped, as is one already gone
-        SELECT e.id, e.type, e.ordering_key FROM @extschema@.webhook_events e
-         WHERE e.id = ANY (ARRAY(SELECT q.event_id FROM q))
-           FOR KEY SHARE
-    ), m AS (
-        SELECT DISTINCT ev.id, ev.ordering_key, s.endpoint_id
-          FROM ev JOIN @extschema@.webhook_subscriptions s
-            ON (s.event_type = '*' OR s.event_type = ev.type
-                OR (s.event_type LIKE '%.*' AND starts_with(ev.type, left(s.event_type, -1))))
-           AND (s.filter IS NULL
-                OR (SELECT x.data::jsonb @> s.filter FROM @extschema@.webhook_events x WHERE x.id = ev.id))
-    ), eps AS (
-        -- the lock the deliveries' foreign key would take, taken first and
-        -- only on the endpoints that receive something: an endpoint being
-        -- deleted is waited for and then skipped, instead of failing the
-        -- insert with a foreign key violation
-        SELECT e.id, e.ordered FROM @extschema@.webhook_endpoints e
-         WHERE e.id = ANY (ARRAY(SELECT DISTINCT m.endpoint_id FROM m))
-           FOR KEY SHARE
-    ), ins AS (
-        INSERT INTO @extschema@.webhook_deliveries (event_id, endpoint_id, ordering_key)
-        SELECT m.id, m.endpoint_id,
-               CASE WHEN eps.ordered THEN @extschema@.webhook_line_key(m.ordering_key) END
-          FROM m JOIN eps ON eps.id = m.endpoint_id
-        ORDER BY 1, 2
-        ON CONFLICT DO NOTHING
-    )
-    SELECT count(*) INTO n FROM q;
-    RETURN n;
-END
-$$;
+AS 'MODULE_PATHNAME', 'webhook_fanout'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
   'creates the deliveries of up to lim committed events, one fan-out at a time (without wait: -1 while another runs); run by the worker and its fan-out helper';
 

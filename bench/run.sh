@@ -207,7 +207,7 @@ kill "$(cat "$work/nginx.pid")"; while [ -f "$work/nginx.pid" ]; do sleep 0.05; 
 sed -i "s|access_log off;|log_format t '\$msec \$http_webhook_id'; access_log $work/ng/access.log t;|" "$work/ng/nginx.conf"
 nginx -c "$work/ng/nginx.conf"
 psql_ -c "ALTER SYSTEM SET webhook.poll_interval = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
-read -r P50 P99 < <(python3 "$here/bench/latency.py" \
+read -r P50 P99 COMMIT50 < <(python3 "$here/bench/latency.py" \
   "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N")
 
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
@@ -224,6 +224,7 @@ printf '%-58s %14.2f %12s\n' "   pgbench single-row INSERT TPS: watched / plain"
 printf '%-58s %14.2f %12s\n' "   PL/pgSQL outbox trigger TPS / plain" "$TPS_P" ""
 printf '%-58s %14s %12s\n' "6. latency at idle, commit -> request: p50 (ms)" "$P50" "<= 1.5"
 printf '%-58s %14s %12s\n' "   p99 (ms)" "$P99" "<= 5"
+printf '%-58s %14s %12s\n' "   the publisher's own COMMIT within it: p50 (ms)" "$COMMIT50" ""
 printf '%-58s %14s %12s\n' "7. worker private RSS after $((N * RUNS)) deliveries (kB)" "$RSS_SMALL" ""
 printf '%-58s %14s %12s\n' "   after $TOTAL_DELIVERED deliveries (kB)" "$RSS_BIG" "+<10 MB"
 printf '%-58s %14s %12s\n' "8. worker CPU per delivery, standard format (us)" "$CPU" ""

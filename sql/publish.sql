@@ -9,6 +9,8 @@ SELECT webhook_publish('invoices.paid', '{"invoice": 7}') AS ev3 \gset
 SELECT webhook_publish('ordersx.paid', '{}') AS ev4 \gset
 -- not fanned out until the worker (here: we) runs webhook_fanout
 SELECT count(*) FROM webhook_deliveries;
+SELECT webhook_fanout(0);
+SELECT webhook_fanout(-1);
 SELECT webhook_fanout();
 SELECT webhook_fanout();
 SELECT ev.type, e.name, d.status, d.attempts

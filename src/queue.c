@@ -44,6 +44,7 @@ static Oid	ext_oid = InvalidOid;
 static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *what);
 
 static SPIPlanPtr plan_fanout = NULL;
+static Oid	fanout_lock_key = InvalidOid;	/* webhook_events' OID */
 static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
@@ -85,6 +86,55 @@ queue_installation(void)
 {
 	return ext_oid;
 }
+
+/*
+ * The fan-out: up to $1 events, oldest first, out of webhook_fanout_queue
+ * and into one delivery per matching endpoint; returns how many queue
+ * entries it took.  One statement, run by the worker and its helper (a
+ * kept generic plan) and by webhook_fanout().  It is written so that a
+ * generic plan can only walk indexes: the queue by primary key, events and
+ * endpoints by primary key (= ANY of an array, never a join the planner
+ * could turn into a scan).  Names it does not qualify (operators,
+ * starts_with, left) resolve with search_path = pg_catalog, pg_temp: the
+ * worker's, and webhook_fanout's own.
+ */
+#define FANOUT_SQL \
+	"WITH q AS (" \
+	"  DELETE FROM %1$s.webhook_fanout_queue q" \
+	"   WHERE q.event_id = ANY (ARRAY(SELECT u.event_id FROM %1$s.webhook_fanout_queue u" \
+	"                                  ORDER BY u.event_id LIMIT $1" \
+	"                                  FOR UPDATE SKIP LOCKED))" \
+	"  RETURNING q.event_id" \
+	"), ev AS (" \
+	/* the lock the deliveries' foreign key would take: an event being \
+	 * deleted is waited for and skipped, as is one already gone */ \
+	"  SELECT e.id, e.type, e.ordering_key FROM %1$s.webhook_events e" \
+	"   WHERE e.id = ANY (ARRAY(SELECT q.event_id FROM q))" \
+	"     FOR KEY SHARE" \
+	"), m AS (" \
+	"  SELECT DISTINCT ev.id, ev.ordering_key, s.endpoint_id" \
+	"    FROM ev JOIN %1$s.webhook_subscriptions s" \
+	"      ON (s.event_type = '*' OR s.event_type = ev.type" \
+	"          OR (s.event_type LIKE '%%.*' AND starts_with(ev.type, left(s.event_type, -1))))" \
+	"     AND (s.filter IS NULL" \
+	"          OR (SELECT x.data::jsonb @> s.filter FROM %1$s.webhook_events x WHERE x.id = ev.id))" \
+	"), eps AS (" \
+	/* the lock the deliveries' foreign key would take, taken first and \
+	 * only on the endpoints that receive something: an endpoint being \
+	 * deleted is waited for and then skipped, instead of failing the \
+	 * insert with a foreign key violation */ \
+	"  SELECT e.id, e.ordered FROM %1$s.webhook_endpoints e" \
+	"   WHERE e.id = ANY (ARRAY(SELECT DISTINCT m.endpoint_id FROM m))" \
+	"     FOR KEY SHARE" \
+	"), ins AS (" \
+	"  INSERT INTO %1$s.webhook_deliveries (event_id, endpoint_id, ordering_key)" \
+	"  SELECT m.id, m.endpoint_id," \
+	"         CASE WHEN eps.ordered THEN %1$s.webhook_line_key(m.ordering_key) END" \
+	"    FROM m JOIN eps ON eps.id = m.endpoint_id" \
+	"  ORDER BY 1, 2" \
+	"  ON CONFLICT DO NOTHING" \
+	")" \
+	"SELECT count(*) FROM q"
 
 /*
  * Prepares one statement, %1$s standing for the quoted extension schema.
@@ -133,7 +183,8 @@ prepare_all(Oid ext)
 	nsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	schema = quote_identifier(get_namespace_name(nsp));
 
-	plan_fanout = prepare("SELECT %1$s.webhook_fanout($1, $2)", schema, 2, (Oid[]) {INT4OID, BOOLOID});
+	plan_fanout = prepare(FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
+	fanout_lock_key = get_relname_relid("webhook_events", nsp);
 
 	/* NULL ages (retention 0) keep rows for ever */
 	plan_purge = prepare("SELECT deliveries + dead_letters + attempts + events"
@@ -537,20 +588,78 @@ queue_purge(int retention_s, int dead_retention_s, int limit)
 }
 
 /*
- * Fans out up to limit committed events; returns how many were handled.
- * Fan-outs run one at a time: with wait, this waits for one running
- * elsewhere; without, it returns -1 at once then.
+ * One fan-out at a time (the worker's, its helper's, one by hand): two
+ * running at once could each take an event of one ordering key, and the
+ * later event's delivery could be created first.  The lock is the
+ * transaction-level advisory lock pg_advisory_xact_lock(key, 1) takes, key
+ * being the OID of webhook_events.  Without wait, false at once while
+ * another transaction holds it.
  */
-int64
-queue_fanout(int limit, bool wait)
+static bool
+fanout_lock(Oid key, bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) key, 1, 2);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* The single int8 a fan-out statement returned. */
+static int64
+fanout_result(int rc)
 {
 	bool		isnull;
-	int			rc = SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit), BoolGetDatum(wait)},
-									  NULL, false, 1);
 
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "webhook: fan-out failed: %s", SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Fans out up to limit committed events; returns how many were handled.
+ * With wait, waits for a fan-out running elsewhere to commit; without
+ * (the worker, whose transaction may hold row locks), returns -1 at once.
+ */
+int64
+queue_fanout(int limit, bool wait)
+{
+	if (!fanout_lock(fanout_lock_key, wait))
+		return -1;
+	return fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
+										  NULL, false, 1));
+}
+
+/*
+ * webhook_fanout(lim, wait): the same, by hand.  Planned for each call:
+ * such calls are rare, and a kept plan would outlive a DROP EXTENSION.
+ * The function's SET search_path applies while it runs.
+ */
+PG_FUNCTION_INFO_V1(webhook_fanout);
+Datum
+webhook_fanout(PG_FUNCTION_ARGS)
+{
+	int32		limit = PG_GETARG_INT32(0);
+	bool		wait = PG_GETARG_BOOL(1);
+	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
+	Oid			events = get_relname_relid("webhook_events", nsp);
+	char	   *sql;
+	int64		n;
+
+	if (limit < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lim must not be negative")));
+	if (!OidIsValid(events))
+		elog(ERROR, "webhook: table webhook_events is missing");
+	if (!fanout_lock(events, wait))
+		PG_RETURN_INT64(-1);
+	sql = psprintf(FANOUT_SQL, quote_identifier(get_namespace_name(nsp)));
+	SPI_connect();
+	n = fanout_result(SPI_execute_with_args(sql, 1, (Oid[]) {INT4OID},
+											(Datum[]) {Int32GetDatum(limit)}, NULL, false, 1));
+	SPI_finish();
+	pfree(sql);
+	PG_RETURN_INT64(n);
 }
 
 /* Appends a datum to an array being built in CurrentMemoryContext. */
