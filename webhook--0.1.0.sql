@@ -1,9 +1,10 @@
 /* webhook--0.1.0.sql: tables, functions and views of the webhook extension.
  *
- * Data flow: writers insert into webhook_events (webhook_publish or the
- * webhook_capture trigger) in their own transaction; the worker fans each
- * committed event out into webhook_deliveries (one per matching endpoint)
- * with webhook_fanout(), claims due deliveries, sends them and records every
+ * Data flow: writers insert into webhook_events and webhook_fanout_queue
+ * (webhook_publish or the webhook_capture trigger) in their own transaction;
+ * the worker fans each committed event out into webhook_deliveries (one per
+ * matching endpoint) with the statement webhook_fanout() runs, claims due
+ * deliveries, sends them and records every
  * HTTP request in webhook_attempts.  All tables are ordinary WAL-logged
  * tables: a committed event survives any crash.
  */
@@ -552,8 +553,8 @@ SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('webhook_events', 'id
                          1 + (pg_catalog.random() * 4503599627370496)::bigint, false);
 
 -- pg_dump keeps the configuration and the queue: endpoints, subscriptions,
--- and the outbox (events and deliveries: committed events not yet sent are
--- user data), with the id counters, since webhook-id derives from the event
+-- and the outbox (events, the queue of those not fanned out yet, and
+-- deliveries: committed events not yet sent are user data), with the id counters, since webhook-id derives from the event
 -- id and receivers deduplicate on it.  webhook_attempts is a log: not dumped.
 SELECT pg_catalog.pg_extension_config_dump('webhook_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
@@ -1050,7 +1051,7 @@ AS 'MODULE_PATHNAME', 'webhook_fanout'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
-  'creates the deliveries of up to lim committed events, one fan-out at a time (without wait: -1 while another runs); run by the worker and its fan-out helper';
+  'creates the deliveries of up to lim committed events, one fan-out at a time (without wait: -1 while another runs); returns the queue entries taken; the worker and its fan-out helper run the same statement';
 
 -------------------------------------------------------------------------------
 -- Capture

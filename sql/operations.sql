@@ -55,14 +55,20 @@ UPDATE webhook_deliveries SET status = 'dead', attempts = 8, finished_at = now()
  WHERE id = :d1 + 2;
 UPDATE webhook_events SET occurred_at = now() - interval '10 days'
  WHERE id IN (SELECT event_id FROM webhook_deliveries WHERE endpoint_id = :ep);
+-- an old event not fanned out yet (still queued) is kept too
+SELECT webhook_publish('ops.queued', '{}') AS queued_ev \gset
+UPDATE webhook_events SET occurred_at = now() - interval '10 days' WHERE id = :queued_ev;
 SELECT * FROM webhook_purge('7 days');
 SELECT id - :d1 AS d, status FROM webhook_deliveries WHERE endpoint_id = :ep ORDER BY id;
 SELECT * FROM webhook_purge('7 days');
 SELECT * FROM webhook_purge('1 day', dead_letters_older_than => '0');
 SELECT * FROM webhook_purge(NULL);
 SELECT * FROM webhook_purge('-1 day');
--- the events of waiting deliveries are still there
+-- the events of waiting deliveries are still there, and the queued one
 SELECT count(*) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = :ep;
+SELECT count(*) AS queued_kept FROM webhook_events e JOIN webhook_fanout_queue q ON q.event_id = e.id
+ WHERE e.id = :queued_ev;
+SELECT webhook_fanout(100000) >= 1 AS fanned_out;
 SELECT webhook_delete_endpoint(:ep);
 
 -- States: every change is kept with its reason; enable and resume return

@@ -396,6 +396,7 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 			ExecStoreVirtualTuple(slot);
 
 			ExecClearTuple(qslot);
+			memset(qslot->tts_isnull, true, sizeof(bool) * qslot->tts_tupleDescriptor->natts);
 			qslot->tts_values[0] = id;
 			qslot->tts_isnull[0] = false;
 			ExecStoreVirtualTuple(qslot);

@@ -107,7 +107,10 @@ queue_installation(void)
 	"  RETURNING q.event_id" \
 	"), ev AS (" \
 	/* the lock the deliveries' foreign key would take: an event being \
-	 * deleted is waited for and skipped, as is one already gone */ \
+	 * deleted is waited for and skipped, as is one already gone.  Only a \
+	 * write by hand locks a queued event (retention never deletes one); \
+	 * the worker waits for it too, and if that ends in a deadlock, the \
+	 * detector costs the worker one cycle. */ \
 	"  SELECT e.id, e.type, e.ordering_key FROM %1$s.webhook_events e" \
 	"   WHERE e.id = ANY (ARRAY(SELECT q.event_id FROM q))" \
 	"     FOR KEY SHARE" \

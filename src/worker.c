@@ -290,7 +290,8 @@ session_settings(void)
 	/*
 	 * The search_path the extension's functions run with.  Every name the
 	 * worker uses is qualified; what matters is that foreign-key checks,
-	 * fired both inside webhook_fanout and by the worker's own statements,
+	 * fired by the fan-out and by the worker's other statements, and by
+	 * webhook_fanout() called by hand (it runs with this search_path),
 	 * find their cached plans made under the same search_path.  A plan made
 	 * under another one is made again, on every check.
 	 */

@@ -153,6 +153,24 @@ ok($node->safe_psql('restored', "SELECT webhook_publish('a.after', '{}') > (SELE
 	'event ids continue after the restore');
 $node->safe_psql('postgres', 'DROP DATABASE restored');
 
+# Events not fanned out yet stay queued through pg_dump and restore (a
+# database the worker does not serve keeps them queued), and are fanned out
+# there like any others
+$node->safe_psql('postgres', 'CREATE DATABASE unserved');
+$node->safe_psql('unserved', "CREATE EXTENSION webhook;
+	SELECT webhook_create_endpoint('later', 'https://later.example.com/', event_types => '{q.*}');
+	SELECT count(webhook_publish('q.waiting', jsonb_build_object('i', i))) FROM generate_series(1, 3) i");
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('unserved'), '-f', $dump ], 'pg_dump a database with queued events');
+$node->safe_psql('postgres', 'CREATE DATABASE unserved2');
+$node->command_ok([ 'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('unserved2'), '-f', $dump ],
+	'restore it in one transaction');
+my $queued = 'SELECT string_agg(e.id::text, \',\' ORDER BY e.id) FROM webhook_fanout_queue q JOIN webhook_events e ON e.id = q.event_id';
+is($node->safe_psql('unserved2', $queued), $node->safe_psql('unserved', $queued), 'the queue is restored with its events');
+is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '3', 'restored queued events are fanned out');
+is($node->safe_psql('unserved2', 'SELECT count(*) FROM webhook_deliveries'), '3', 'one delivery per restored event');
+$node->safe_psql('postgres', 'DROP DATABASE unserved');
+$node->safe_psql('postgres', 'DROP DATABASE unserved2');
+
 # DROP DATABASE is not blocked by the worker, which waits for it to return
 $node->safe_psql('app', "SELECT webhook_publish('a.hang2', '{}')
 	FROM webhook_create_endpoint('h2', '$u/h2/hang', timeout => '60s')");
