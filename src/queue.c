@@ -27,7 +27,9 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "queue.h"
 #include "storage/lock.h"
@@ -45,6 +47,7 @@ static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *wha
 
 static SPIPlanPtr plan_fanout = NULL;
 static Oid	fanout_lock_key = InvalidOid;	/* webhook_events' OID */
+static Oid	fanout_queue = InvalidOid;	/* webhook_fanout_queue's OID */
 static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
@@ -188,6 +191,7 @@ prepare_all(Oid ext)
 
 	plan_fanout = prepare(FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	fanout_lock_key = get_relname_relid("webhook_events", nsp);
+	fanout_queue = get_relname_relid("webhook_fanout_queue", nsp);
 
 	/* NULL ages (retention 0) keep rows for ever */
 	plan_purge = prepare("SELECT deliveries + dead_letters + attempts + events"
@@ -663,6 +667,76 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	SPI_finish();
 	pfree(sql);
 	PG_RETURN_INT64(n);
+}
+
+/*
+ * Dead entries of webhook_fanout_queue, as the statistics last counted them
+ * (they lag by up to a second).  The fan-out walks its primary key from the
+ * oldest entry, dead ones included, until a VACUUM removes them: after a
+ * burst of 500,000 events a step took 2.2 ms instead of 0.64 ms.  Inside a
+ * transaction begun by queue_begin.
+ */
+int64
+queue_dead_entries(void)
+{
+	PgStat_StatTabEntry *entry = OidIsValid(fanout_queue) ?
+		pgstat_fetch_stat_tabentry(fanout_queue) : NULL;
+
+	return entry ? entry->n_dead_tuples : 0;
+}
+
+/*
+ * VACUUMs webhook_fanout_queue, as PgQ's daemon vacuums its queue tables:
+ * autovacuum gets to it only once per autovacuum_naptime.  The table holds
+ * few live rows, so this takes milliseconds.  It never waits for a lock
+ * (SKIP_LOCKED: an autovacuum of it may be running) and never truncates
+ * the table, which would lock out writers while it did.  Outside any
+ * transaction; the extension's installation is the one queue_begin saw
+ * last (a table dropped since is skipped).
+ */
+void
+queue_vacuum(void)
+{
+	static MemoryContext cxt = NULL;	/* reset at each call, even after an error */
+	VacuumParams params;
+	MemoryContext old_portal = PortalContext;
+	MemoryContext old;
+	List	   *rels;
+
+	if (!OidIsValid(fanout_queue))
+		return;
+	memset(&params, 0, sizeof(params));
+	params.options = VACOPT_VACUUM | VACOPT_SKIP_LOCKED;
+	params.freeze_min_age = params.freeze_table_age = -1;
+	params.multixact_freeze_min_age = params.multixact_freeze_table_age = -1;
+	params.log_min_duration = -1;
+	params.index_cleanup = VACOPTVALUE_ENABLED;
+	params.truncate = VACOPTVALUE_DISABLED;
+	params.nworkers = -1;		/* no parallel workers */
+
+	/* vacuum() keeps what must outlive its transactions under PortalContext */
+	if (cxt == NULL)
+		cxt = AllocSetContextCreate(TopMemoryContext, "webhook vacuum", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(cxt);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	old = MemoryContextSwitchTo(cxt);
+	rels = list_make1(makeVacuumRelation(NULL, fanout_queue, NIL));
+	MemoryContextSwitchTo(old);
+	pgstat_report_activity(STATE_RUNNING, "VACUUM webhook_fanout_queue");
+	PortalContext = cxt;
+	PG_TRY();
+	{
+		vacuum(rels, &params, NULL, true);
+	}
+	PG_FINALLY();
+	{
+		PortalContext = old_portal;
+	}
+	PG_END_TRY();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextReset(cxt);
 }
 
 /* Appends a datum to an array being built in CurrentMemoryContext. */

@@ -127,6 +127,8 @@ typedef enum QueueStatus
 extern QueueStatus queue_begin(void);
 extern void queue_commit(void);
 extern void queue_forget_plans(void);
+extern int64 queue_dead_entries(void);
+extern void queue_vacuum(void);
 extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
 extern int64 queue_fanout(int limit, bool wait);

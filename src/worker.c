@@ -68,6 +68,8 @@
  * previous claim is long past and a commit is claimed at once.
  */
 #define MIN_CLAIM_GAP_US 5000
+/* The fan-out helper VACUUMs the fan-out queue once this many entries are dead. */
+#define VACUUM_QUEUE_DEAD 10000
 /* Batch and ordered endpoints are looked for at least this often. */
 #define SPECIAL_CLAIM_GAP_US 10000
 /*
@@ -1322,9 +1324,15 @@ webhook_fanout_main(Datum arg)
 
 			if (st == QUEUE_READY)
 			{
+				bool		vacuum_queue;
+
 				fanned = queue_fanout(webhook_batch_size, true);
-				queue_commit();
 				more = fanned >= webhook_batch_size;
+				/* caught up: the dead entries left behind go, if many */
+				vacuum_queue = !more && queue_dead_entries() >= VACUUM_QUEUE_DEAD;
+				queue_commit();
+				if (vacuum_queue)
+					queue_vacuum();
 			}
 			else if (st == QUEUE_BUSY)
 			{

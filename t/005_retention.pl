@@ -88,4 +88,18 @@ $node->poll_query_until('postgres', "SELECT now() - max(died_at) > interval '3 s
 is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_dead_letters WHERE event_type = 'doomed.kept'"),
 	'1', 'webhook.dead_letter_retention = 0 keeps dead letters');
 
+# The fan-out helper vacuums the fan-out queue once 10,000 of its entries
+# are dead (autovacuum, off for it here, would wait for its next round)
+$node->safe_psql('postgres', 'ALTER TABLE webhook_fanout_queue SET (autovacuum_enabled = off)');
+my $vacuums = $node->safe_psql('postgres',
+	"SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'webhook_fanout_queue'");
+$node->safe_psql('postgres',
+	"SELECT count(webhook_publish('nobody.listens', jsonb_build_object('i', i))) FROM generate_series(1, 12000) i");
+ok($node->poll_query_until('postgres', qq{
+	SELECT vacuum_count > $vacuums AND NOT EXISTS (SELECT 1 FROM webhook_fanout_queue)
+	  FROM pg_stat_user_tables WHERE relname = 'webhook_fanout_queue'}),
+	'the helper vacuumed the fan-out queue after 12,000 events went through it');
+unlike(slurp_file($node->logfile), qr/(?:ERROR|FATAL).*(?:vacuum|VACUUM)|TRAP/,
+	'and logged no error doing it');
+
 done_testing();
