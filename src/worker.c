@@ -68,8 +68,14 @@
  * previous claim is long past and a commit is claimed at once.
  */
 #define MIN_CLAIM_GAP_US 5000
-/* The fan-out helper VACUUMs the fan-out queue once this many entries are dead. */
+/*
+ * The fan-out helper VACUUMs the fan-out queue once this many entries are
+ * dead, at most once per VACUUM_QUEUE_GAP_US: dead entries a long
+ * transaction elsewhere keeps (VACUUM cannot remove them) must not make it
+ * vacuum at every step.
+ */
 #define VACUUM_QUEUE_DEAD 10000
+#define VACUUM_QUEUE_GAP_US (10 * USECS_PER_SEC)
 /* Batch and ordered endpoints are looked for at least this often. */
 #define SPECIAL_CLAIM_GAP_US 10000
 /*
@@ -1273,6 +1279,7 @@ webhook_fanout_main(Datum arg)
 	pid_t		parent;
 	volatile bool more = true;	/* a first step: commits may precede our latch */
 	TimestampTz last_step = 0;
+	TimestampTz last_vacuum = 0;
 
 	memcpy(&parent, MyBgworkerEntry->bgw_extra, sizeof(pid_t));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1282,6 +1289,8 @@ webhook_fanout_main(Datum arg)
 	pgstat_report_appname("webhook fanout");
 	session_settings();
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	/* it reads one table's dead-tuple count: no snapshot of all statistics */
+	SetConfigOption("stats_fetch_consistency", "none", PGC_USERSET, PGC_S_SESSION);
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	if (webhook_shared->worker_pid != parent)
@@ -1298,6 +1307,7 @@ webhook_fanout_main(Datum arg)
 	{
 		int			rc;
 		volatile int64 fanned = 0;
+		volatile bool vacuum_queue = false;
 		volatile long pause = 0;
 		MemoryContext oldcxt = CurrentMemoryContext;
 
@@ -1324,15 +1334,12 @@ webhook_fanout_main(Datum arg)
 
 			if (st == QUEUE_READY)
 			{
-				bool		vacuum_queue;
-
 				fanned = queue_fanout(webhook_batch_size, true);
 				more = fanned >= webhook_batch_size;
 				/* caught up: the dead entries left behind go, if many */
-				vacuum_queue = !more && queue_dead_entries() >= VACUUM_QUEUE_DEAD;
+				vacuum_queue = !more && last_step - last_vacuum >= VACUUM_QUEUE_GAP_US &&
+					queue_dead_entries() >= VACUUM_QUEUE_DEAD;
 				queue_commit();
-				if (vacuum_queue)
-					queue_vacuum();
 			}
 			else if (st == QUEUE_BUSY)
 			{
@@ -1350,8 +1357,33 @@ webhook_fanout_main(Datum arg)
 			pgstat_report_activity(STATE_IDLE, NULL);
 			pause = 1000;
 			more = true;		/* what it was woken for is still to do */
+			vacuum_queue = false;
 		}
 		PG_END_TRY();
+
+		if (vacuum_queue)
+		{
+			/*
+			 * Its own error is logged and waits for the next gap: it is no
+			 * reason to forget the plans, or to pause the fan-out.
+			 */
+			last_vacuum = last_step;
+			PG_TRY();
+			{
+				/* counts of deletes not yet sent would come back after it */
+				pgstat_report_stat(true);
+				queue_vacuum();
+			}
+			PG_CATCH();
+			{
+				MemoryContextSwitchTo(oldcxt);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				pgstat_report_activity(STATE_IDLE, NULL);
+			}
+			PG_END_TRY();
+		}
 
 		/* the worker claims what was fanned out, or what a wake-up was for */
 		if (fanned > 0 || (rc & WL_LATCH_SET))
