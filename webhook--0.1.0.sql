@@ -4,9 +4,9 @@
  * (webhook_publish or the webhook_capture trigger) in their own transaction;
  * the worker fans each committed event out into webhook_deliveries (one per
  * matching endpoint) with the statement webhook_fanout() runs, claims due
- * deliveries, sends them and records every
- * HTTP request in webhook_attempts.  All tables are ordinary WAL-logged
- * tables: a committed event survives any crash.
+ * deliveries, sends them and records every HTTP request in webhook_attempts.
+ * All tables are ordinary WAL-logged tables: a committed event survives any
+ * crash.
  */
 
 \echo Use "CREATE EXTENSION webhook" to load this file. \quit
@@ -554,8 +554,9 @@ SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('webhook_events', 'id
 
 -- pg_dump keeps the configuration and the queue: endpoints, subscriptions,
 -- and the outbox (events, the queue of those not fanned out yet, and
--- deliveries: committed events not yet sent are user data), with the id counters, since webhook-id derives from the event
--- id and receivers deduplicate on it.  webhook_attempts is a log: not dumped.
+-- deliveries: committed events not yet sent are user data), with the id
+-- counters, since webhook-id derives from the event id and receivers
+-- deduplicate on it.  webhook_attempts is a log: not dumped.
 SELECT pg_catalog.pg_extension_config_dump('webhook_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_event_types', '');

@@ -278,6 +278,43 @@ bulk_write(BulkTable *t, int m, EState *estate, CommandId cid)
 	}
 }
 
+/*
+ * Finds the n columns capture writes (names[k] of type types[k]) in att[],
+ * 0-based.  Refuses a table that is not as capture knows it: a column
+ * missing or of another type, or another column capture would have to
+ * compute (a default, NOT NULL, generated).  Columns it does not write are
+ * NULL, as an INSERT naming only its columns would leave them.
+ */
+static void
+bulk_columns(BulkTable *t, int n, const char *const *names, const Oid *types, int *att)
+{
+	TupleDesc	desc = RelationGetDescr(t->rel);
+	const char *relname = RelationGetRelationName(t->rel);
+
+	for (int k = 0; k < n; k++)
+	{
+		att[k] = -1;
+		for (int a = 0; a < desc->natts; a++)
+			if (!TupleDescAttr(desc, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(desc, a)->attname), names[k]) == 0)
+				att[k] = a;
+		if (att[k] < 0 || TupleDescAttr(desc, att[k])->atttypid != types[k])
+			elog(ERROR, "webhook_capture: column %s.%s is missing or of another type",
+				 relname, names[k]);
+	}
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute fa = TupleDescAttr(desc, a);
+		bool		known = false;
+
+		for (int k = 0; k < n; k++)
+			known |= att[k] == a;
+		if (!known && !fa->attisdropped && (fa->atthasdef || fa->attnotnull || fa->attgenerated))
+			elog(ERROR, "webhook_capture: column %s.%s has a default or constraint capture does not know",
+				 relname, NameStr(fa->attname));
+	}
+}
+
 static void
 bulk_close(BulkTable *t)
 {
@@ -307,7 +344,8 @@ bulk_close(BulkTable *t)
  * 255 bytes (capture_row), data is JSON built here, and no other column is
  * set.  Every column not written here must have a default that is
  * computed here (id, occurred_at) or be NULL; a new column with another
- * default must be added here too.  There are no triggers on either table.
+ * default must be added here too (bulk_columns refuses the table
+ * otherwise).  There are no triggers on either table.
  * No permission is checked: the rows are the extension's own, written by
  * its triggers, which only those allowed may attach.
  */
@@ -316,60 +354,27 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 {
 	BulkTable	ev;
 	BulkTable	queue;
-	TupleDesc	desc;
 	EState	   *estate;
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int			nslots = Min(n, MULTI_INSERT_ROWS);
 	int			att[EV_NATTS];	/* 0-based column numbers */
-	int			live = 0;
+	int			qatt[1];
 	static const char *const names[EV_NATTS] = {"id", "type", "data", "occurred_at",
 	"ordering_key"};
 	static const Oid types_of[EV_NATTS] = {INT8OID, TEXTOID, JSONOID, TIMESTAMPTZOID,
 	TEXTOID};
 
 	bulk_open(&ev, "webhook_events", nsp, nslots, n >= BULK_INSERT_ROWS);
-	desc = RelationGetDescr(ev.rel);
-	for (int k = 0; k < EV_NATTS; k++)
-	{
-		att[k] = -1;
-		for (int a = 0; a < desc->natts; a++)
-			if (!TupleDescAttr(desc, a)->attisdropped &&
-				strcmp(NameStr(TupleDescAttr(desc, a)->attname), names[k]) == 0)
-				att[k] = a;
-		if (att[k] < 0 || TupleDescAttr(desc, att[k])->atttypid != types_of[k])
-			elog(ERROR, "webhook_capture: column webhook_events.%s is missing or of another type",
-				 names[k]);
-	}
-	/* the table is as insert_events knows it: no other column to compute */
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute fa = TupleDescAttr(desc, a);
-		bool		known = false;
-
-		for (int k = 0; k < EV_NATTS; k++)
-			known |= att[k] == a;
-		if (known || fa->attisdropped)
-			continue;
-		if (fa->atthasdef || fa->attnotnull || fa->attgenerated)
-			elog(ERROR, "webhook_capture: column webhook_events.%s has a default or constraint capture does not know",
-				 NameStr(fa->attname));
-	}
+	bulk_columns(&ev, EV_NATTS, names, types_of, att);
 	if (RelationGetRelid(ev.rel) != events_relid)
 	{
 		/* the identity sequence, looked up once per table */
-		events_seq = getIdentitySequence(RelationGetRelid(ev.rel), att[EV_ID] + 1, false);
 		events_relid = RelationGetRelid(ev.rel);
+		events_seq = getIdentitySequence(events_relid, att[EV_ID] + 1, false);
 	}
-
-	/* the queue is one column, the event's id */
 	bulk_open(&queue, "webhook_fanout_queue", nsp, nslots, n >= BULK_INSERT_ROWS);
-	desc = RelationGetDescr(queue.rel);
-	for (int a = 0; a < desc->natts; a++)
-		live += !TupleDescAttr(desc, a)->attisdropped;
-	if (live != 1 || TupleDescAttr(desc, 0)->attisdropped ||
-		TupleDescAttr(desc, 0)->atttypid != INT8OID)
-		elog(ERROR, "webhook_capture: webhook_fanout_queue is not one bigint column");
+	bulk_columns(&queue, 1, (const char *const[]) {"event_id"}, (const Oid[]) {INT8OID}, qatt);
 
 	estate = CreateExecutorState();
 	for (int done = 0; done < n; done += nslots)
@@ -397,8 +402,8 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 
 			ExecClearTuple(qslot);
 			memset(qslot->tts_isnull, true, sizeof(bool) * qslot->tts_tupleDescriptor->natts);
-			qslot->tts_values[0] = id;
-			qslot->tts_isnull[0] = false;
+			qslot->tts_values[qatt[0]] = id;
+			qslot->tts_isnull[qatt[0]] = false;
 			ExecStoreVirtualTuple(qslot);
 		}
 		bulk_write(&ev, m, estate, cid);

@@ -688,9 +688,9 @@ queue_dead_entries(void)
 /*
  * VACUUMs webhook_fanout_queue, as PgQ's daemon vacuums its queue tables:
  * autovacuum gets to it only once per autovacuum_naptime.  The table holds
- * few live rows, so this takes milliseconds.  It never waits for a lock
- * (SKIP_LOCKED: an autovacuum of it may be running) and never truncates
- * the table, which would lock out writers while it did.  Outside any
+ * few live rows, so this takes milliseconds.  It never waits for the
+ * table's lock (SKIP_LOCKED: an autovacuum of it may be running) and never
+ * truncates the table, which would lock out writers while it did.  Outside any
  * transaction; the extension's installation is the one queue_begin saw
  * last (a table dropped since is skipped).
  */

@@ -987,6 +987,16 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	return true;
 }
 
+/* Logs the error being handled and aborts the transaction it broke. */
+static void
+log_and_abort(void)
+{
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 /*
  * After an ERROR in a unit of database work: report it, abort, forget the
  * plans and every job whose claim or outcome was rolled back (leases bring
@@ -998,9 +1008,7 @@ recover_from_error(void)
 	if (configured_sync_commit >= 0)
 		synchronous_commit = configured_sync_commit;
 	configured_sync_commit = -1;
-	EmitErrorReport();
-	FlushErrorState();
-	AbortCurrentTransaction();
+	log_and_abort();
 	queue_forget_plans();
 	drop_jobs(claimed);
 	claimed = NULL;
@@ -1008,7 +1016,6 @@ recover_from_error(void)
 	done = NULL;
 	ndone = 0;
 	endpoints_loaded = false;
-	pgstat_report_activity(STATE_IDLE, NULL);
 	/* a pause; the latch stays set for a wake-up that comes meanwhile */
 	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 }
@@ -1350,11 +1357,8 @@ webhook_fanout_main(Datum arg)
 		PG_CATCH();
 		{
 			MemoryContextSwitchTo(oldcxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
+			log_and_abort();
 			queue_forget_plans();
-			pgstat_report_activity(STATE_IDLE, NULL);
 			pause = 1000;
 			more = true;		/* what it was woken for is still to do */
 			vacuum_queue = false;
@@ -1377,10 +1381,7 @@ webhook_fanout_main(Datum arg)
 			PG_CATCH();
 			{
 				MemoryContextSwitchTo(oldcxt);
-				EmitErrorReport();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				pgstat_report_activity(STATE_IDLE, NULL);
+				log_and_abort();
 			}
 			PG_END_TRY();
 		}
