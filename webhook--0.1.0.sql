@@ -65,12 +65,12 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhook_derive_public_key(text) IS
   'the whpk_ public key of a whsk_ ed25519 secret key';
 
-CREATE FUNCTION webhook_wake()
+CREATE FUNCTION webhook_wake(events_only boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'webhook_wake'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION webhook_wake() IS
-  'wakes the delivery worker when the current transaction commits (nothing happens on abort)';
+COMMENT ON FUNCTION webhook_wake(boolean) IS
+  'wakes the delivery worker when the current transaction commits (nothing happens on abort); events_only: the transaction only enqueued events';
 
 CREATE FUNCTION webhook_config_changed()
 RETURNS trigger
@@ -1036,7 +1036,7 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO @extschema@.webhook_fanout_queue (event_id) VALUES (new_id);
-    PERFORM @extschema@.webhook_wake();
+    PERFORM @extschema@.webhook_wake(events_only => true);
     RETURN new_id;
 END
 $$;
@@ -1675,7 +1675,7 @@ REVOKE ALL ON FUNCTION
     webhook_public_key(bigint),
     webhook_define_event_type(text, text, jsonb, jsonb),
     webhook_delivery_chart(bigint, interval, interval),
-    webhook_wake(),
+    webhook_wake(boolean),
     webhook_config_changed(),
     webhook_set_state(bigint, text, text, text),
     webhook_publish(text, jsonb, text, text),

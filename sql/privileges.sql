@@ -197,7 +197,7 @@ SELECT status, count(*) FROM webhook_deliveries WHERE endpoint_id = :ep GROUP BY
 -- replays; with UPDATE on the endpoints it makes one ordered (the trigger
 -- runs with its rights and puts the queued deliveries in their lines)
 CREATE ROLE webhook_replayer;
-GRANT EXECUTE ON FUNCTION webhook_replay(bigint), webhook_requeue(bigint[], text[]), webhook_wake()
+GRANT EXECUTE ON FUNCTION webhook_replay(bigint), webhook_requeue(bigint[], text[]), webhook_wake(boolean)
     TO webhook_replayer;
 GRANT SELECT, UPDATE ON webhook_deliveries TO webhook_replayer;
 GRANT SELECT ON webhook_endpoints, webhook_events TO webhook_replayer;

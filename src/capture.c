@@ -413,7 +413,7 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 	bulk_close(&queue);
 	bulk_close(&ev);
 	FreeExecutorState(estate);
-	webhook_arm_wake(false);
+	webhook_arm_wake(false, false);
 }
 
 /*

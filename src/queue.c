@@ -129,7 +129,7 @@ queue_installation(void)
 	 * only on the endpoints that receive something: an endpoint being \
 	 * deleted is waited for and then skipped, instead of failing the \
 	 * insert with a foreign key violation */ \
-	"  SELECT e.id, e.ordered FROM %1$s.webhook_endpoints e" \
+	"  SELECT e.id, e.ordered, e.format = 'batch' AS batch FROM %1$s.webhook_endpoints e" \
 	"   WHERE e.id = ANY (ARRAY(SELECT DISTINCT m.endpoint_id FROM m))" \
 	"     FOR KEY SHARE" \
 	"), ins AS (" \
@@ -140,7 +140,11 @@ queue_installation(void)
 	"  ORDER BY 1, 2" \
 	"  ON CONFLICT DO NOTHING" \
 	")" \
-	"SELECT count(*) FROM q"
+	/* and the kinds of claim that may find what it made (ClaimKind) */ \
+	"SELECT (SELECT count(*) FROM q)," \
+	"       EXISTS (SELECT FROM eps WHERE NOT eps.batch AND NOT eps.ordered)," \
+	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
+	"       EXISTS (SELECT FROM eps WHERE eps.ordered)"
 
 /*
  * Prepares one statement, %1$s standing for the quoted extension schema.
@@ -626,14 +630,28 @@ fanout_result(int rc)
  * Fans out up to limit committed events; returns how many were handled.
  * With wait, waits for a fan-out running elsewhere to commit; without
  * (the worker, whose transaction may hold row locks), returns -1 at once.
+ * Sets *made to the kinds of claim that may find the deliveries it made,
+ * one bit (1 << ClaimKind) each.
  */
 int64
-queue_fanout(int limit, bool wait)
+queue_fanout(int limit, bool wait, uint32 *made)
 {
+	int64		n;
+
+	*made = 0;
 	if (!fanout_lock(fanout_lock_key, wait))
 		return -1;
-	return fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
-										  NULL, false, 1));
+	n = fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
+									   NULL, false, 1));
+	for (int kind = CLAIM_PLAIN; kind <= CLAIM_ORDERED; kind++)
+	{
+		bool		isnull;
+
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   2 + kind, &isnull)))
+			*made |= 1 << kind;
+	}
+	return n;
 }
 
 /*

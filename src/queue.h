@@ -131,7 +131,6 @@ extern int64 queue_dead_entries(void);
 extern void queue_vacuum(void);
 extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all);
-extern int64 queue_fanout(int limit, bool wait);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 /*
  * What the worker keeps per endpoint between cycles: requests it holds
@@ -156,6 +155,10 @@ typedef enum ClaimKind
 	CLAIM_ORDERED				/* ordered endpoints: the head of each key */
 } ClaimKind;
 
+StaticAssertDecl(CLAIMS_ALL == (1 << CLAIM_PLAIN | 1 << CLAIM_BATCH | 1 << CLAIM_ORDERED),
+				 "CLAIMS_ALL names every ClaimKind");
+
+extern int64 queue_fanout(int limit, bool wait, uint32 *made);
 extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held,
 						MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);

@@ -58,6 +58,7 @@ static object_access_hook_type prev_object_access_hook = NULL;
 static bool xact_callback_registered = false;
 static bool wake_armed = false;
 static bool config_armed = false;
+static bool claims_armed = false;
 
 void		_PG_init(void);
 
@@ -114,6 +115,7 @@ webhook_shmem_startup(void)
 		webhook_shared->fanout_pid = 0;
 		webhook_shared->worker_idle = false;
 		webhook_shared->worker_fans_out = false;
+		webhook_shared->claims_due = 0;
 		pg_atomic_init_u64(&webhook_shared->config_generation, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -248,13 +250,17 @@ _PG_init(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Sets the delivery worker's latch, if one is running.  Never ERRORs. */
+/*
+ * Sets the delivery worker's latch, if one is running, and asks it to run
+ * the given kinds of claim (claims_due).  Never ERRORs.
+ */
 void
-webhook_wake_worker(void)
+webhook_wake_worker(uint32 claims)
 {
 	if (webhook_shared == NULL)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->claims_due |= claims;
 	if (webhook_shared->worker_latch != NULL)
 		SetLatch(webhook_shared->worker_latch);
 	SpinLockRelease(&webhook_shared->mutex);
@@ -267,11 +273,13 @@ webhook_wake_worker(void)
  * worker once the events are fanned out.  Never ERRORs.
  */
 static void
-wake_fanout(void)
+wake_fanout(bool claims)
 {
 	if (webhook_shared == NULL)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
+	if (claims)
+		webhook_shared->claims_due = CLAIMS_ALL;
 	if (webhook_shared->fanout_latch != NULL && !webhook_shared->worker_idle)
 		SetLatch(webhook_shared->fanout_latch);
 	else if (webhook_shared->worker_latch != NULL)
@@ -292,14 +300,14 @@ webhook_xact_callback(XactEvent event, void *arg)
 			if (config_armed && webhook_shared)
 				pg_atomic_fetch_add_u64(&webhook_shared->config_generation, 1);
 			if (wake_armed)
-				wake_fanout();
+				wake_fanout(claims_armed);
 			if (config_armed)
-				webhook_wake_worker();
-			wake_armed = config_armed = false;
+				webhook_wake_worker(CLAIMS_ALL);
+			wake_armed = config_armed = claims_armed = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			wake_armed = config_armed = false;
+			wake_armed = config_armed = claims_armed = false;
 			break;
 		default:
 			break;
@@ -308,10 +316,15 @@ webhook_xact_callback(XactEvent event, void *arg)
 
 /*
  * Arms the worker wake-up for the end of the current transaction; with
- * config_changed, the worker also reloads endpoint settings.
+ * config_changed, the worker also reloads endpoint settings.  Without
+ * claims, the transaction only enqueued events (capture, webhook_publish):
+ * an idle worker woken for them fans them out and then looks only for the
+ * kinds of deliveries the fan-out made.  With claims, something else may
+ * have become due (a replay, a requeue, rows changed by hand): it looks
+ * for every kind.
  */
 void
-webhook_arm_wake(bool config_changed)
+webhook_arm_wake(bool config_changed, bool claims)
 {
 	if (!xact_callback_registered)
 	{
@@ -321,13 +334,18 @@ webhook_arm_wake(bool config_changed)
 	wake_armed = true;
 	if (config_changed)
 		config_armed = true;
+	if (claims)
+		claims_armed = true;
 }
 
-/* SQL: webhook_wake() wakes the worker when this transaction commits. */
+/*
+ * SQL: webhook_wake(events_only) wakes the worker when this transaction
+ * commits; events_only says that the transaction only enqueued events.
+ */
 Datum
 webhook_wake(PG_FUNCTION_ARGS)
 {
-	webhook_arm_wake(false);
+	webhook_arm_wake(false, PG_ARGISNULL(0) || !PG_GETARG_BOOL(0));
 	PG_RETURN_VOID();
 }
 
@@ -337,6 +355,6 @@ webhook_config_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "webhook_config_changed: not called by trigger manager");
-	webhook_arm_wake(true);
+	webhook_arm_wake(true, true);
 	return PointerGetDatum(NULL);
 }

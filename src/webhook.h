@@ -53,13 +53,17 @@ typedef struct WebhookShared
 	pid_t		fanout_pid;
 	bool		worker_idle;	/* nothing in flight: commits wake the worker */
 	bool		worker_fans_out;	/* ... and it fans out what woke it */
+	uint32		claims_due;		/* kinds of claim the worker should run */
 	pg_atomic_uint64 config_generation;
 } WebhookShared;
 
 extern WebhookShared *webhook_shared;
 
-extern void webhook_wake_worker(void);
-extern void webhook_arm_wake(bool config_changed);
+/* claims_due: one bit per kind of claim (1 << ClaimKind, queue.h) */
+#define CLAIMS_ALL 0x7
+
+extern void webhook_wake_worker(uint32 claims);
+extern void webhook_arm_wake(bool config_changed, bool claims);
 
 /* capture.c */
 extern void capture_init(void);

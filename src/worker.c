@@ -76,8 +76,6 @@
  */
 #define VACUUM_QUEUE_DEAD 10000
 #define VACUUM_QUEUE_GAP_US (10 * USECS_PER_SEC)
-/* Batch and ordered endpoints are looked for at least this often. */
-#define SPECIAL_CLAIM_GAP_US 10000
 /*
  * While a DROP EXTENSION is pending, cycles are tried again this often (not
  * at every finished request), and the wait is logged once it lasts this long.
@@ -304,6 +302,22 @@ session_settings(void)
 	 * under another one is made again, on every check.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+}
+
+/*
+ * The kinds of claim that wake-ups since the last call asked for
+ * (claims_due): what the helper fanned out, or everything.
+ */
+static uint32
+take_claims_due(void)
+{
+	uint32		claims;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	claims = webhook_shared->claims_due;
+	webhook_shared->claims_due = 0;
+	SpinLockRelease(&webhook_shared->mutex);
+	return claims;
 }
 
 /* Sets the fan-out helper's latch, if it runs. */
@@ -882,6 +896,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	{
 		int			room = 2 * webhook_max_connections - nqueued - http_engine_running();
 		int64		fanned = 0;
+		uint32		due = take_claims_due();
 
 		/*
 		 * Woken while idle, the worker fans out itself; busy, it leaves that
@@ -894,11 +909,16 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			 * row locks): while it runs, it takes one more step after it
 			 * for what woke the worker.
 			 */
-			fanned = queue_fanout(webhook_batch_size, false);
+			uint32		made;
+
+			fanned = queue_fanout(webhook_batch_size, false, &made);
 			if (fanned < 0 || fanned >= webhook_batch_size)
 				wake_helper();
 			fanned = Max(fanned, 0);
+			due |= made;
 		}
+		for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
+			special_due[kind] |= (due & (1 << kind)) != 0;
 
 		*more = fanned >= webhook_batch_size;
 		if (room > 0)
@@ -918,15 +938,17 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 				if ((kind == CLAIM_BATCH && !have_batch) || (kind == CLAIM_ORDERED && !have_ordered))
 					continue;
 				/*
-				 * Batch and ordered claims cost a statement each: they run
-				 * when they may find work (they found some last time, or
+				 * Batch and ordered claims cost about as much as the plain
+				 * one, which finds any delivery to the other endpoints: they
+				 * run when they may find work (they found some last time;
 				 * outcomes of theirs were just recorded: a retry, the next
-				 * of a line), and otherwise at most every
-				 * SPECIAL_CLAIM_GAP_US, which bounds how long a new
-				 * delivery to them waits.
+				 * of a line; the fan-out made deliveries of their kind; a
+				 * wake-up not only for new events asked for them; a rate
+				 * limit's tokens came back), and otherwise once per
+				 * webhook.poll_interval, for retries coming due.
 				 */
 				if (kind != CLAIM_PLAIN && !special_due[kind] &&
-					now - special_last[kind] < SPECIAL_CLAIM_GAP_US)
+					now - special_last[kind] < (TimestampTz) webhook_poll_interval * 1000)
 					continue;
 				*tail = queue_claim(kind, limit, token, held, jobs_cxt, &nclaimed);
 				special_last[kind] = now;
@@ -1163,6 +1185,9 @@ webhook_worker_main(Datum arg)
 			 (throttle_wake != 0 && now >= throttle_wake) ||
 			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
 		{
+			/* a rate limit's tokens came back: for every kind */
+			if (throttle_wake != 0 && now >= throttle_wake)
+				special_due[CLAIM_BATCH] = special_due[CLAIM_ORDERED] = true;
 			throttle_wake = 0;
 			claim = true;
 			wake_pending = false;
@@ -1314,6 +1339,7 @@ webhook_fanout_main(Datum arg)
 	{
 		int			rc;
 		volatile int64 fanned = 0;
+		volatile uint32 made = 0;
 		volatile bool vacuum_queue = false;
 		volatile long pause = 0;
 		MemoryContext oldcxt = CurrentMemoryContext;
@@ -1341,7 +1367,10 @@ webhook_fanout_main(Datum arg)
 
 			if (st == QUEUE_READY)
 			{
-				fanned = queue_fanout(webhook_batch_size, true);
+				uint32		kinds;
+
+				fanned = queue_fanout(webhook_batch_size, true, &kinds);
+				made = kinds;
 				more = fanned >= webhook_batch_size;
 				/* caught up: the dead entries left behind go, if many */
 				vacuum_queue = !more && last_step - last_vacuum >= VACUUM_QUEUE_GAP_US &&
@@ -1388,7 +1417,7 @@ webhook_fanout_main(Datum arg)
 
 		/* the worker claims what was fanned out, or what a wake-up was for */
 		if (fanned > 0 || (rc & WL_LATCH_SET))
-			webhook_wake_worker();
+			webhook_wake_worker(made);
 		if (pause > 0)
 			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, pause, PG_WAIT_EXTENSION);
 	}

@@ -97,6 +97,53 @@ $node->safe_psql('postgres', "SELECT webhook_publish('orders.fast', '{}')");
 $got = wait_received($rcv, sub { grep { $_->{body} =~ /orders\.fast/ } @{ $_[0] } }, 60, 'fast');
 ok(scalar(grep { $_->{body} =~ /orders\.fast/ } @$got), 'a commit wakes the worker (poll interval is 1 h)');
 
+# Batch and ordered endpoints are claimed only when something may be due for
+# them (each such claim costs as much as the plain one).  With a one-hour poll,
+# nothing but these reasons can send the requests below: the fan-out made
+# deliveries of their kind; a replay (a wake-up for every kind), even in the
+# transaction of an event that reaches only plain endpoints; an outcome
+# recorded on an ordered line (its next event).
+$node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('kb', '$rcv->{url}/kinds/batch/ok', event_types => '{kinds.*}',
+	                               secret => '$SECRET', format => 'batch', batch_size => 10);
+	SELECT webhook_create_endpoint('ko', '$rcv->{url}/kinds/ordered/ok', event_types => '{kinds.*}',
+	                               secret => '$SECRET', ordered => true);
+});
+my $kinds = sub {
+	my ($path, $type, $n) = @_;
+	return wait_received($rcv,
+		sub { scalar(grep { $_->{path} eq $path && $_->{body} =~ /\Q$type\E/ } @{ $_[0] }) >= $n },
+		60, "$n x $type to $path");
+};
+$node->safe_psql('postgres', "SELECT webhook_publish('kinds.one', '{}')");
+$kinds->('/kinds/batch/ok', 'kinds.one', 1);
+$got = $kinds->('/kinds/ordered/ok', 'kinds.one', 1);
+ok(scalar(grep { $_->{path} eq '/kinds/ordered/ok' && $_->{body} =~ /kinds\.one/ } @$got),
+	'a commit alone brings a batch and an ordered endpoint their event');
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 2 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+	 WHERE e.name IN ('kb', 'ko') AND d.status = 'delivered'}), 'both recorded as delivered');
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT webhook_publish('orders.mixed', '{}');
+	SELECT webhook_replay(d.id) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+	 WHERE e.name = 'kb';
+	COMMIT;
+});
+$got = $kinds->('/kinds/batch/ok', 'kinds.one', 2);
+is(scalar(grep { $_->{path} eq '/kinds/batch/ok' && $_->{body} =~ /kinds\.one/ } @$got), 2,
+	'a replay to a batch endpoint committed with an event for plain endpoints is sent');
+$node->safe_psql('postgres', q{
+	SELECT webhook_publish('kinds.line', jsonb_build_object('n', n), ordering_key => 'k')
+	  FROM generate_series(1, 3) n});
+$got = $kinds->('/kinds/ordered/ok', 'kinds.line', 3);
+is(join(',', map { decode_json($_->{body})->{data}{n} }
+		grep { $_->{path} eq '/kinds/ordered/ok' && $_->{body} =~ /kinds\.line/ } @$got),
+	'1,2,3', 'an ordered line goes on after each recorded outcome');
+$got = $kinds->('/kinds/batch/ok', 'kinds.line', 1);
+is(scalar(grep { $_->{path} eq '/kinds/batch/ok' && $_->{verified} } @$got),
+	scalar(grep { $_->{path} eq '/kinds/batch/ok' } @$got), 'batches verified');
+
 # The fan-out helper: one runs beside the worker.  Without it (terminated),
 # the worker fans out itself, bursts larger than one fan-out step included,
 # and starts a new helper.
