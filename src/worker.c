@@ -56,9 +56,16 @@
 /* How often expired leases are looked for while running. */
 #define LEASE_SWEEP_MS 30000
 #define MAX_DONE 256
-/* Retention: rows of each kind deleted per step, and the pause between steps. */
+/*
+ * Retention: rows of each kind deleted per step, and the pause between
+ * steps: a hundredth of the shorter retention, within these bounds.  A step
+ * costs about a millisecond even when it finds nothing, and a commit that
+ * arrives meanwhile waits for it: with the default ages (7 and 30 days) it
+ * runs once a minute, and a row outlives its age by at most 1 %.
+ */
 #define PURGE_LIMIT 2000
-#define PURGE_INTERVAL_MS 1000
+#define PURGE_MIN_INTERVAL_MS 1000
+#define PURGE_MAX_INTERVAL_MS 60000
 
 /*
  * Commits wake the worker (or its helper) one by one.  Under a stream of small
@@ -1042,6 +1049,20 @@ recover_from_error(void)
 	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 }
 
+/* The pause between retention steps that caught up (PURGE_LIMIT). */
+static int64
+purge_interval_ms(void)
+{
+	int64		shortest = INT_MAX;
+
+	if (webhook_retention > 0)
+		shortest = webhook_retention;
+	if (webhook_dead_letter_retention > 0)
+		shortest = Min(shortest, webhook_dead_letter_retention);
+	/* seconds / 100, in milliseconds */
+	return Max(PURGE_MIN_INTERVAL_MS, Min(PURGE_MAX_INTERVAL_MS, shortest * 10));
+}
+
 /*
  * One retention step in its own short transaction; returns the rows
  * deleted (at most PURGE_LIMIT of each kind).
@@ -1261,7 +1282,7 @@ webhook_worker_main(Datum arg)
 			PG_END_TRY();
 			MemoryContextSwitchTo(oldcxt);
 			purge_more = purged >= PURGE_LIMIT;
-			next_purge = purge_more ? now : now + (TimestampTz) PURGE_INTERVAL_MS * 1000;
+			next_purge = purge_more ? now : now + purge_interval_ms() * 1000;
 		}
 	}
 }
