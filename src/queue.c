@@ -566,9 +566,13 @@ queue_commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Returns in-flight deliveries whose lease ended (all of them if all) to pending. */
+/*
+ * Returns in-flight deliveries whose lease ended (all of them if all) to
+ * pending; returns how many.  *repaired: deliveries of ordered endpoints
+ * given their line's key (see plan_repair).
+ */
 int64
-queue_recover_leases(bool all)
+queue_recover_leases(bool all, int64 *repaired)
 {
 	Datum		args[1] = {BoolGetDatum(all)};
 	int64		n;
@@ -577,6 +581,7 @@ queue_recover_leases(bool all)
 	run_plan(plan_recover, args, SPI_OK_UPDATE, "lease recovery");
 	n = (int64) SPI_processed;
 	run_plan(plan_repair, NULL, SPI_OK_UPDATE, "repairing ordering keys");
+	*repaired = (int64) SPI_processed;
 	return n;
 }
 
@@ -684,6 +689,9 @@ webhook_fanout(PG_FUNCTION_ARGS)
 											(Datum[]) {Int32GetDatum(limit)}, NULL, false, 1));
 	SPI_finish();
 	pfree(sql);
+	/* what it made may be for any kind of claim: the worker looks for all */
+	if (n > 0)
+		webhook_arm_wake(false, true);
 	PG_RETURN_INT64(n);
 }
 

@@ -130,7 +130,7 @@ extern void queue_forget_plans(void);
 extern int64 queue_dead_entries(void);
 extern void queue_vacuum(void);
 extern Oid	queue_installation(void);
-extern int64 queue_recover_leases(bool all);
+extern int64 queue_recover_leases(bool all, int64 *repaired);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 /*
  * What the worker keeps per endpoint between cycles: requests it holds

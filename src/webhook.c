@@ -345,7 +345,7 @@ webhook_arm_wake(bool config_changed, bool claims)
 Datum
 webhook_wake(PG_FUNCTION_ARGS)
 {
-	webhook_arm_wake(false, PG_ARGISNULL(0) || !PG_GETARG_BOOL(0));
+	webhook_arm_wake(false, PG_NARGS() < 1 || PG_ARGISNULL(0) || !PG_GETARG_BOOL(0));
 	PG_RETURN_VOID();
 }
 

@@ -61,7 +61,9 @@
  * steps: a hundredth of the shorter retention, within these bounds.  A step
  * costs about a millisecond even when it finds nothing, and a commit that
  * arrives meanwhile waits for it: with the default ages (7 and 30 days) it
- * runs once a minute, and a row outlives its age by at most 1 %.
+ * runs once a minute, and a row outlives its age by about 1 % of it (by a
+ * second under 100 s), plus the wait for the worker's next wake-up while it
+ * is idle.
  */
 #define PURGE_LIMIT 2000
 #define PURGE_MIN_INTERVAL_MS 1000
@@ -327,6 +329,15 @@ take_claims_due(void)
 	return claims;
 }
 
+/* Marks the kinds of claim in claims (1 << ClaimKind) due. */
+static void
+mark_due(uint32 claims)
+{
+	for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
+		if (claims & (1 << kind))
+			special_due[kind] = true;
+}
+
 /* Sets the fan-out helper's latch, if it runs. */
 static void
 wake_helper(void)
@@ -466,6 +477,10 @@ refill_buckets(TimestampTz now)
 		else
 			h->tokens = Min(burst, h->tokens + (now - h->refilled) / 1e6 * ep->rate_limit);
 		h->refilled = now;
+		/* spent to the last token when last claimed: it may have more */
+		if (h->budget == 0 && h->tokens >= 1)
+			mark_due((ep->format == FORMAT_BATCH ? 1 << CLAIM_BATCH : 0) |
+					 (ep->ordered ? 1 << CLAIM_ORDERED : 0));
 		h->budget = Max(0, (int) h->tokens);
 		h->limited = true;
 	}
@@ -792,6 +807,14 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * a bump it misses makes the next cycle load again.
 	 */
 	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
+	/*
+	 * Likewise the kinds of claim asked for: each bit was set after the
+	 * commit it stands for, which the snapshot will therefore see.  They
+	 * are kept in special_due until a claim of their kind has run, also
+	 * across a failed cycle.
+	 */
+	if (claim)
+		mark_due(take_claims_due());
 	status = queue_begin();
 	if (status == QUEUE_BUSY)
 	{
@@ -892,18 +915,21 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 */
 	if (sweep || sweep_all)
 	{
-		int64		n = queue_recover_leases(sweep_all);
+		int64		repaired;
+		int64		n = queue_recover_leases(sweep_all, &repaired);
 
 		if (n > 0)
 			ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
 								 (long long) n)));
+		/* of any kind: for the next claim */
+		if (n > 0 || repaired > 0)
+			mark_due(CLAIMS_ALL);
 	}
 
 	if (claim)
 	{
 		int			room = 2 * webhook_max_connections - nqueued - http_engine_running();
 		int64		fanned = 0;
-		uint32		due = take_claims_due();
 
 		/*
 		 * Woken while idle, the worker fans out itself; busy, it leaves that
@@ -922,10 +948,8 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			if (fanned < 0 || fanned >= webhook_batch_size)
 				wake_helper();
 			fanned = Max(fanned, 0);
-			due |= made;
+			mark_due(made);
 		}
-		for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
-			special_due[kind] |= (due & (1 << kind)) != 0;
 
 		*more = fanned >= webhook_batch_size;
 		if (room > 0)
@@ -1039,6 +1063,8 @@ recover_from_error(void)
 	configured_sync_commit = -1;
 	log_and_abort();
 	queue_forget_plans();
+	/* whatever the failed cycle was to claim is looked for again */
+	mark_due(CLAIMS_ALL);
 	drop_jobs(claimed);
 	claimed = NULL;
 	drop_jobs(done);
@@ -1206,9 +1232,6 @@ webhook_worker_main(Datum arg)
 			 (throttle_wake != 0 && now >= throttle_wake) ||
 			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
 		{
-			/* a rate limit's tokens came back: for every kind */
-			if (throttle_wake != 0 && now >= throttle_wake)
-				special_due[CLAIM_BATCH] = special_due[CLAIM_ORDERED] = true;
 			throttle_wake = 0;
 			claim = true;
 			wake_pending = false;
