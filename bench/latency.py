@@ -14,13 +14,16 @@ The same clock_timestamp() to the moment psql hands back the reply is the
 publisher's own commit (the WAL flush it waits for, and the way back): the
 part of the latency no worker can remove.  Its median is printed third.
 
-    latency.py "psql command line" access.log N   ->  prints "p50 p99 commit_p50" in ms
+The first WARMUP events (default 0) are sent the same way but not counted.
+
+    latency.py "psql command line" access.log N [WARMUP]  ->  prints "p50 p99 commit_p50" in ms
 """
 import subprocess
 import sys
 import time
 
 psql, log, n = sys.argv[1].split(), sys.argv[2], int(sys.argv[3])
+warmup = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 p = subprocess.Popen(psql, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 f = open(log)
 f.seek(0, 2)
@@ -28,7 +31,7 @@ seen = {}
 partial = ""
 lat = []
 commit = []
-for _ in range(n):
+for i in range(warmup + n):
     p.stdin.write("SELECT 'msg_' || webhook_publish('bench.lat', '{}')"
                   " || ' ' || extract(epoch FROM clock_timestamp());\n")
     p.stdin.flush()
@@ -46,8 +49,9 @@ for _ in range(n):
             if time.monotonic() > deadline:
                 sys.exit("latency.py: no request for " + mid)
             time.sleep(0.0002)
-    lat.append((seen[mid] - float(t)) * 1000)
-    commit.append((returned - float(t)) * 1000)
+    if i >= warmup:
+        lat.append((seen[mid] - float(t)) * 1000)
+        commit.append((returned - float(t)) * 1000)
     time.sleep(0.02)
 p.stdin.close()
 p.wait()

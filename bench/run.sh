@@ -17,6 +17,7 @@ N=${N:-50000}                 # events per throughput run
 BACKLOG=${BACKLOG:-1000000}   # deliveries already waiting in the backlog run
 CAPTURE_ROWS=${CAPTURE_ROWS:-100000}
 LAT_N=${LAT_N:-200}
+LAT_WARMUP=${LAT_WARMUP:-20}  # sent first, not counted
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 PGBIN=$(pg_config --bindir)
@@ -204,6 +205,7 @@ psql_ -c "TRUNCATE webhook_events CASCADE" >/dev/null
 # idle means idle: what the runs above left for autovacuum and the
 # checkpointer is done first, so it does not land in the latency figures
 psql_ -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+sync
 
 # 6. latency at idle: commit -> request received, via nginx's log with msec times
 # (bench/latency.py publishes through one psql session, 20 ms apart)
@@ -212,7 +214,7 @@ sed -i "s|access_log off;|log_format t '\$msec \$http_webhook_id'; access_log $w
 nginx -c "$work/ng/nginx.conf"
 psql_ -c "ALTER SYSTEM SET webhook.poll_interval = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
 read -r P50 P99 COMMIT50 < <(python3 "$here/bench/latency.py" \
-  "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N")
+  "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N" "$LAT_WARMUP")
 
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
