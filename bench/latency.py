@@ -31,7 +31,7 @@ seen = {}
 partial = ""
 lat = []
 commit = []
-for i in range(warmup + n):
+for k in range(warmup + n):
     p.stdin.write("SELECT 'msg_' || webhook_publish('bench.lat', '{}')"
                   " || ' ' || extract(epoch FROM clock_timestamp());\n")
     p.stdin.flush()
@@ -49,7 +49,7 @@ for i in range(warmup + n):
             if time.monotonic() > deadline:
                 sys.exit("latency.py: no request for " + mid)
             time.sleep(0.0002)
-    if i >= warmup:
+    if k >= warmup:
         lat.append((seen[mid] - float(t)) * 1000)
         commit.append((returned - float(t)) * 1000)
     time.sleep(0.02)
