@@ -210,6 +210,12 @@ CREATE INDEX webhook_deliveries_ordering_idx
 -- Batches being retried: the other deliveries of a batch, by its first one.
 CREATE INDEX webhook_deliveries_batch_idx
     ON webhook_deliveries (batch_id) WHERE batch_id IS NOT NULL AND status = 'pending';
+-- ... and the batches due for a retry, per endpoint: the batch claim looks
+-- for them at every claim, and walking the due index instead would cost a
+-- heap visit per waiting new delivery (the whole backlog, each time).
+CREATE INDEX webhook_deliveries_batch_due_idx
+    ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE batch_id IS NOT NULL AND status = 'pending';
 -- Retention walks finished deliveries oldest first.
 CREATE INDEX webhook_deliveries_finished_idx
     ON webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
