@@ -17,7 +17,7 @@ N=${N:-50000}                 # events per throughput run
 BACKLOG=${BACKLOG:-1000000}   # deliveries already waiting in the backlog run
 CAPTURE_ROWS=${CAPTURE_ROWS:-100000}
 LAT_N=${LAT_N:-200}
-LAT_WARMUP=${LAT_WARMUP:-20}  # sent first, not counted
+LAT_WARMUP=${LAT_WARMUP:-100}  # sent first (2 s), not counted
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 PGBIN=$(pg_config --bindir)
