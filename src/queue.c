@@ -140,9 +140,8 @@ queue_installation(void)
 	"  ORDER BY 1, 2" \
 	"  ON CONFLICT DO NOTHING" \
 	")" \
-	/* and the kinds of claim that may find what it made (ClaimKind) */ \
+	/* and whether it made deliveries for the batch and the ordered claim */ \
 	"SELECT (SELECT count(*) FROM q)," \
-	"       EXISTS (SELECT FROM eps WHERE NOT eps.batch AND NOT eps.ordered)," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
 	"       EXISTS (SELECT FROM eps WHERE eps.ordered)"
 
@@ -635,8 +634,9 @@ fanout_result(int rc)
  * Fans out up to limit committed events; returns how many were handled.
  * With wait, waits for a fan-out running elsewhere to commit; without
  * (the worker, whose transaction may hold row locks), returns -1 at once.
- * Sets *made to the kinds of claim that may find the deliveries it made,
- * one bit (1 << ClaimKind) each.
+ * Sets *made to the kinds of claim besides the plain one (which runs at
+ * every claim cycle) that may find the deliveries it made, one bit
+ * (1 << ClaimKind) each.
  */
 int64
 queue_fanout(int limit, bool wait, uint32 *made)
@@ -648,12 +648,13 @@ queue_fanout(int limit, bool wait, uint32 *made)
 		return -1;
 	n = fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
 									   NULL, false, 1));
-	for (int kind = CLAIM_PLAIN; kind <= CLAIM_ORDERED; kind++)
+	/* columns 2 and 3, in ClaimKind order */
+	for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
 	{
 		bool		isnull;
 
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-									   2 + kind, &isnull)))
+									   1 + kind, &isnull)))
 			*made |= 1 << kind;
 	}
 	return n;

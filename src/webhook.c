@@ -279,7 +279,7 @@ wake_fanout(bool claims)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
 	if (claims)
-		webhook_shared->claims_due = CLAIMS_ALL;
+		webhook_shared->claims_due |= CLAIMS_ALL;
 	if (webhook_shared->fanout_latch != NULL && !webhook_shared->worker_idle)
 		SetLatch(webhook_shared->fanout_latch);
 	else if (webhook_shared->worker_latch != NULL)

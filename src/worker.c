@@ -329,13 +329,24 @@ take_claims_due(void)
 	return claims;
 }
 
-/* Marks the kinds of claim in claims (1 << ClaimKind) due. */
+/*
+ * Marks the kinds of claim in claims (1 << ClaimKind) due; the plain claim
+ * runs at every claim cycle anyway.
+ */
 static void
 mark_due(uint32 claims)
 {
 	for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
 		if (claims & (1 << kind))
 			special_due[kind] = true;
+}
+
+/* The kinds of claim that take ep's deliveries, besides the plain one. */
+static uint32
+claims_of(const Endpoint *ep)
+{
+	return (ep->format == FORMAT_BATCH ? 1 << CLAIM_BATCH : 0) |
+		(ep->ordered ? 1 << CLAIM_ORDERED : 0);
 }
 
 /* Sets the fan-out helper's latch, if it runs. */
@@ -479,8 +490,7 @@ refill_buckets(TimestampTz now)
 		h->refilled = now;
 		/* spent to the last token when last claimed: it may have more */
 		if (h->budget == 0 && h->tokens >= 1)
-			mark_due((ep->format == FORMAT_BATCH ? 1 << CLAIM_BATCH : 0) |
-					 (ep->ordered ? 1 << CLAIM_ORDERED : 0));
+			mark_due(claims_of(ep));
 		h->budget = Max(0, (int) h->tokens);
 		h->limited = true;
 	}
@@ -877,10 +887,8 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		{
 			Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
 
-			if (ep != NULL && ep->format == FORMAT_BATCH)
-				special_due[CLAIM_BATCH] = true;
-			if (ep != NULL && ep->ordered)
-				special_due[CLAIM_ORDERED] = true;
+			if (ep != NULL)
+				mark_due(claims_of(ep));
 		}
 		nchanges = fold_health(done, ndone, changes);
 
