@@ -13,7 +13,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use WebhookTest;
 
-my $node = start_node('retries', "webhook.response_limit = 1000\nwebhook.max_retry_after = '3s'\n");
+# no circuit breaker: the failing endpoints below fail 30 requests at once
+my $node = start_node('retries',
+	"webhook.response_limit = 1000\nwebhook.max_retry_after = '3s'\nwebhook.breaker_failures = 0\n");
 my $rcv = start_receiver('retries');
 my $u = $rcv->{url};
 
@@ -116,6 +118,51 @@ is(scalar(grep { $_->{path} eq '/ok' } @{ received($rcv) }), 0, 'redirect not fo
 ok(wait_status($big, 'delivered'), 'big response: delivered');
 is($node->safe_psql('postgres', "SELECT length(response_body) FROM webhook_attempts WHERE endpoint_id = $big"),
 	'1000', 'response body capped at webhook.response_limit');
+
+# Many requests' outcomes recorded together: each lands on its own
+# deliveries.  The events of four endpoints are interleaved (ids alternate),
+# so a cycle's outcomes mix them: delivered, retried, dead, and a batch
+# retried, which is named by its first delivery.
+my %mix;
+$mix{$_->[0]} = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('$_->[0]', '$u/$_->[0]/$_->[1]', event_types => '{$_->[0].*}',
+	                               secret => '$SECRET', retry_schedule => '$_->[2]' $_->[3])})
+  for ([ 'mixok', 'ok', '{1h}', '' ], [ 'mixretry', 'status/503', '{1h}', '' ],
+	[ 'mixdead', 'status/500', '{}', '' ],
+	[ 'mixbatch', 'status/502', '{1h}', ", format => 'batch', batch_size => 7" ]);
+my $mixeps = join ',', values %mix;
+$node->safe_psql('postgres', q{
+	SELECT webhook_publish(t || '.x', jsonb_build_object('i', i))
+	  FROM generate_series(1, 30) i, unnest('{mixok,mixretry,mixdead,mixbatch}'::text[]) t
+	 ORDER BY i, t});
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) = 120 FROM webhook_deliveries
+	 WHERE endpoint_id IN ($mixeps) AND attempts = 1 AND status <> 'in_flight'}),
+	'interleaved outcomes: every delivery tried once');
+is($node->safe_psql('postgres', qq{
+	SELECT string_agg(format('%s %s %s %s %s', e.name, d.status, d.last_status,
+	                         coalesce(d.last_error, '-'), d.n), ', ' ORDER BY e.name)
+	  FROM (SELECT endpoint_id, status, last_status, last_error, count(*) AS n
+	          FROM webhook_deliveries WHERE endpoint_id IN ($mixeps)
+	         GROUP BY 1, 2, 3, 4) d JOIN webhook_endpoints e ON e.id = d.endpoint_id}),
+	'mixbatch pending 502 HTTP 502 30, mixdead dead 500 HTTP 500 30, '
+	  . 'mixok delivered 200 - 30, mixretry pending 503 HTTP 503 30',
+	'interleaved outcomes: status, code and error each from its own request');
+is($node->safe_psql('postgres', qq{
+	SELECT count(*) FROM webhook_deliveries WHERE endpoint_id IN ($mixeps)
+	   AND (lease_token IS NOT NULL
+	        OR (finished_at IS NOT NULL) <> (status IN ('delivered', 'dead'))
+	        OR (status = 'pending' AND next_attempt_at < now() + interval '30 min'))}),
+	'0', 'interleaved outcomes: leases cleared, finished and retry times set by status');
+is($node->safe_psql('postgres', qq{
+	SELECT count(*) FILTER (WHERE d.batch_id = a.delivery_ids[1]) || '/' || count(*)
+	  FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = ANY (a.delivery_ids)
+	 WHERE a.endpoint_id = $mix{mixbatch}}),
+	'30/30', 'interleaved outcomes: each failed batch named by its own first delivery');
+is($node->safe_psql('postgres', qq{
+	SELECT count(*) FROM webhook_deliveries
+	 WHERE endpoint_id IN ($mix{mixok}, $mix{mixretry}, $mix{mixdead}) AND batch_id IS NOT NULL}),
+	'0', 'interleaved outcomes: only batches are named');
 
 # nothing left in flight
 is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_deliveries WHERE status = 'in_flight'"),
