@@ -300,15 +300,6 @@ session_settings(void)
 	 * the life of the worker and would grow with the table.
 	 */
 	SetConfigOption("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION);
-	/*
-	 * Likewise every ordered read (the oldest due deliveries first) is
-	 * meant to come in order from its index.  A generic plan made from
-	 * statistics taken while few deliveries waited could instead read all
-	 * of an endpoint's waiting deliveries through another index and sort
-	 * them, at every claim: seen after an ANALYZE between two runs of the
-	 * benchmark, 132,600 rows read and sorted on disk per claim.
-	 */
-	SetConfigOption("enable_sort", "off", PGC_USERSET, PGC_S_SESSION);
 	/* short statements, run thousands of times: never worth compiling */
 	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 	/*
