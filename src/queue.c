@@ -1027,11 +1027,6 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 	return head;
 }
 
-/*
- * Writes the outcome of every job in the list: its deliveries' rows (only
- * where the lease token still matches) and one webhook_attempts row per
- * request.
- */
 /* A delivery whose outcome queue_record passes: its id and its request. */
 typedef struct Outcome
 {
@@ -1048,6 +1043,11 @@ outcome_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * Writes the outcome of every job in the list: its deliveries' rows (only
+ * where the lease token still matches) and one webhook_attempts row per
+ * request.
+ */
 void
 queue_record(Job *done)
 {
@@ -1064,11 +1064,12 @@ queue_record(Job *done)
 	for (Job *j = done; j != NULL; j = j->next)
 	{
 		bool		is_batch = strncmp(j->msg_id, "msg_batch_", 10) == 0;
-		int16		status = strcmp(j->new_status, "pending") == 0 ? 0 :
-			strcmp(j->new_status, "delivered") == 0 ? 1 : 2;
+		int16		status;
 
 		if (j->installation != ext_oid)
 			continue;			/* claimed before a DROP EXTENSION */
+		status = strcmp(j->new_status, "pending") == 0 ? 0 :
+			strcmp(j->new_status, "delivered") == 0 ? 1 : 2;
 		nrequests++;
 		for (int k = 0; k < j->ndeliveries; k++)
 			out[nout++] = (Outcome) {j->delivery_ids[k], nrequests};
