@@ -99,7 +99,8 @@ SELECT webhook_unwatch('orders');
 CREATE TRIGGER wrong BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('x', 'all');
 INSERT INTO orders (id, customer) VALUES (10, 'x');
 DROP TRIGGER wrong ON orders;
--- captured events skip webhook_events' CHECK constraints: a prefix is checked
+-- captured events skip webhook_events' CHECK constraints: a trigger attached
+-- by hand is refused before its prefix is even read
 CREATE TRIGGER wrong AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION webhook_capture('Bad Prefix', 'all');
 INSERT INTO orders (id, customer) VALUES (10, 'x');
 DROP TRIGGER wrong ON orders;
@@ -109,24 +110,72 @@ DROP TABLE "Bad Name";
 SELECT webhook_delete_endpoint(:ep);
 
 -- Privileges: a writer with no rights on the webhook tables still emits
--- events; a table owner without EXECUTE cannot attach the capture trigger
--- (it could otherwise forge events of any type).
+-- events.  A table owner may attach the capture trigger (EXECUTE is
+-- PUBLIC's, as adding a partition to a watched table needs it), but it
+-- runs only where webhook_watch installed it: no forged events.
 CREATE ROLE webhook_writer;
 CREATE TABLE writer_orders (id int PRIMARY KEY, note text);
 SELECT webhook_watch('writer_orders');
 GRANT INSERT ON writer_orders TO webhook_writer;
 CREATE TABLE writer_own (id int);
 ALTER TABLE writer_own OWNER TO webhook_writer;
+CREATE TABLE writer_mine (id int);
+ALTER TABLE writer_mine OWNER TO webhook_writer;
+SELECT webhook_watch('writer_mine');
 SET ROLE webhook_writer;
 INSERT INTO writer_orders VALUES (1, 'by a plain role');
 SELECT count(*) FROM webhook_events;
 CREATE TRIGGER forge AFTER INSERT ON writer_own
     FOR EACH ROW EXECUTE FUNCTION webhook_capture('invoice', 'all');
-CREATE TRIGGER forge AFTER INSERT ON writer_own
+CREATE TRIGGER forge_flush AFTER INSERT ON writer_own
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_capture_flush();
+INSERT INTO writer_own VALUES (1);
+-- nor under the name webhook_watch gives it
+DROP TRIGGER forge ON writer_own;
+CREATE TRIGGER webhook_capture AFTER INSERT ON writer_own
+    FOR EACH ROW EXECUTE FUNCTION webhook_capture('invoice', 'all');
+INSERT INTO writer_own VALUES (1);
+-- nor by registering it (row security: only its own tables, and no grant)
+INSERT INTO webhook_watches (tbl, trigger_args) VALUES ('writer_own', '{invoice,all}');
+-- the owner of a watched table cannot change what its trigger emits
+INSERT INTO writer_mine VALUES (1);
+DROP TRIGGER webhook_capture ON writer_mine;
+CREATE TRIGGER webhook_capture AFTER INSERT ON writer_mine
+    FOR EACH ROW EXECUTE FUNCTION webhook_capture('invoice', 'all');
+INSERT INTO writer_mine VALUES (2);
 RESET ROLE;
-SELECT type, data FROM webhook_events WHERE type = 'writer_orders.created';
-DROP TABLE writer_orders, writer_own;
+SELECT type, data FROM webhook_events WHERE type IN ('writer_orders.created', 'writer_mine.created', 'invoice.created');
+-- an administrator sees every capture trigger, and which capture accepts
+SELECT table_name, owner, event_prefix, columns_mode, trigger_name, flush_triggers, registered
+  FROM webhook_watched_tables WHERE table_name::text LIKE 'writer%' ORDER BY 1::text;
+-- and webhook_unwatch removes any of them, whatever their names
+SELECT webhook_unwatch('writer_own');
+SELECT webhook_unwatch('writer_mine');
+SELECT tgname FROM pg_trigger WHERE tgrelid IN ('writer_own'::regclass, 'writer_mine'::regclass);
+SELECT count(*) FROM webhook_watches WHERE tbl IN ('writer_own'::regclass, 'writer_mine'::regclass);
+DROP TABLE writer_orders, writer_own, writer_mine;
+
+-- The owner of a watched partitioned table adds, attaches and detaches
+-- partitions (the cloned trigger needs EXECUTE on webhook_capture), and
+-- the new partitions capture.
+CREATE TABLE inv (id int, region text) PARTITION BY LIST (region);
+ALTER TABLE inv OWNER TO webhook_writer;
+GRANT CREATE ON SCHEMA public TO webhook_writer;
+SELECT webhook_watch('public.inv');
+SET ROLE webhook_writer;
+CREATE TABLE public.inv_us PARTITION OF public.inv FOR VALUES IN ('us');
+CREATE TABLE inv_eu (id int, region text);
+ALTER TABLE inv ATTACH PARTITION inv_eu FOR VALUES IN ('eu');
+INSERT INTO inv VALUES (1, 'us'), (2, 'eu');
+INSERT INTO inv_us VALUES (3, 'us');
+ALTER TABLE inv DETACH PARTITION inv_eu;
+INSERT INTO inv_eu VALUES (4, 'eu');
+RESET ROLE;
+SELECT type, data->>'table' AS tbl, data->'new'->>'id' AS id FROM webhook_events
+ WHERE type LIKE 'inv.%' ORDER BY id;
+SELECT table_name, owner, partitions, registered FROM webhook_watched_tables WHERE table_name = 'inv'::regclass;
+DROP TABLE inv, inv_eu;
+REVOKE CREATE ON SCHEMA public FROM webhook_writer;
 DROP ROLE webhook_writer;
 
 -- Partitioned tables: writes through the parent and straight into a

@@ -27,7 +27,8 @@ SELECT count(*) AS relations,
   FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'webhook')
    AND d.deptype = 'e' AND d.classid = 'pg_class'::regclass;
--- PUBLIC may execute only pure helpers (validation and signing)
+-- PUBLIC may execute only pure helpers (validation and signing) and the
+-- capture triggers (which run only where webhook_watch registered them)
 SELECT p.oid::regprocedure::text AS executable_by_public
   FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid,
        aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a

@@ -61,6 +61,10 @@
 #include "utils/typcache.h"
 #include "utils/relcache.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "utils/fmgroids.h"
 
 PG_FUNCTION_INFO_V1(webhook_capture);
 PG_FUNCTION_INFO_V1(webhook_capture_flush);
@@ -554,6 +558,86 @@ buffer_event(Oid nsp, const char *type, const char *data, int len, const char *k
 }
 
 /* Decides how each column is written and which columns are included. */
+/*
+ * Refuses a capture trigger that webhook_watch did not install: the
+ * trigger, or on a partition the one it was cloned from, must be named
+ * webhook_capture and sit on a table webhook_watches registers with
+ * exactly its arguments.  Read without a permission check or row security
+ * (the writer has no rights on the table).  ERRORs.
+ */
+static void
+check_registered(Trigger *tg, Relation rel, Oid nsp)
+{
+	Oid			root = RelationGetRelid(rel);
+	char	   *name = tg->tgname;
+	Oid			watches = get_relname_relid("webhook_watches", nsp);
+	Oid			watches_pkey = get_relname_relid("webhook_watches_pkey", nsp);
+	bool		ok = false;
+	Relation	wrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	/*
+	 * Version 0.1.0's schema, until ALTER EXTENSION webhook UPDATE: it has
+	 * no registry, and EXECUTE on the capture functions was PUBLIC's to
+	 * be granted only.  Writes to watched tables go on meanwhile.
+	 */
+	if (!OidIsValid(watches) || !OidIsValid(watches_pkey))
+		return;
+	if (tg->tgisclone)
+	{
+		Relation	trel = table_open(TriggerRelationId, AccessShareLock);
+		Oid			next = tg->tgoid;
+
+		while (OidIsValid(next))
+		{
+			Form_pg_trigger f;
+
+			ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+						ObjectIdGetDatum(next));
+			scan = systable_beginscan(trel, TriggerOidIndexId, true, NULL, 1, &key);
+			tup = systable_getnext(scan);
+			if (!HeapTupleIsValid(tup))
+				elog(ERROR, "webhook_capture: trigger %u not found", next);
+			f = (Form_pg_trigger) GETSTRUCT(tup);
+			root = f->tgrelid;
+			name = pstrdup(NameStr(f->tgname));
+			next = f->tgparentid;
+			systable_endscan(scan);
+		}
+		table_close(trel, AccessShareLock);
+	}
+
+	wrel = table_open(watches, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(root));
+	scan = systable_beginscan(wrel, watches_pkey, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup) && strcmp(name, "webhook_capture") == 0)
+	{
+		bool		isnull;
+		Datum		args = heap_getattr(tup, 2, RelationGetDescr(wrel), &isnull);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(args), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		ok = !isnull && n == tg->tgnargs;
+		for (int i = 0; ok && i < n; i++)
+			ok = !nulls[i] && strcmp(TextDatumGetCString(elems[i]), tg->tgargs[i]) == 0;
+	}
+	systable_endscan(scan);
+	table_close(wrel, AccessShareLock);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("capture trigger \"%s\" on table \"%s\" was not installed by webhook_watch",
+						tg->tgname, RelationGetRelationName(rel)),
+				 errdetail("The capture trigger runs only on tables webhook_watch registered, with the arguments it gave the trigger."),
+				 errhint("Watch the table with webhook_watch(), or drop the trigger; webhook_watched_tables lists every capture trigger.")));
+}
+
 static CaptureInfo *
 build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 {
@@ -565,6 +649,8 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 	bool		listed_value = strcmp(mode, "include") == 0;
 	StringInfoData head;
 
+	ci->nsp = get_func_namespace(flinfo->fn_oid);
+	check_registered(tg, rel, ci->nsp);
 	if (!all && !listed_value && strcmp(mode, "exclude") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -572,7 +658,6 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 	ci->tgoid = tg->tgoid;
 	ci->relid = RelationGetRelid(rel);
 	ci->natts = desc->natts;
-	ci->nsp = get_func_namespace(flinfo->fn_oid);
 	ci->cols = palloc0(sizeof(Column) * desc->natts);
 	for (int i = 0; i < desc->natts; i++)
 	{

@@ -23,9 +23,13 @@
  */
 #include "webhook.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/vacuum.h"
 #include "executor/spi.h"
@@ -35,6 +39,7 @@
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/json.h"
@@ -503,10 +508,67 @@ prepare_all(Oid ext)
 	ext_oid = ext;
 }
 
+/* The version of installation ext (pg_extension.extversion), palloc'd. */
+static char *
+extension_version(Oid ext)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * Is installation ext of the version this library serves?  Otherwise it
+ * says so in one LOG line per version found, and the worker waits: its
+ * statements are written for this version's tables, and ALTER EXTENSION
+ * webhook UPDATE brings the schema to it.
+ */
+static bool
+version_served(Oid ext)
+{
+	static char logged[NAMEDATALEN] = "";
+	char	   *version = extension_version(ext);
+
+	if (version != NULL && strcmp(version, WEBHOOK_VERSION) == 0)
+	{
+		logged[0] = '\0';
+		return true;
+	}
+	if (strcmp(logged, version ? version : "?") != 0)
+	{
+		ereport(LOG,
+				(errmsg("webhook: the extension in database \"%s\" is version %s, the library serves %s; waiting for ALTER EXTENSION webhook UPDATE",
+						get_database_name(MyDatabaseId), version ? version : "?", WEBHOOK_VERSION)));
+		strlcpy(logged, version ? version : "?", sizeof(logged));
+	}
+	/* prepared for another version's tables, if at all */
+	queue_forget_plans();
+	return false;
+}
+
 /*
  * Starts a unit of work: transaction, SPI, snapshot, and returns
  * QUEUE_READY.  Otherwise the transaction is already closed again:
- * QUEUE_ABSENT when the extension is not installed in this database,
+ * QUEUE_ABSENT when the extension is not installed in this database, or
+ * not in the version this library serves (version_served),
  * QUEUE_BUSY while another transaction is dropping it.  May ERROR; the
  * caller aborts the transaction then.
  *
@@ -548,7 +610,7 @@ queue_begin(void)
 			break;
 		ext = tries == 0 ? now_ext : InvalidOid;
 	}
-	if (!OidIsValid(ext))
+	if (!OidIsValid(ext) || !version_served(ext))
 	{
 		if (OidIsValid(ext_oid))
 		{

@@ -238,6 +238,7 @@ _PG_init(void)
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = webhook_object_access;
 	capture_init();
+	redact_init();
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

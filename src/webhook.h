@@ -19,7 +19,7 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
-#define WEBHOOK_VERSION "0.1.0"
+/* WEBHOOK_VERSION comes from the Makefile's EXTVERSION. */
 #define WEBHOOK_USER_AGENT "PostgreSQL-webhook/" WEBHOOK_VERSION
 
 /* Maximum decoded key length of a whsec_ secret. */
@@ -67,6 +67,9 @@ extern void webhook_arm_wake(bool config_changed, bool claims);
 
 /* capture.c */
 extern void capture_init(void);
+
+/* redact.c */
+extern void redact_init(void);
 
 /* api.c */
 extern bool valid_event_type(const char *s, bool pattern);
