@@ -6,7 +6,7 @@ EXTVERSION = 0.2.0
 MODULE_big = webhook
 OBJS = src/webhook.o src/worker.o src/queue.o src/http.o src/sign.o \
        src/destination.o src/message.o src/capture.o src/api.o \
-       src/publish.o src/redact.o
+       src/publish.o src/redact.o src/wake.o src/launcher.o
 # webhook.sql is the current schema; each released version's install script
 # (webhook--0.1.0.sql) and every upgrade script (webhook--A--B.sql) are
 # shipped as released and never edited.

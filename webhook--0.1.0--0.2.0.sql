@@ -350,3 +350,25 @@ $$;
 COMMENT ON FUNCTION webhook_purge_step(interval, interval, integer) IS
   'deletes at most lim of each kind of expired row; run by the worker for retention';
 
+
+-------------------------------------------------------------------------------
+-- Every database that has the extension is served
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_worker_status(OUT datid oid, OUT database text, OUT state text,
+                                      OUT worker_pid integer, OUT fanout_pid integer,
+                                      OUT state_since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'webhook_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION webhook_worker_status() IS
+  'the launcher''s view of every database it looks after, from shared memory: state and worker pids';
+
+REVOKE ALL ON FUNCTION webhook_worker_status() FROM PUBLIC;
+
+-- Every database of the cluster the launcher looks after, whatever its
+-- state: served, starting, no extension, waiting for a worker slot.
+CREATE VIEW webhook_workers WITH (security_barrier) AS
+SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since
+  FROM webhook_worker_status() w;
+COMMENT ON VIEW webhook_workers IS 'one row per database the launcher looks after: served, starting, no extension, or waiting for a background worker slot, with the worker''s and fan-out helper''s pids';

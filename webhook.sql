@@ -73,6 +73,15 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION webhook_wake(boolean) IS
   'wakes the delivery worker when the current transaction commits (nothing happens on abort); events_only: the transaction only enqueued events';
 
+CREATE FUNCTION webhook_worker_status(OUT datid oid, OUT database text, OUT state text,
+                                      OUT worker_pid integer, OUT fanout_pid integer,
+                                      OUT state_since timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'webhook_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION webhook_worker_status() IS
+  'the launcher''s view of every database it looks after, from shared memory: state and worker pids';
+
 CREATE FUNCTION webhook_config_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'webhook_config_changed'
@@ -1457,6 +1466,13 @@ $$;
 COMMENT ON FUNCTION webhook_delivery_chart(bigint, interval, interval) IS
   'requests per time bucket with a text bar (# delivered, x failed) for psql; one endpoint or all (SECURITY DEFINER: counts only, grantable to an operator role)';
 
+-- Every database of the cluster the launcher looks after, whatever its
+-- state: served, starting, no extension, waiting for a worker slot.
+CREATE VIEW webhook_workers WITH (security_barrier) AS
+SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since
+  FROM webhook_worker_status() w;
+COMMENT ON VIEW webhook_workers IS 'one row per database the launcher looks after: served, starting, no extension, or waiting for a background worker slot, with the worker''s and fan-out helper''s pids';
+
 CREATE VIEW webhook_dead_letters WITH (security_barrier) AS
 SELECT d.id          AS delivery_id,
        d.endpoint_id,
@@ -1731,6 +1747,7 @@ REVOKE ALL ON FUNCTION
     webhook_define_event_type(text, text, jsonb, jsonb),
     webhook_delivery_chart(bigint, interval, interval),
     webhook_wake(boolean),
+    webhook_worker_status(),
     webhook_config_changed(),
     webhook_set_state(bigint, text, text, text),
     webhook_publish(text, jsonb, text, text),

@@ -567,8 +567,9 @@ version_served(Oid ext)
 /*
  * Starts a unit of work: transaction, SPI, snapshot, and returns
  * QUEUE_READY.  Otherwise the transaction is already closed again:
- * QUEUE_ABSENT when the extension is not installed in this database, or
- * not in the version this library serves (version_served),
+ * QUEUE_ABSENT when the extension is not installed in this database,
+ * QUEUE_OTHER_VERSION when not in the version this library serves
+ * (version_served),
  * QUEUE_BUSY while another transaction is dropping it.  May ERROR; the
  * caller aborts the transaction then.
  *
@@ -610,7 +611,7 @@ queue_begin(void)
 			break;
 		ext = tries == 0 ? now_ext : InvalidOid;
 	}
-	if (!OidIsValid(ext) || !version_served(ext))
+	if (!OidIsValid(ext))
 	{
 		if (OidIsValid(ext_oid))
 		{
@@ -619,6 +620,11 @@ queue_begin(void)
 		}
 		CommitTransactionCommand();
 		return QUEUE_ABSENT;
+	}
+	if (!version_served(ext))
+	{
+		CommitTransactionCommand();
+		return QUEUE_OTHER_VERSION;
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook: SPI_connect failed");

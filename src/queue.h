@@ -120,6 +120,7 @@ typedef struct Job
 typedef enum QueueStatus
 {
 	QUEUE_ABSENT,				/* the extension is not installed */
+	QUEUE_OTHER_VERSION,		/* ... not in the version the library serves */
 	QUEUE_BUSY,					/* a transaction is dropping it */
 	QUEUE_READY					/* a unit of work has begun */
 } QueueStatus;

@@ -1,33 +1,19 @@
 /*-------------------------------------------------------------------------
  * webhook.c
- *	  Module entry: GUCs, shared memory, worker registration, and the
- *	  commit-time wake-up of the worker.
+ *	  Module entry: the GUCs, and _PG_init.
  *
- * _PG_init does nothing but define GUCs, request shared memory and register
- * the launcher: no libcurl, no OpenSSL, no catalog access.  The library must
- * be in shared_preload_libraries because the worker and its shared state are
- * set up at postmaster start.
- *
- * A backend that enqueued an event arms a wake-up; the transaction callback
- * (registered once per backend) sets the latch of the fan-out helper (or of
- * the worker, while it is idle or no helper runs) only at COMMIT, so aborted
- * transactions never wake it.
+ * _PG_init does nothing but define GUCs, have wake.c request shared memory,
+ * install the hooks of the modules that need one (capture.c, redact.c) and
+ * register the launcher: no libcurl, no OpenSSL, no catalog access.  The
+ * library must be in shared_preload_libraries because the launcher and the
+ * shared state are set up at postmaster start.
  *-------------------------------------------------------------------------
  */
 #include "webhook.h"
 
-#include <signal.h>
-
-#include "access/xact.h"
-#include "catalog/objectaccess.h"
-#include "catalog/pg_database.h"
-#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
-#include "storage/ipc.h"
-#include "storage/lwlock.h"
-#include "storage/shmem.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -49,21 +35,8 @@ int			webhook_pause_after = 5 * 86400;
 int			webhook_dead_letter_retention = 30 * 86400;
 double		webhook_retry_jitter = 0.2;
 
-WebhookShared *webhook_shared = NULL;
-
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static object_access_hook_type prev_object_access_hook = NULL;
-
-static bool xact_callback_registered = false;
-static bool wake_armed = false;
-static bool config_armed = false;
-static bool claims_armed = false;
-
 void		_PG_init(void);
 
-PG_FUNCTION_INFO_V1(webhook_wake);
-PG_FUNCTION_INFO_V1(webhook_config_changed);
 
 /* GUC hooks for webhook.allowed_networks: parse in check, install in assign. */
 static bool
@@ -87,71 +60,6 @@ assign_allowed_networks(const char *newval, void *extra)
 	(void) destination_parse_networks(newval, NULL);
 }
 
-static void
-webhook_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(WebhookShared)));
-}
-
-static void
-webhook_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	webhook_shared = ShmemInitStruct("webhook", sizeof(WebhookShared), &found);
-	if (!found)
-	{
-		SpinLockInit(&webhook_shared->mutex);
-		webhook_shared->worker_latch = NULL;
-		webhook_shared->worker_pid = 0;
-		webhook_shared->worker_dboid = InvalidOid;
-		webhook_shared->fanout_latch = NULL;
-		webhook_shared->fanout_pid = 0;
-		webhook_shared->worker_idle = false;
-		webhook_shared->worker_fans_out = false;
-		webhook_shared->claims_due = 0;
-		pg_atomic_init_u64(&webhook_shared->config_generation, 0);
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/*
- * DROP DATABASE of the worker's database must not be blocked by the worker:
- * ask it to exit before dropdb() counts the backends still connected.  The
- * launcher waits before starting a new one.
- */
-static void
-webhook_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					  int subId, void *arg)
-{
-	if (prev_object_access_hook)
-		prev_object_access_hook(access, classId, objectId, subId, arg);
-
-	if (access == OAT_DROP && classId == DatabaseRelationId && webhook_shared)
-	{
-		pid_t		pid = 0;
-		pid_t		helper = 0;
-
-		SpinLockAcquire(&webhook_shared->mutex);
-		if (webhook_shared->worker_dboid == objectId)
-		{
-			pid = webhook_shared->worker_pid;
-			helper = webhook_shared->fanout_pid;
-		}
-		SpinLockRelease(&webhook_shared->mutex);
-		if (pid != 0)
-			kill(pid, SIGTERM);
-		if (helper != 0)
-			kill(helper, SIGTERM);
-	}
-}
-
 void
 _PG_init(void)
 {
@@ -160,6 +68,10 @@ _PG_init(void)
 	if (IsBinaryUpgrade)
 		return;
 
+	DefineCustomStringVariable("webhook.database_name",
+							   "The only database the webhook workers serve; empty: every database that has the extension.",
+							   NULL, &webhook_database_name, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("webhook.allow_http",
 							 "Allows endpoints with plain http:// URLs.",
 							 NULL, &webhook_allow_http, false,
@@ -224,19 +136,10 @@ _PG_init(void)
 				 errmsg("webhook must be loaded via shared_preload_libraries"),
 				 errhint("Add webhook to shared_preload_libraries in postgresql.conf and restart the server.")));
 
-	DefineCustomStringVariable("webhook.database_name",
-							   "Database in which the webhook worker delivers events.",
-							   NULL, &webhook_database_name, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("webhook");
 
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = webhook_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = webhook_shmem_startup;
-	prev_object_access_hook = object_access_hook;
-	object_access_hook = webhook_object_access;
+	wake_init();
 	capture_init();
 	redact_init();
 
@@ -249,113 +152,4 @@ _PG_init(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "webhook launcher");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "webhook launcher");
 	RegisterBackgroundWorker(&worker);
-}
-
-/*
- * Sets the delivery worker's latch, if one is running, and asks it to run
- * the given kinds of claim (claims_due).  Never ERRORs.
- */
-void
-webhook_wake_worker(uint32 claims)
-{
-	if (webhook_shared == NULL)
-		return;
-	SpinLockAcquire(&webhook_shared->mutex);
-	webhook_shared->claims_due |= claims;
-	if (webhook_shared->worker_latch != NULL)
-		SetLatch(webhook_shared->worker_latch);
-	SpinLockRelease(&webhook_shared->mutex);
-}
-
-/*
- * Wakes whoever fans out committed events.  An idle worker does it itself,
- * in the transaction that claims them: the shortest path from commit to
- * request.  A busy worker leaves it to the fan-out helper, which wakes the
- * worker once the events are fanned out.  Never ERRORs.
- */
-static void
-wake_fanout(bool claims)
-{
-	if (webhook_shared == NULL)
-		return;
-	SpinLockAcquire(&webhook_shared->mutex);
-	if (claims)
-		webhook_shared->claims_due |= CLAIMS_ALL;
-	if (webhook_shared->fanout_latch != NULL && !webhook_shared->worker_idle)
-		SetLatch(webhook_shared->fanout_latch);
-	else if (webhook_shared->worker_latch != NULL)
-	{
-		webhook_shared->worker_fans_out = true;
-		SetLatch(webhook_shared->worker_latch);
-	}
-	SpinLockRelease(&webhook_shared->mutex);
-}
-
-static void
-webhook_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (config_armed && webhook_shared)
-				pg_atomic_fetch_add_u64(&webhook_shared->config_generation, 1);
-			if (wake_armed)
-				wake_fanout(claims_armed);
-			if (config_armed)
-				webhook_wake_worker(CLAIMS_ALL);
-			wake_armed = config_armed = claims_armed = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			wake_armed = config_armed = claims_armed = false;
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * Arms the worker wake-up for the end of the current transaction; with
- * config_changed, the worker also reloads endpoint settings.  Without
- * claims, the transaction only enqueued events (capture, webhook_publish):
- * an idle worker woken for them fans them out and then looks only for the
- * kinds of deliveries the fan-out made.  With claims, something else may
- * have become due (a replay, a requeue, rows changed by hand): it looks
- * for every kind.
- */
-void
-webhook_arm_wake(bool config_changed, bool claims)
-{
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(webhook_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	wake_armed = true;
-	if (config_changed)
-		config_armed = true;
-	if (claims)
-		claims_armed = true;
-}
-
-/*
- * SQL: webhook_wake(events_only) wakes the worker when this transaction
- * commits; events_only says that the transaction only enqueued events.
- */
-Datum
-webhook_wake(PG_FUNCTION_ARGS)
-{
-	webhook_arm_wake(false, PG_NARGS() < 1 || PG_ARGISNULL(0) || !PG_GETARG_BOOL(0));
-	PG_RETURN_VOID();
-}
-
-/* SQL trigger: endpoint settings changed; the worker reloads at commit. */
-Datum
-webhook_config_changed(PG_FUNCTION_ARGS)
-{
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "webhook_config_changed: not called by trigger manager");
-	webhook_arm_wake(true, true);
-	return PointerGetDatum(NULL);
 }

@@ -18,6 +18,7 @@
 #include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
+#include "datatype/timestamp.h"
 
 /* WEBHOOK_VERSION comes from the Makefile's EXTVERSION. */
 #define WEBHOOK_USER_AGENT "PostgreSQL-webhook/" WEBHOOK_VERSION
@@ -42,19 +43,38 @@ extern int	webhook_pause_after;	/* seconds, 0 = never pause */
 extern int	webhook_dead_letter_retention;	/* seconds, 0 = for ever */
 extern double webhook_retry_jitter;	/* 0..1: retries spread by +- this fraction */
 
-/* Shared state between backends and the worker (webhook.c). */
-typedef struct WebhookShared
+/* wake.c: shared memory, one slot per database the launcher looks after. */
+typedef enum WebhookDbState
 {
-	slock_t		mutex;
+	DB_FREE = 0,				/* an unused slot */
+	DB_PROBE,					/* a worker is to start, or has, to look */
+	DB_SERVED,					/* the extension is here: a worker serves it */
+	DB_ABSENT,					/* no extension here (until a CREATE EXTENSION) */
+	DB_NO_WORKER				/* no background worker slot was free */
+} WebhookDbState;
+
+typedef struct WebhookDb
+{
+	Oid			dboid;			/* InvalidOid: a free slot */
+	WebhookDbState state;
+	TimestampTz state_since;
 	Latch	   *worker_latch;	/* NULL while no delivery worker runs */
 	pid_t		worker_pid;
-	Oid			worker_dboid;
 	Latch	   *fanout_latch;	/* NULL while no fan-out helper runs */
 	pid_t		fanout_pid;
 	bool		worker_idle;	/* nothing in flight: commits wake the worker */
 	bool		worker_fans_out;	/* ... and it fans out what woke it */
 	uint32		claims_due;		/* kinds of claim the worker should run */
 	pg_atomic_uint64 config_generation;
+} WebhookDb;
+
+typedef struct WebhookShared
+{
+	slock_t		mutex;
+	Latch	   *launcher_latch;
+	bool		rescan;			/* the launcher lists the databases again */
+	int			nslots;
+	WebhookDb	db[FLEXIBLE_ARRAY_MEMBER];
 } WebhookShared;
 
 extern WebhookShared *webhook_shared;
@@ -62,8 +82,17 @@ extern WebhookShared *webhook_shared;
 /* claims_due: one bit per kind of claim (1 << ClaimKind, queue.h) */
 #define CLAIMS_ALL 0x7
 
+extern void wake_init(void);
+extern WebhookDb *wake_find_slot(Oid dboid);
+extern const char *wake_state_name(WebhookDbState state);
 extern void webhook_wake_worker(uint32 claims);
 extern void webhook_arm_wake(bool config_changed, bool claims);
+
+/* launcher.c */
+struct BackgroundWorkerHandle;
+extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
+extern bool webhook_start_db_worker(const char *function, const char *name, Oid dboid,
+									struct BackgroundWorkerHandle **handle);
 
 /* capture.c */
 extern void capture_init(void);
@@ -75,7 +104,6 @@ extern void redact_init(void);
 extern bool valid_event_type(const char *s, bool pattern);
 
 /* worker.c */
-extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
 extern PGDLLEXPORT void webhook_worker_main(Datum arg);
 extern PGDLLEXPORT void webhook_fanout_main(Datum arg);
 

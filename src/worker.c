@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The launcher and the delivery worker.
+ *	  The delivery worker of one database, and its fan-out helper.
  *
- * The launcher (static, connected to no database) waits until the database
- * named by webhook.database_name exists and keeps one delivery worker
- * running in it, so a missing database means a quiet wait, never a crash
- * loop.
+ * The launcher (launcher.c) starts a worker in each database it looks
+ * after.  A worker that finds no extension there marks its slot so and
+ * leaves; one that finds it serves the database until the extension is
+ * dropped (then it leaves the same way) or the database is.
  *
  * The delivery worker's loop:
  *	  wait (latch, libcurl sockets, timers) -> collect finished requests ->
@@ -51,7 +51,7 @@
 #include "utils/snapmgr.h"
 #include "common/pg_prng.h"
 
-/* How long the launcher waits before restarting a worker that exited. */
+/* How long the worker waits before starting its fan-out helper again. */
 #define RESTART_DELAY_MS 10000
 /* How often expired leases are looked for while running. */
 #define LEASE_SWEEP_MS 30000
@@ -95,142 +95,6 @@
 #define TRIM_INTERVAL_MS 10000
 
 /* ---------------------------------------------------------------------
- * Launcher
- * ---------------------------------------------------------------------
- */
-
-/*
- * Registers a background worker of this library connected to dboid, with
- * the registering process told of its start and stop and its pid in
- * bgw_extra (the fan-out helper leaves when that process is gone).  The
- * handle is allocated for the life of the process.
- */
-static bool
-start_db_worker(const char *function, const char *name, Oid dboid,
-				BackgroundWorkerHandle **handle)
-{
-	BackgroundWorker w;
-	MemoryContext oldcxt;
-	bool		ok;
-
-	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(w.bgw_library_name, BGW_MAXLEN, "webhook");
-	snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(w.bgw_type, BGW_MAXLEN, "%s", name);
-	w.bgw_main_arg = ObjectIdGetDatum(dboid);
-	memcpy(w.bgw_extra, &MyProcPid, sizeof(pid_t));
-	w.bgw_notify_pid = MyProcPid;
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	ok = RegisterDynamicBackgroundWorker(&w, handle);
-	MemoryContextSwitchTo(oldcxt);
-	if (!ok)
-		*handle = NULL;
-	return ok;
-}
-
-/*
- * Returns the OID of webhook.database_name, or InvalidOid.  A heap scan, as
- * autovacuum's launcher does: with no database selected, index scans of
- * shared catalogs are not available.
- */
-static Oid
-lookup_database(void)
-{
-	Oid			dboid = InvalidOid;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-
-		if (strcmp(NameStr(db->datname), webhook_database_name) == 0)
-		{
-			dboid = db->oid;
-			break;
-		}
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return dboid;
-}
-
-void
-webhook_launcher_main(Datum arg)
-{
-	BackgroundWorkerHandle *handle = NULL;
-	bool		logged_missing = false;
-	TimestampTz next_start = 0;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	for (;;)
-	{
-		long		wait_ms = handle ? RESTART_DELAY_MS : 1000;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		if (handle != NULL)
-		{
-			pid_t		pid;
-
-			if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
-			{
-				/* e.g. its database is being dropped: give that time to finish */
-				pfree(handle);
-				handle = NULL;
-				next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
-			}
-		}
-		else if (GetCurrentTimestamp() >= next_start)
-		{
-			Oid			dboid = lookup_database();
-
-			if (!OidIsValid(dboid))
-			{
-				if (!logged_missing)
-					ereport(LOG,
-							(errmsg("webhook: database \"%s\" does not exist; waiting for it",
-									webhook_database_name),
-							 errhint("Create the database or set webhook.database_name.")));
-				logged_missing = true;
-			}
-			else
-			{
-				logged_missing = false;
-				if (!start_db_worker("webhook_worker_main", "webhook worker", dboid, &handle))
-					ereport(WARNING,
-							(errmsg("webhook: could not start the delivery worker"),
-							 errhint("Raise max_worker_processes.")));
-			}
-		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
-
-/* ---------------------------------------------------------------------
  * Delivery worker
  * ---------------------------------------------------------------------
  */
@@ -263,6 +127,11 @@ static TimestampTz drop_retry_at = 0;	/* ... and when to try the next one */
 static bool drop_wait_logged = false;
 static BackgroundWorkerHandle *helper = NULL;	/* the fan-out helper */
 static TimestampTz helper_next_start = 0;
+static WebhookDb *my_db = NULL;	/* this database's slot in shared memory */
+static char my_dbname[NAMEDATALEN];	/* for messages outside transactions */
+
+static void set_db_state(WebhookDbState state);
+static void leave_absent(void);
 static bool helper_warned = false;
 static bool woke_idle = false;	/* a commit asked the idle worker to fan out */
 
@@ -270,11 +139,13 @@ static void
 worker_exit(int code, Datum arg)
 {
 	SpinLockAcquire(&webhook_shared->mutex);
-	webhook_shared->worker_latch = NULL;
-	webhook_shared->worker_pid = 0;
-	webhook_shared->worker_dboid = InvalidOid;
-	webhook_shared->worker_idle = false;
-	webhook_shared->worker_fans_out = false;
+	if (my_db->worker_pid == MyProcPid)
+	{
+		my_db->worker_latch = NULL;
+		my_db->worker_pid = 0;
+		my_db->worker_idle = false;
+		my_db->worker_fans_out = false;
+	}
 	SpinLockRelease(&webhook_shared->mutex);
 	/* the helper also leaves by itself once it sees the worker gone */
 	if (helper != NULL)
@@ -323,8 +194,8 @@ take_claims_due(void)
 	uint32		claims;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	claims = webhook_shared->claims_due;
-	webhook_shared->claims_due = 0;
+	claims = my_db->claims_due;
+	my_db->claims_due = 0;
 	SpinLockRelease(&webhook_shared->mutex);
 	return claims;
 }
@@ -354,8 +225,8 @@ static void
 wake_helper(void)
 {
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (webhook_shared->fanout_latch != NULL)
-		SetLatch(webhook_shared->fanout_latch);
+	if (my_db->fanout_latch != NULL)
+		SetLatch(my_db->fanout_latch);
 	SpinLockRelease(&webhook_shared->mutex);
 }
 
@@ -386,9 +257,9 @@ set_idle(bool idle)
 	bool		fans_out;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	fans_out = webhook_shared->worker_fans_out;
-	webhook_shared->worker_fans_out = false;
-	webhook_shared->worker_idle = idle;
+	fans_out = my_db->worker_fans_out;
+	my_db->worker_fans_out = false;
+	my_db->worker_idle = idle;
 	SpinLockRelease(&webhook_shared->mutex);
 	return fans_out;
 }
@@ -420,7 +291,7 @@ helper_running(void)
 	now = GetCurrentTimestamp();
 	if (now < helper_next_start)
 		return false;
-	if (!start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, &helper))
+	if (!webhook_start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, &helper))
 	{
 		helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 		if (!helper_warned)
@@ -816,7 +687,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * bump this read sees belongs to a commit that snapshot will see, and
 	 * a bump it misses makes the next cycle load again.
 	 */
-	gen = pg_atomic_read_u64(&webhook_shared->config_generation);
+	gen = pg_atomic_read_u64(&my_db->config_generation);
 	/*
 	 * Likewise the kinds of claim asked for: each bit was set after the
 	 * commit it stands for, which the snapshot will therefore see.  They
@@ -848,13 +719,10 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	drop_waited_since = drop_retry_at = 0;
 	drop_wait_logged = false;
 	if (status == QUEUE_ABSENT)
-	{
-		/* not installed (any more): outcomes have nowhere to go */
-		drop_jobs(done);
-		done = NULL;
-		ndone = 0;
-		return false;
-	}
+		leave_absent();			/* outcomes have nowhere to go */
+	if (status == QUEUE_OTHER_VERSION)
+		return false;			/* waiting for ALTER EXTENSION ... UPDATE */
+	set_db_state(DB_SERVED);
 	if (queue_installation() != loaded_installation)
 	{
 		endpoints_loaded = false;
@@ -1113,6 +981,68 @@ purge_cycle(void)
 	return n;
 }
 
+/*
+ * Takes this database's slot for the worker; false when the launcher no
+ * longer looks after the database, or another worker holds it.
+ */
+static bool
+claim_slot(Oid dboid)
+{
+	bool		ok = false;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	my_db = wake_find_slot(dboid);
+	if (my_db != NULL && my_db->worker_pid == 0)
+	{
+		my_db->worker_latch = MyLatch;
+		my_db->worker_pid = MyProcPid;
+		ok = true;
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+	return ok;
+}
+
+/*
+ * Sets this database's state in its slot (served, or no extension) and
+ * logs a change.
+ */
+static void
+set_db_state(WebhookDbState state)
+{
+	bool		changed;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	changed = my_db->state != state;
+	if (changed)
+	{
+		my_db->state = state;
+		my_db->state_since = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+	if (changed && state == DB_SERVED)
+		ereport(LOG, (errmsg("webhook worker serving database \"%s\"", my_dbname)));
+}
+
+/*
+ * No extension in this database (never, or dropped): the slot says so and
+ * the worker leaves; a CREATE EXTENSION has the launcher start another.
+ */
+static void
+leave_absent(void)
+{
+	bool		was_served;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	was_served = my_db->state == DB_SERVED;
+	my_db->state = DB_ABSENT;
+	my_db->state_since = GetCurrentTimestamp();
+	SpinLockRelease(&webhook_shared->mutex);
+	if (was_served)
+		ereport(LOG, (errmsg("webhook worker leaving database \"%s\": the extension is gone",
+							 my_dbname)));
+	proc_exit(0);
+}
+
 void
 webhook_worker_main(Datum arg)
 {
@@ -1151,15 +1081,13 @@ webhook_worker_main(Datum arg)
 	held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	next_token = ((int64) time(NULL)) << 20;
 
+	if (!claim_slot(dboid))
+		proc_exit(0);			/* the launcher no longer looks after it */
+	StartTransactionCommand();
+	strlcpy(my_dbname, get_database_name(MyDatabaseId), sizeof(my_dbname));
+	CommitTransactionCommand();
 	http_engine_init(webhook_max_connections);
-	SpinLockAcquire(&webhook_shared->mutex);
-	webhook_shared->worker_latch = MyLatch;
-	webhook_shared->worker_pid = MyProcPid;
-	webhook_shared->worker_dboid = dboid;
-	SpinLockRelease(&webhook_shared->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
-
-	ereport(LOG, (errmsg("webhook worker started in database \"%s\"", webhook_database_name)));
 	next_sweep = GetCurrentTimestamp() + (TimestampTz) LEASE_SWEEP_MS * 1000;
 
 	for (;;)
@@ -1327,10 +1255,10 @@ static void
 helper_exit(int code, Datum arg)
 {
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (webhook_shared->fanout_pid == MyProcPid)
+	if (my_db != NULL && my_db->fanout_pid == MyProcPid)
 	{
-		webhook_shared->fanout_latch = NULL;
-		webhook_shared->fanout_pid = 0;
+		my_db->fanout_latch = NULL;
+		my_db->fanout_pid = 0;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 }
@@ -1342,7 +1270,7 @@ parent_alive(pid_t parent)
 	bool		alive;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	alive = webhook_shared->worker_pid == parent;
+	alive = my_db->dboid == MyDatabaseId && my_db->worker_pid == parent;
 	SpinLockRelease(&webhook_shared->mutex);
 	return alive;
 }
@@ -1377,13 +1305,14 @@ webhook_fanout_main(Datum arg)
 	SetConfigOption("stats_fetch_consistency", "none", PGC_USERSET, PGC_S_SESSION);
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (webhook_shared->worker_pid != parent)
+	my_db = wake_find_slot(dboid);
+	if (my_db == NULL || my_db->worker_pid != parent)
 	{
 		SpinLockRelease(&webhook_shared->mutex);
 		proc_exit(0);
 	}
-	webhook_shared->fanout_latch = MyLatch;
-	webhook_shared->fanout_pid = MyProcPid;
+	my_db->fanout_latch = MyLatch;
+	my_db->fanout_pid = MyProcPid;
 	SpinLockRelease(&webhook_shared->mutex);
 	before_shmem_exit(helper_exit, (Datum) 0);
 

@@ -1,7 +1,8 @@
 # Destinations and lifecycle: loopback is refused at connect time once it is
 # no longer allowed (a name that resolves to loopback too), without a byte
-# reaching the receiver; the worker waits quietly without the extension,
-# follows DROP/CREATE EXTENSION, and never blocks DROP DATABASE.
+# reaching the receiver; no worker stays where the extension is not, one
+# starts at CREATE EXTENSION and leaves at DROP EXTENSION, and the worker
+# never blocks DROP DATABASE.
 use strict;
 use warnings;
 use FindBin;
@@ -17,15 +18,15 @@ my $rcv = start_receiver('lifecycle');
 my $u = $rcv->{url};
 my $port = $rcv->{port};
 
-# no database "app" yet: the launcher waits quietly
+# no database "app" yet: the launcher waits quietly; once it exists, a
+# worker looks, finds no extension and leaves
 my $log_start = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE DATABASE app');
-ok($node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND datname = 'app'"),
-	'the worker starts once the database exists');
-my $pid = worker_pid($node);
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'webhook worker'}),
+	'no worker stays in a database without the extension');
 
-# the database without the extension: the worker stays, quiet, and picks it up
+# CREATE EXTENSION starts a worker at once, which serves it from then on
 $node->safe_psql('app', q{
 	CREATE SCHEMA hooks;
 	CREATE EXTENSION webhook SCHEMA hooks});
@@ -34,7 +35,9 @@ my $id = $node->safe_psql('app', qq{
 $node->safe_psql('app', "SELECT hooks.webhook_publish('a.first', '{}')");
 ok(wait_received($rcv, sub { grep { $_->{body} =~ /a\.first/ } @{ $_[0] } }, 60, 'first'),
 	'delivered from an extension created in a non-default schema');
-is(worker_pid($node), $pid, 'the same worker process all along');
+my $pid = worker_pid($node);
+is($node->safe_psql('app', "SELECT database || ' ' || state || ' ' || (worker_pid = $pid) FROM hooks.webhook_workers"),
+	'app served true', 'webhook_workers shows the database served by that worker');
 
 # loopback no longer allowed: the worker checks every URL again, records a
 # failed attempt and sends nothing

@@ -1,0 +1,364 @@
+/*-------------------------------------------------------------------------
+ * launcher.c
+ *	  The launcher: one delivery worker for each database that has the
+ *	  extension.
+ *
+ * The launcher (static, connected to no database) lists the databases
+ * that accept connections (not templates: a process connected to one
+ * would block CREATE DATABASE), or only webhook.database_name when it is
+ * set, and gives each a slot in shared memory (wake.c).  It cannot read
+ * another database's catalog, so for each database it starts a worker
+ * that looks: where the extension is, the worker stays and serves; where
+ * it is not, the worker marks the slot "no extension" and leaves, and the
+ * launcher starts none there until a CREATE EXTENSION commits in that
+ * database (wake.c sets the slot back to "starting" and the launcher's
+ * latch).  A worker that exits otherwise (an error, a crash) is started
+ * again after RESTART_DELAY_MS; one whose database is gone is not.  When no
+ * background worker slot is free, the slot says so, the launcher logs it
+ * once per database, and tries again.
+ *
+ * The launcher never ERRORs on a database's account: a missing database is
+ * a quiet wait, never a crash loop.
+ *-------------------------------------------------------------------------
+ */
+#include "webhook.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/* How long the launcher waits before starting a worker again that exited. */
+#define RESTART_DELAY_MS 10000
+/* How often it lists the databases when nothing asks it to. */
+#define SCAN_INTERVAL_MS 10000
+/* At most this many workers look for the extension at once. */
+#define MAX_PROBES 2
+
+PG_FUNCTION_INFO_V1(webhook_worker_status);
+
+/* The launcher's own view of each slot: its worker and when to retry. */
+typedef struct SlotProcess
+{
+	NameData	dbname;			/* for the launcher's own messages */
+	BackgroundWorkerHandle *handle;
+	TimestampTz retry_at;
+	bool		logged_no_worker;
+} SlotProcess;
+
+/*
+ * Registers a background worker of this library connected to dboid, with
+ * the registering process told of its start and stop and its pid in
+ * bgw_extra (the fan-out helper leaves when that process is gone).  The
+ * handle is allocated for the life of the process.  False when no slot is
+ * free.
+ */
+bool
+webhook_start_db_worker(const char *function, const char *name, Oid dboid,
+						BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker w;
+	MemoryContext oldcxt;
+	bool		ok;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "webhook");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(w.bgw_type, BGW_MAXLEN, "%s", name);
+	w.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(w.bgw_extra, &MyProcPid, sizeof(pid_t));
+	w.bgw_notify_pid = MyProcPid;
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&w, handle);
+	MemoryContextSwitchTo(oldcxt);
+	if (!ok)
+		*handle = NULL;
+	return ok;
+}
+
+/*
+ * Lists the databases to look after into dbs (room for max entries);
+ * returns how many.  A heap scan, as autovacuum's launcher does: with no
+ * database selected, index scans of shared catalogs are not available.
+ */
+static int
+list_databases(Oid *dbs, NameData *names, int max)
+{
+	int			n = 0;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL && n < max)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		if (webhook_database_name[0] != '\0' &&
+			strcmp(NameStr(db->datname), webhook_database_name) != 0)
+			continue;
+		names[n] = db->datname;
+		dbs[n++] = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return n;
+}
+
+/*
+ * Gives every listed database a slot (new ones start in DB_PROBE), and
+ * frees the slots of databases no longer listed, stopping their workers.
+ */
+static void
+sync_slots(SlotProcess *procs)
+{
+	int			nslots = webhook_shared->nslots;
+	Oid		   *dbs = palloc(sizeof(Oid) * nslots);
+	NameData   *names = palloc(sizeof(NameData) * nslots);
+	int			n = list_databases(dbs, names, nslots);
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->rescan = false;
+	for (int i = 0; i < nslots; i++)
+	{
+		WebhookDb  *db = &webhook_shared->db[i];
+		bool		listed = false;
+
+		if (!OidIsValid(db->dboid))
+			continue;
+		for (int k = 0; k < n && !listed; k++)
+			listed = dbs[k] == db->dboid;
+		if (!listed)
+		{
+			db->dboid = InvalidOid;
+			db->state = DB_FREE;
+			db->claims_due = 0;
+		}
+	}
+	for (int k = 0; k < n; k++)
+	{
+		if (wake_find_slot(dbs[k]) != NULL)
+			continue;
+		for (int i = 0; i < nslots; i++)
+		{
+			WebhookDb  *db = &webhook_shared->db[i];
+
+			if (OidIsValid(db->dboid) || procs[i].handle != NULL)
+				continue;		/* in use, or its old worker still leaving */
+			db->dboid = dbs[k];
+			db->state = DB_PROBE;
+			db->state_since = now;
+			db->claims_due = CLAIMS_ALL;
+			procs[i].retry_at = 0;
+			procs[i].logged_no_worker = false;
+			procs[i].dbname = names[k];
+			break;
+		}
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+
+	/* the workers of freed slots leave */
+	for (int i = 0; i < nslots; i++)
+		if (procs[i].handle != NULL && !OidIsValid(webhook_shared->db[i].dboid))
+			TerminateBackgroundWorker(procs[i].handle);
+	pfree(dbs);
+	pfree(names);
+}
+
+/*
+ * Starts the worker of slot i, or marks the slot as waiting for a
+ * background worker slot (logged once).
+ */
+static void
+start_slot(SlotProcess *proc, int i, Oid dboid, TimestampTz now)
+{
+	WebhookDb  *db = &webhook_shared->db[i];
+
+	if (webhook_start_db_worker("webhook_worker_main", "webhook worker", dboid, &proc->handle))
+	{
+		proc->logged_no_worker = false;
+		return;
+	}
+	SpinLockAcquire(&webhook_shared->mutex);
+	if (db->dboid == dboid && db->state != DB_NO_WORKER)
+	{
+		db->state = DB_NO_WORKER;
+		db->state_since = now;
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+	if (!proc->logged_no_worker)
+	{
+		ereport(LOG,
+				(errmsg("webhook: no background worker slot is free to serve database \"%s\"; trying again every %d s",
+						NameStr(proc->dbname), RESTART_DELAY_MS / 1000),
+				 errhint("Raise max_worker_processes; webhook_workers shows the databases waiting.")));
+		proc->logged_no_worker = true;
+	}
+	proc->retry_at = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+}
+
+void
+webhook_launcher_main(Datum arg)
+{
+	SlotProcess *procs;
+	TimestampTz next_scan = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	procs = MemoryContextAllocZero(TopMemoryContext, sizeof(SlotProcess) * webhook_shared->nslots);
+	SpinLockAcquire(&webhook_shared->mutex);
+	webhook_shared->launcher_latch = MyLatch;
+	webhook_shared->rescan = true;
+	SpinLockRelease(&webhook_shared->mutex);
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		wait_ms = SCAN_INTERVAL_MS;
+		int			probing = 0;
+		bool		rescan;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			next_scan = 0;		/* webhook.database_name may have changed */
+		}
+
+		/* workers that left */
+		now = GetCurrentTimestamp();
+		for (int i = 0; i < webhook_shared->nslots; i++)
+		{
+			pid_t		pid;
+
+			if (procs[i].handle == NULL ||
+				GetBackgroundWorkerPid(procs[i].handle, &pid) != BGWH_STOPPED)
+				continue;
+			pfree(procs[i].handle);
+			procs[i].handle = NULL;
+			/* an error, a crash, its database being dropped: not at once */
+			procs[i].retry_at = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+		}
+
+		SpinLockAcquire(&webhook_shared->mutex);
+		rescan = webhook_shared->rescan;
+		SpinLockRelease(&webhook_shared->mutex);
+		if (rescan || now >= next_scan)
+		{
+			sync_slots(procs);
+			next_scan = now + (TimestampTz) SCAN_INTERVAL_MS * 1000;
+		}
+
+		for (int i = 0; i < webhook_shared->nslots; i++)
+			if (procs[i].handle != NULL && webhook_shared->db[i].state == DB_PROBE)
+				probing++;
+		for (int i = 0; i < webhook_shared->nslots; i++)
+		{
+			WebhookDb  *db = &webhook_shared->db[i];
+			Oid			dboid;
+			WebhookDbState state;
+
+			if (procs[i].handle != NULL)
+				continue;
+			SpinLockAcquire(&webhook_shared->mutex);
+			dboid = db->dboid;
+			state = db->state;
+			SpinLockRelease(&webhook_shared->mutex);
+			if (!OidIsValid(dboid) || state == DB_ABSENT)
+				continue;
+			/* a CREATE EXTENSION asked for a probe: no delay */
+			if (state == DB_PROBE && probing >= MAX_PROBES)
+				continue;
+			if (state != DB_PROBE && now < procs[i].retry_at)
+			{
+				wait_ms = Min(wait_ms, (procs[i].retry_at - now) / 1000 + 1);
+				continue;
+			}
+			start_slot(&procs[i], i, dboid, now);
+			if (state == DB_PROBE)
+				probing++;
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(wait_ms, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * SQL: webhook_worker_status() returns one row per database the launcher
+ * looks after: its name, state, the pids of its worker and fan-out helper,
+ * and since when it is in that state.  Reads shared memory, and the names
+ * of the databases.
+ */
+Datum
+webhook_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			nslots = webhook_shared ? webhook_shared->nslots : 0;
+	WebhookDb  *copy = palloc(sizeof(WebhookDb) * Max(nslots, 1));
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (nslots > 0)
+	{
+		SpinLockAcquire(&webhook_shared->mutex);
+		memcpy(copy, webhook_shared->db, sizeof(WebhookDb) * nslots);
+		SpinLockRelease(&webhook_shared->mutex);
+	}
+	for (int i = 0; i < nslots; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {0};
+		char	   *name;
+
+		if (!OidIsValid(copy[i].dboid))
+			continue;
+		name = get_database_name(copy[i].dboid);
+		values[0] = ObjectIdGetDatum(copy[i].dboid);
+		if (name)
+			values[1] = CStringGetTextDatum(name);
+		else
+			nulls[1] = true;
+		values[2] = CStringGetTextDatum(wake_state_name(copy[i].state));
+		values[3] = Int32GetDatum(copy[i].worker_pid);
+		nulls[3] = copy[i].worker_pid == 0;
+		values[4] = Int32GetDatum(copy[i].fanout_pid);
+		nulls[4] = copy[i].fanout_pid == 0;
+		values[5] = TimestampTzGetDatum(copy[i].state_since);
+		nulls[5] = copy[i].state_since == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,339 @@
+/*-------------------------------------------------------------------------
+ * wake.c
+ *	  Shared memory: one slot per database the launcher looks after, and
+ *	  the commit-time wake-ups of that database's worker.
+ *
+ * A slot holds what backends, the launcher and the database's delivery
+ * worker and fan-out helper tell each other: the state of the database
+ * (being probed, served, without the extension, waiting for a worker
+ * slot), the processes' latches and pids, and the worker's wake-up
+ * requests.  Slots are found by database OID; there are as many as
+ * max_worker_processes, since each served database needs a worker.  Every
+ * field is read and written under the one spinlock, for a few
+ * instructions at a time.
+ *
+ * A backend that enqueued an event arms a wake-up; the transaction callback
+ * (registered once per backend) sets the latch of its database's fan-out
+ * helper (or of the worker, while it is idle or no helper runs) only at
+ * COMMIT, so aborted transactions never wake it.  A committed CREATE
+ * EXTENSION asks the launcher to probe the database again, and a
+ * DROP DATABASE stops its processes before dropdb() counts the backends
+ * still connected.
+ *-------------------------------------------------------------------------
+ */
+#include "webhook.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+WebhookShared *webhook_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+static bool xact_callback_registered = false;
+static bool wake_armed = false;
+static bool config_armed = false;
+static bool claims_armed = false;
+static bool created_armed = false;	/* CREATE EXTENSION webhook in this transaction */
+
+PG_FUNCTION_INFO_V1(webhook_wake);
+PG_FUNCTION_INFO_V1(webhook_config_changed);
+
+static Size
+shared_size(void)
+{
+	return add_size(offsetof(WebhookShared, db),
+					mul_size(max_worker_processes, sizeof(WebhookDb)));
+}
+
+static void
+wake_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(shared_size()));
+}
+
+static void
+wake_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	webhook_shared = ShmemInitStruct("webhook", shared_size(), &found);
+	if (!found)
+	{
+		memset(webhook_shared, 0, shared_size());
+		SpinLockInit(&webhook_shared->mutex);
+		webhook_shared->nslots = max_worker_processes;
+		for (int i = 0; i < webhook_shared->nslots; i++)
+			pg_atomic_init_u64(&webhook_shared->db[i].config_generation, 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The slot of database dboid, or NULL.  The caller holds the mutex.  A slot
+ * stays where it is while its database is listed, so a process may keep a
+ * pointer to its own.
+ */
+WebhookDb *
+wake_find_slot(Oid dboid)
+{
+	for (int i = 0; i < webhook_shared->nslots; i++)
+		if (webhook_shared->db[i].dboid == dboid)
+			return &webhook_shared->db[i];
+	return NULL;
+}
+
+/* The launcher's latch is set (under the mutex). */
+static void
+wake_launcher_locked(void)
+{
+	if (webhook_shared->launcher_latch != NULL)
+		SetLatch(webhook_shared->launcher_latch);
+}
+
+/*
+ * The object access hook: a CREATE EXTENSION webhook arms a probe of this
+ * database for its commit; a DROP DATABASE stops the database's processes
+ * now, so that dropdb() does not wait for them.  The launcher waits before
+ * probing the database again.
+ */
+static void
+wake_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				   int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (webhook_shared == NULL)
+		return;
+
+	/*
+	 * Any extension: its pg_extension row is not visible yet to tell which
+	 * (no command counter increment since its insert), and a probe of a
+	 * database without this one costs a worker that starts and leaves.
+	 */
+	if (access == OAT_POST_CREATE && classId == ExtensionRelationId)
+	{
+		webhook_arm_wake(false, false);
+		created_armed = true;
+	}
+	else if (access == OAT_DROP && classId == DatabaseRelationId)
+	{
+		pid_t		pid = 0;
+		pid_t		helper = 0;
+		WebhookDb  *db;
+
+		SpinLockAcquire(&webhook_shared->mutex);
+		db = wake_find_slot(objectId);
+		if (db != NULL)
+		{
+			pid = db->worker_pid;
+			helper = db->fanout_pid;
+		}
+		SpinLockRelease(&webhook_shared->mutex);
+		if (pid != 0)
+			kill(pid, SIGTERM);
+		if (helper != 0)
+			kill(helper, SIGTERM);
+	}
+}
+
+/*
+ * Sets the delivery worker's latch of this database, if one runs, and asks
+ * it to run the given kinds of claim (claims_due).  Never ERRORs.
+ */
+void
+webhook_wake_worker(uint32 claims)
+{
+	WebhookDb  *db;
+
+	if (webhook_shared == NULL)
+		return;
+	SpinLockAcquire(&webhook_shared->mutex);
+	db = wake_find_slot(MyDatabaseId);
+	if (db != NULL)
+	{
+		db->claims_due |= claims;
+		if (db->worker_latch != NULL)
+			SetLatch(db->worker_latch);
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
+/*
+ * Wakes whoever fans out committed events.  An idle worker does it itself,
+ * in the transaction that claims them: the shortest path from commit to
+ * request.  A busy worker leaves it to the fan-out helper, which wakes the
+ * worker once the events are fanned out.  Never ERRORs.
+ */
+static void
+wake_fanout(bool claims)
+{
+	WebhookDb  *db;
+
+	if (webhook_shared == NULL)
+		return;
+	SpinLockAcquire(&webhook_shared->mutex);
+	db = wake_find_slot(MyDatabaseId);
+	if (db != NULL)
+	{
+		if (claims)
+			db->claims_due |= CLAIMS_ALL;
+		if (db->fanout_latch != NULL && !db->worker_idle)
+			SetLatch(db->fanout_latch);
+		else if (db->worker_latch != NULL)
+		{
+			db->worker_fans_out = true;
+			SetLatch(db->worker_latch);
+		}
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
+/*
+ * A committed CREATE EXTENSION: the launcher probes this database again
+ * (at once, even if it found no extension here before).
+ */
+static void
+wake_probe(void)
+{
+	WebhookDb  *db;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	db = wake_find_slot(MyDatabaseId);
+	if (db != NULL && db->state != DB_SERVED)
+		db->state = DB_PROBE;
+	webhook_shared->rescan = true;
+	wake_launcher_locked();
+	SpinLockRelease(&webhook_shared->mutex);
+}
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (webhook_shared != NULL && config_armed)
+			{
+				WebhookDb  *db;
+
+				SpinLockAcquire(&webhook_shared->mutex);
+				db = wake_find_slot(MyDatabaseId);
+				if (db != NULL)
+					pg_atomic_fetch_add_u64(&db->config_generation, 1);
+				SpinLockRelease(&webhook_shared->mutex);
+			}
+			if (wake_armed)
+				wake_fanout(claims_armed);
+			if (config_armed)
+				webhook_wake_worker(CLAIMS_ALL);
+			if (created_armed && webhook_shared != NULL)
+				wake_probe();
+			wake_armed = config_armed = claims_armed = created_armed = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_armed = config_armed = claims_armed = created_armed = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Arms the worker wake-up for the end of the current transaction; with
+ * config_changed, the worker also reloads endpoint settings.  Without
+ * claims, the transaction only enqueued events (capture, webhook_publish):
+ * an idle worker woken for them fans them out and then looks only for the
+ * kinds of deliveries the fan-out made.  With claims, something else may
+ * have become due (a replay, a requeue, rows changed by hand): it looks
+ * for every kind.
+ */
+void
+webhook_arm_wake(bool config_changed, bool claims)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_armed = true;
+	if (config_changed)
+		config_armed = true;
+	if (claims)
+		claims_armed = true;
+}
+
+/*
+ * SQL: webhook_wake(events_only) wakes the worker when this transaction
+ * commits; events_only says that the transaction only enqueued events.
+ */
+Datum
+webhook_wake(PG_FUNCTION_ARGS)
+{
+	webhook_arm_wake(false, PG_NARGS() < 1 || PG_ARGISNULL(0) || !PG_GETARG_BOOL(0));
+	PG_RETURN_VOID();
+}
+
+/* SQL trigger: endpoint settings changed; the worker reloads at commit. */
+Datum
+webhook_config_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "webhook_config_changed: not called by trigger manager");
+	webhook_arm_wake(true, true);
+	return PointerGetDatum(NULL);
+}
+
+/* The text of a database state, as webhook_workers shows it. */
+const char *
+wake_state_name(WebhookDbState state)
+{
+	switch (state)
+	{
+		case DB_FREE:
+			return "free";
+		case DB_PROBE:
+			return "starting";
+		case DB_SERVED:
+			return "served";
+		case DB_ABSENT:
+			return "no extension";
+		case DB_NO_WORKER:
+			return "waiting for a worker slot";
+	}
+	return "?";
+}
+
+/* Requests the shared memory and installs the hooks; called from _PG_init. */
+void
+wake_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = wake_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = wake_shmem_startup;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = wake_object_access;
+}
