@@ -6,7 +6,7 @@ OBJS = src/webhook.o src/worker.o src/queue.o src/http.o src/sign.o \
 DATA = webhook--0.1.0.sql
 PGFILEDESC = "webhook - transactional outbound webhooks"
 
-REGRESS = setup endpoints publish capture sign views operations privileges contracts
+REGRESS = setup endpoints destinations publish capture sign views operations privileges contracts
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf \
                --load-extension=webhook
 ISOLATION = claim lease races
