@@ -15,7 +15,7 @@ DATA = webhook--0.1.0.sql $(wildcard webhook--*--*.sql)
 EXTRA_CLEAN = webhook.control
 PGFILEDESC = "webhook - transactional outbound webhooks"
 
-REGRESS = setup endpoints publish capture sign views operations privileges contracts hardening
+REGRESS = setup endpoints destinations publish capture sign views operations privileges contracts hardening
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=$(srcdir)/test/regress.conf \
                --load-extension=webhook
 ISOLATION = claim lease races

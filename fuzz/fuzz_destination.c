@@ -6,19 +6,28 @@
  *
  * Input fields: flags, a network list, a URL, then structured bytes: up to
  * four networks (family, 16 address bytes, prefix length), then addresses
- * to probe (family, 16 bytes) until the input ends.
+ * to probe until the input ends.
  *	  flags bit 0   webhook.allow_http
  *	  flags bits 1-3  how the constructed URL writes its host (see
  *	                  host_text)
  *
- * The rules (src/destination.c's banner): an address is refused when it is
- * loopback, private, link-local, CGNAT, multicast, unspecified, reserved,
- * documentation, benchmarking or unique-local, IPv4-mapped and NAT64
- * addresses being judged by the IPv4 address they carry, unless it lies in
- * webhook.allowed_networks.  oracle_allowed() states them again with plain
- * integer arithmetic and is compared with destination_address_allowed for
- * every probe, for addresses just inside and just outside every allowed
- * network, and for literal hosts of URLs.
+ * Each probe: a byte "how" (bit 0 IPv6, bit 1 http, bit 2 wrap an IPv4
+ * address in an IPv6 form chosen by bits 3, 5 and 6 (see wrap_ipv4), bit 4
+ * a port), then 4 or 16 address bytes.
+ *
+ * The rules (src/destination.c's table of special ranges): an address is
+ * refused when it lies in a special-purpose range of either family, or is
+ * an IPv6 address outside global unicast 2000::/3, unless it lies in
+ * webhook.allowed_networks; IPv4-mapped addresses are judged as the IPv4
+ * address they carry, NAT64 well-known-prefix addresses are allowed when
+ * the IPv4 address they carry is in no special range (allowed networks do
+ * not count for it), and every other IPv6 form that carries an IPv4
+ * address (IPv4-compatible, SIIT, local-use NAT64, 6to4, Teredo) is
+ * refused.  oracle_allowed() states them again with plain integer
+ * arithmetic, IPv6 as "global unicast minus a few blocks" rather than
+ * src/'s longest-prefix table, and is compared with
+ * destination_address_allowed for every probe, for addresses just inside
+ * and just outside every allowed network, and for literal hosts of URLs.
  *
  * No name is ever resolved: destination_check_url only parses (libcurl's
  * URL API) and compares names with "localhost"; the shim makes socket(),
@@ -100,7 +109,11 @@ v4_reserved(const uint8_t *a)
 		{0xAC100000, 12},		/* 172.16/12 */
 		{0xC0000000, 24},		/* 192.0.0/24 */
 		{0xC0000200, 24},		/* 192.0.2/24 TEST-NET-1 */
+		{0xC01FC400, 24},		/* 192.31.196/24 AS112 */
+		{0xC034C100, 24},		/* 192.52.193/24 AMT */
+		{0xC0586300, 24},		/* 192.88.99/24 6to4 relay anycast */
 		{0xC0A80000, 16},		/* 192.168/16 */
+		{0xC0AF3000, 24},		/* 192.175.48/24 AS112 direct delegation */
 		{0xC6120000, 15},		/* 198.18/15 benchmarking */
 		{0xC6336400, 24},		/* 198.51.100/24 TEST-NET-2 */
 		{0xCB007100, 24},		/* 203.0.113/24 TEST-NET-3 */
@@ -113,46 +126,67 @@ v4_reserved(const uint8_t *a)
 	return false;
 }
 
-static bool
-v6_reserved(const uint8_t *a)
+/* What the rules make of an IPv6 address, before allowed networks. */
+typedef enum V6Kind
 {
-	static const uint8_t zero[16] = {0};
+	V6_PLAIN,					/* global unicast: allowed */
+	V6_REFUSED,
+	V6_MAPPED,					/* judged as the IPv4 in its last 4 bytes */
+	V6_NAT64					/* allowed if that IPv4 is not reserved */
+} V6Kind;
 
-	if (memcmp(a, zero, 12) == 0)
-		return true;			/* ::, ::1 and IPv4-compatible ::/96 */
-	if (a[0] == 0x01 && a[1] == 0 && memcmp(a + 2, zero, 6) == 0)
-		return true;			/* 100::/64 discard */
+static V6Kind
+v6_kind(const uint8_t *a)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
+	static const uint8_t as112[6] = {0x26, 0x20, 0x00, 0x4f, 0x80, 0x00};
+
+	if (memcmp(a, mapped, 12) == 0)
+		return V6_MAPPED;
+	if (memcmp(a, nat64, 12) == 0)
+		return V6_NAT64;
+
+	/*
+	 * Outside 2000::/3 everything is reserved or special: ::/128, ::1,
+	 * ::/96, SIIT, 64:ff9b:1::/48, 100::/64, 5f00::/16, fc00::/7,
+	 * fe80::/10, fec0::/10, ff00::/8 and unallocated space.
+	 */
+	if ((a[0] & 0xE0) != 0x20)
+		return V6_REFUSED;
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] < 2)
+		return V6_REFUSED;		/* 2001::/23, Teredo included */
 	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8)
-		return true;			/* 2001:db8::/32 */
+		return V6_REFUSED;		/* 2001:db8::/32 */
 	if (a[0] == 0x20 && a[1] == 0x02)
-		return true;			/* 2002::/16 6to4 */
-	if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0 && a[5] == 1)
-		return true;			/* 64:ff9b:1::/48 local-use NAT64 */
-	if ((a[0] & 0xFE) == 0xFC)
-		return true;			/* fc00::/7 */
-	if (a[0] == 0xFE && (a[1] & 0xC0) == 0x80)
-		return true;			/* fe80::/10 */
-	if (a[0] == 0xFE && (a[1] & 0xC0) == 0xC0)
-		return true;			/* fec0::/10 */
-	if (a[0] == 0xFF)
-		return true;			/* ff00::/8 */
-	return false;
+		return V6_REFUSED;		/* 2002::/16 6to4 */
+	if (memcmp(a, as112, 6) == 0)
+		return V6_REFUSED;		/* 2620:4f:8000::/48 */
+	if (a[0] == 0x3f && a[1] == 0xff && (a[2] & 0xF0) == 0)
+		return V6_REFUSED;		/* 3fff::/20 */
+	return V6_PLAIN;
 }
 
 /* The policy, restated: allowed networks first, then the reserved ranges. */
 static bool
 oracle_allowed(int family, const uint8_t *addr)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
-
 	if (in_nets(family, addr))
 		return true;
 	if (family == AF_INET)
 		return !v4_reserved(addr);
-	if (memcmp(addr, mapped, 12) == 0 || memcmp(addr, nat64, 12) == 0)
-		return oracle_allowed(AF_INET, addr + 12);
-	return !v6_reserved(addr);
+	switch (v6_kind(addr))
+	{
+		case V6_PLAIN:
+			return true;
+		case V6_REFUSED:
+			return false;
+		case V6_MAPPED:
+			return oracle_allowed(AF_INET, addr + 12);
+		case V6_NAT64:
+			return !v4_reserved(addr + 12);
+	}
+	abort();
 }
 
 /* destination_address_allowed on a sockaddr built from family and bytes. */
@@ -346,7 +380,25 @@ host_text(int family, const uint8_t *a, int how)
 
 	inet_ntop(family, a, text, sizeof(text));
 	if (family == AF_INET6)
-		return how == 1 ? fz_printf("[%s%%25eth0]", text) : fz_printf("[%s]", text);
+	{
+		char	   *full = fz_strdup("");
+
+		switch (how)
+		{
+			case 1:
+				return fz_printf("[%s%%25eth0]", text);
+			case 2:				/* eight groups, zero-padded, upper case */
+				for (int i = 0; i < 16; i += 2)
+					full = fz_printf("%s%s%02X%02X", full, i ? ":" : "", a[i], a[i + 1]);
+				return fz_printf("[%s]", full);
+			case 3:				/* six groups and the last 32 bits dotted */
+				for (int i = 0; i < 12; i += 2)
+					full = fz_printf("%s%x:", full, a[i] << 8 | a[i + 1]);
+				return fz_printf("[%s%u.%u.%u.%u]", full, a[12], a[13], a[14], a[15]);
+			default:
+				return fz_printf("[%s]", text);
+		}
+	}
 	switch (how)
 	{
 		case 1:
@@ -361,6 +413,54 @@ host_text(int family, const uint8_t *a, int how)
 			return fz_printf("0x%x.%u.0%o.%u", a[0], a[1], a[2], a[3]);
 		default:
 			return fz_strdup(text);
+	}
+}
+
+/*
+ * Rewrites addr (an IPv4 address in its first 4 bytes) as an IPv6 address
+ * that carries it: 0 IPv4-mapped, 1 NAT64 well-known prefix, 2 SIIT,
+ * 3 IPv4-compatible, 4 local-use NAT64 (/96), 5 6to4 (bits 16-47),
+ * 6 Teredo (server in bits 32-63, client inverted in the last 32),
+ * 7 the NAT64 prefix with a non-zero byte before the IPv4 (no longer NAT64).
+ */
+static void
+wrap_ipv4(uint8_t *addr, int kind)
+{
+	static const uint8_t prefixes[5][12] = {
+		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
+		{0, 0x64, 0xff, 0x9b},
+		{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
+		{0},
+		{0, 0x64, 0xff, 0x9b, 0, 1},
+	};
+	uint8_t		v4[4];
+
+	memcpy(v4, addr, 4);
+	memset(addr, 0, 16);
+	switch (kind)
+	{
+		case 5:
+			addr[0] = 0x20;
+			addr[1] = 0x02;
+			memcpy(addr + 2, v4, 4);
+			addr[15] = 1;
+			break;
+		case 6:
+			addr[0] = 0x20;
+			addr[1] = 0x01;
+			memcpy(addr + 4, v4, 4);
+			for (int i = 0; i < 4; i++)
+				addr[12 + i] = v4[i] ^ 0xFF;
+			break;
+		case 7:
+			memcpy(addr, prefixes[1], 12);
+			addr[11] = 1;
+			memcpy(addr + 12, v4, 4);
+			break;
+		default:
+			memcpy(addr, prefixes[kind], 12);
+			memcpy(addr + 12, v4, 4);
+			break;
 	}
 }
 
@@ -405,9 +505,9 @@ check_url(const char *url)
 
 		v6[strcspn(v6, "%")] = '\0';
 		want = DEST_OK;
-		if (host[0] == '[' && inet_pton(AF_INET6, v6, addr) == 1)
+		if (host[0] == '[')
 		{
-			if (!oracle_allowed(AF_INET6, addr))
+			if (inet_pton(AF_INET6, v6, addr) != 1 || !oracle_allowed(AF_INET6, addr))
 				want = DEST_BLOCKED_ADDRESS;
 		}
 		else if (inet_pton(AF_INET, host, addr) == 1)
@@ -477,13 +577,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		in_fill(&in, addr, family == AF_INET ? 4 : 16);
 		if (how & 4)
 		{
-			/* IPv4-mapped or NAT64, to be judged by the IPv4 inside */
-			static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-			static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
-
 			family = AF_INET6;
-			memmove(addr + 12, addr, 4);
-			memcpy(addr, (how & 8) ? nat64 : mapped, 12);
+			wrap_ipv4(addr, (how >> 3 & 1) | (how >> 4 & 6));
 		}
 		check_address(family, addr);
 		check_url(fz_printf("%s://%s%s/hook?x=1", scheme,

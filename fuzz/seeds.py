@@ -9,6 +9,7 @@ files it writes are committed.
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import struct
 import sys
@@ -140,6 +141,38 @@ def destination_seeds():
           + nets())
     write(t, "too-many", b(0) + s(",".join(f"10.0.{i}.0/24" for i in range(65))) + s("https://x/")
           + nets())
+
+    def wrap(kind):
+        # probe "how" for an IPv4 address carried in IPv6 form `kind` (wrap_ipv4)
+        return 4 | (kind & 1) << 3 | (kind & 6) << 4
+
+    def v6(text):
+        return ipaddress.IPv6Address(text).packed
+
+    def v4(text):
+        return ipaddress.IPv4Address(text).packed
+
+    # every IPv6 form that carries an IPv4 address, for loopback (allowed as
+    # IPv4) and a public address, with the host written in three notations
+    carried = b"".join(probe(wrap(k), a) for k in range(8) for a in (lo4, pub4))
+    write(t, "embedded-ipv4", b(0) + s("127.0.0.1/32") + s("https://[::ffff:0:127.0.0.1]/")
+          + nets((0, lo4, 32)) + carried)
+    write(t, "embedded-ipv4-upper", b(4) + s("") + s("https://[2001::7f00:1]/")
+          + nets((0, lo4, 32)) + carried)
+    write(t, "embedded-ipv4-dotted", b(6) + s("") + s("https://[64:ff9b::127.0.0.1]/")
+          + nets() + carried)
+    # the special ranges just inside and just outside their edges
+    edges6 = ["2001::", "2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:200::",
+              "2001:db8::1", "2001:db9::", "2002::1", "2620:4f:8000::1", "2620:4f:8001::",
+              "3fff::1", "3fff:1000::", "5f00::1", "1fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+              "4000::", "100::1", "100:0:0:1::1", "::ffff:0:7f00:1", "64:ff9b:1::a00:1"]
+    edges4 = ["192.31.196.1", "192.31.197.1", "192.52.193.1", "192.88.99.1", "192.175.48.1",
+              "198.19.255.255", "198.20.0.0", "255.255.255.255", "223.255.255.255"]
+    write(t, "special-edges", b(0) + s("") + s("https://[3fff::1]/") + nets()
+          + b"".join(probe(1, v6(a)) for a in edges6) + b"".join(probe(0, v4(a)) for a in edges4))
+    write(t, "allowed-ipv6-in-special", b(2) + s("2001::/32") + s("https://[2001:0::7f00:1%25eth0]/")
+          + nets((1, v6("2001::"), 32), (1, v6("2002:7f00:1::"), 48))
+          + probe(1, v6("2001::7f00:1")) + probe(1, v6("2002:7f00:1::1")) + probe(wrap(6), lo4))
 
 
 def headers_seeds():

@@ -3,10 +3,16 @@
  *	  Where webhooks may go: URL policy (scheme, credentials, literal hosts)
  *	  and the address policy applied to every socket the worker opens.
  *
- * An address is refused when it is loopback, private, link-local, CGNAT,
- * multicast, unspecified, reserved or unique-local (IPv4 and IPv6, with
- * IPv4-mapped and NAT64 addresses judged by the IPv4 address they carry),
- * unless it lies inside webhook.allowed_networks.  URLs are parsed with
+ * An address inside webhook.allowed_networks is allowed.  Otherwise one
+ * table, special_ranges, decides: an address in a special-purpose range of
+ * either family (loopback, private, link-local, CGNAT, multicast,
+ * documentation, benchmarking, reserved, ...) or in IPv6 outside global
+ * unicast is refused, except that IPv4-mapped addresses are judged as the
+ * IPv4 address they carry and NAT64 well-known-prefix addresses need a
+ * public IPv4 address; every other IPv6 form that carries an IPv4 address
+ * (IPv4-compatible, SIIT, local-use NAT64, 6to4, Teredo) is refused.  The
+ * same function judges literal hosts of URLs and every socket the worker
+ * opens (destination_address_allowed).  URLs are parsed with
  * libcurl's URL API (the parser that will be used to connect), networks
  * with PostgreSQL's own inet parser.  Nothing here connects anywhere.
  *
@@ -37,42 +43,104 @@ typedef struct Net
 static Net	allowed[MAX_ALLOWED_NETS];
 static int	nallowed = 0;
 
-/* Ranges refused unless allowed; IPv4 first, then IPv6. */
+/*
+ * What an address inside a special range gets.  Every rule is subject to
+ * webhook.allowed_networks first: an address inside an allowed network of
+ * its own family is allowed, whatever range it is in.
+ */
+typedef enum RangeRule
+{
+	RANGE_REFUSED,				/* refused */
+	RANGE_CARRIED_IPV4,			/* judged as the IPv4 address in its last 32
+								 * bits, webhook.allowed_networks included */
+	RANGE_TRANSLATED_IPV4		/* allowed when the IPv4 address in its last 32
+								 * bits lies in no range of this table;
+								 * webhook.allowed_networks does not apply to
+								 * that IPv4 address */
+} RangeRule;
+
+/*
+ * The special ranges: the IANA IPv4 and IPv6 Special-Purpose Address
+ * Registries, multicast, and IPv6 outside global unicast (2000::/3).  The
+ * longest prefix containing an address decides, so a range may sit inside
+ * another with a different rule (64:ff9b::/96 inside ::/3).  Ranges the
+ * registries call globally reachable are refused too when no webhook
+ * receiver can live there (anycast for NAT and relay control, AS112 DNS
+ * sinks, AMT relays, identifiers that are not locators).  docs/reliability.md
+ * lists this table with the reason for each rule; keep the two together.
+ */
 static const struct
 {
 	int			family;
 	const char *cidr;
-}			blocked_ranges[] =
+	RangeRule	rule;
+}			special_ranges[] =
 {
-	{AF_INET, "0.0.0.0/8"},		/* "this network", unspecified */
-	{AF_INET, "10.0.0.0/8"},	/* private */
-	{AF_INET, "100.64.0.0/10"}, /* CGNAT */
-	{AF_INET, "127.0.0.0/8"},	/* loopback */
-	{AF_INET, "169.254.0.0/16"},	/* link-local, cloud metadata */
-	{AF_INET, "172.16.0.0/12"}, /* private */
-	{AF_INET, "192.0.0.0/24"},	/* IETF protocol assignments */
-	{AF_INET, "192.0.2.0/24"},	/* documentation */
-	{AF_INET, "192.168.0.0/16"},	/* private */
-	{AF_INET, "198.18.0.0/15"}, /* benchmarking */
-	{AF_INET, "198.51.100.0/24"},	/* documentation */
-	{AF_INET, "203.0.113.0/24"},	/* documentation */
-	{AF_INET, "224.0.0.0/4"},	/* multicast */
-	{AF_INET, "240.0.0.0/4"},	/* reserved, broadcast */
-	{AF_INET6, "::/128"},		/* unspecified */
-	{AF_INET6, "::1/128"},		/* loopback */
-	{AF_INET6, "::/96"},		/* IPv4-compatible (deprecated) */
-	{AF_INET6, "64:ff9b:1::/48"},	/* local-use NAT64: may carry any IPv4 */
-	{AF_INET6, "2002::/16"},	/* 6to4: may carry any IPv4 */
-	{AF_INET6, "100::/64"},		/* discard */
-	{AF_INET6, "2001:db8::/32"},	/* documentation */
-	{AF_INET6, "fc00::/7"},		/* unique local */
-	{AF_INET6, "fe80::/10"},	/* link-local */
-	{AF_INET6, "fec0::/10"},	/* site-local (deprecated) */
-	{AF_INET6, "ff00::/8"},		/* multicast */
+	{AF_INET, "0.0.0.0/8", RANGE_REFUSED},	/* "this network" */
+	{AF_INET, "0.0.0.0/32", RANGE_REFUSED}, /* "this host on this network" */
+	{AF_INET, "10.0.0.0/8", RANGE_REFUSED}, /* private */
+	{AF_INET, "100.64.0.0/10", RANGE_REFUSED},	/* shared address space, CGNAT */
+	{AF_INET, "127.0.0.0/8", RANGE_REFUSED},	/* loopback */
+	{AF_INET, "169.254.0.0/16", RANGE_REFUSED}, /* link-local, cloud metadata */
+	{AF_INET, "172.16.0.0/12", RANGE_REFUSED},	/* private */
+	{AF_INET, "192.0.0.0/24", RANGE_REFUSED},	/* IETF protocol assignments */
+	{AF_INET, "192.0.0.0/29", RANGE_REFUSED},	/* IPv4 service continuity (DS-Lite) */
+	{AF_INET, "192.0.0.8/32", RANGE_REFUSED},	/* IPv4 dummy address */
+	{AF_INET, "192.0.0.9/32", RANGE_REFUSED},	/* PCP anycast: the NAT gateway */
+	{AF_INET, "192.0.0.10/32", RANGE_REFUSED},	/* TURN anycast: a relay */
+	{AF_INET, "192.0.0.170/31", RANGE_REFUSED}, /* NAT64/DNS64 discovery */
+	{AF_INET, "192.0.2.0/24", RANGE_REFUSED},	/* documentation TEST-NET-1 */
+	{AF_INET, "192.31.196.0/24", RANGE_REFUSED},	/* AS112-v4 DNS sinks */
+	{AF_INET, "192.52.193.0/24", RANGE_REFUSED},	/* AMT relays */
+	{AF_INET, "192.88.99.0/24", RANGE_REFUSED}, /* 6to4 relay anycast (deprecated) */
+	{AF_INET, "192.168.0.0/16", RANGE_REFUSED}, /* private */
+	{AF_INET, "192.175.48.0/24", RANGE_REFUSED},	/* AS112 direct delegation */
+	{AF_INET, "198.18.0.0/15", RANGE_REFUSED},	/* benchmarking */
+	{AF_INET, "198.51.100.0/24", RANGE_REFUSED},	/* documentation TEST-NET-2 */
+	{AF_INET, "203.0.113.0/24", RANGE_REFUSED}, /* documentation TEST-NET-3 */
+	{AF_INET, "224.0.0.0/4", RANGE_REFUSED},	/* multicast */
+	{AF_INET, "240.0.0.0/4", RANGE_REFUSED},	/* reserved */
+	{AF_INET, "255.255.255.255/32", RANGE_REFUSED}, /* limited broadcast */
+
+	{AF_INET6, "::/3", RANGE_REFUSED},	/* not global unicast */
+	{AF_INET6, "4000::/2", RANGE_REFUSED},	/* not global unicast */
+	{AF_INET6, "8000::/1", RANGE_REFUSED},	/* not global unicast */
+	{AF_INET6, "::/128", RANGE_REFUSED},	/* unspecified */
+	{AF_INET6, "::1/128", RANGE_REFUSED},	/* loopback */
+	{AF_INET6, "::/96", RANGE_REFUSED}, /* IPv4-compatible (deprecated) */
+	/* IPv4-mapped: the kernel connects to the IPv4 address itself */
+	{AF_INET6, "::ffff:0:0/96", RANGE_CARRIED_IPV4},
+	{AF_INET6, "::ffff:0:0:0/96", RANGE_REFUSED},	/* SIIT (obsolete) */
+	/* NAT64 well-known prefix: a translator elsewhere reaches the IPv4 */
+	{AF_INET6, "64:ff9b::/96", RANGE_TRANSLATED_IPV4},
+	/* local-use NAT64: the IPv4 sits where its operator chose */
+	{AF_INET6, "64:ff9b:1::/48", RANGE_REFUSED},
+	{AF_INET6, "100::/64", RANGE_REFUSED},	/* discard-only */
+	{AF_INET6, "100:0:0:1::/64", RANGE_REFUSED},	/* dummy prefix */
+	{AF_INET6, "2001::/23", RANGE_REFUSED}, /* IETF protocol assignments */
+	{AF_INET6, "2001::/32", RANGE_REFUSED}, /* Teredo: two IPv4 inside */
+	{AF_INET6, "2001:1::1/128", RANGE_REFUSED}, /* PCP anycast */
+	{AF_INET6, "2001:1::2/128", RANGE_REFUSED}, /* TURN anycast */
+	{AF_INET6, "2001:1::3/128", RANGE_REFUSED}, /* DNS-SD SRP anycast */
+	{AF_INET6, "2001:2::/48", RANGE_REFUSED},	/* benchmarking */
+	{AF_INET6, "2001:3::/32", RANGE_REFUSED},	/* AMT relays */
+	{AF_INET6, "2001:4:112::/48", RANGE_REFUSED},	/* AS112-v6 DNS sinks */
+	{AF_INET6, "2001:10::/28", RANGE_REFUSED},	/* ORCHID (deprecated) */
+	{AF_INET6, "2001:20::/28", RANGE_REFUSED},	/* ORCHIDv2 identifiers */
+	{AF_INET6, "2001:30::/28", RANGE_REFUSED},	/* drone remote ID tags */
+	{AF_INET6, "2001:db8::/32", RANGE_REFUSED}, /* documentation */
+	{AF_INET6, "2002::/16", RANGE_REFUSED}, /* 6to4: an IPv4 inside */
+	{AF_INET6, "2620:4f:8000::/48", RANGE_REFUSED}, /* AS112 direct delegation */
+	{AF_INET6, "3fff::/20", RANGE_REFUSED}, /* documentation */
+	{AF_INET6, "5f00::/16", RANGE_REFUSED}, /* SRv6 segment identifiers */
+	{AF_INET6, "fc00::/7", RANGE_REFUSED},	/* unique local */
+	{AF_INET6, "fe80::/10", RANGE_REFUSED}, /* link-local */
+	{AF_INET6, "fec0::/10", RANGE_REFUSED}, /* site-local (deprecated) */
+	{AF_INET6, "ff00::/8", RANGE_REFUSED},	/* multicast */
 };
 
-static Net	blocked[lengthof(blocked_ranges)];
-static bool blocked_ready = false;
+static Net	special[lengthof(special_ranges)];
+static bool special_ready = false;
 
 /* Parses "addr[/bits]" into net; false when it is not an address or CIDR. */
 static bool
@@ -120,39 +188,70 @@ net_contains(const Net *net, int family, const unsigned char *addr)
 	return true;
 }
 
+/* Parses special_ranges once; a bad entry is a bug, hence elog. */
 static void
-prepare_blocked(void)
+prepare_special(void)
 {
-	if (blocked_ready)
+	if (special_ready)
 		return;
-	for (int i = 0; i < (int) lengthof(blocked_ranges); i++)
-		if (!parse_net(blocked_ranges[i].cidr, &blocked[i]))
-			elog(ERROR, "bad built-in network %s", blocked_ranges[i].cidr);
-	blocked_ready = true;
+	for (int i = 0; i < (int) lengthof(special_ranges); i++)
+	{
+		Net		   *net = &special[i];
+
+		if (!parse_net(special_ranges[i].cidr, net) ||
+			net->family != special_ranges[i].family)
+			elog(ERROR, "bad built-in network %s", special_ranges[i].cidr);
+		/* a set bit past the prefix would be a typo in the table */
+		for (int b = net->bits; b < (net->family == AF_INET ? 32 : 128); b++)
+			if (net->addr[b / 8] & (0x80 >> (b % 8)))
+				elog(ERROR, "bad built-in network %s", special_ranges[i].cidr);
+	}
+	special_ready = true;
 }
 
-/* The policy on one raw address of family AF_INET (4 bytes) or AF_INET6. */
-static bool
-raw_address_allowed(int family, const unsigned char *addr)
+/* The index of the longest special range containing addr, or -1. */
+static int
+special_range(int family, const unsigned char *addr)
 {
-	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+	int			best = -1;
+
+	prepare_special();
+	for (int i = 0; i < (int) lengthof(special); i++)
+		if (net_contains(&special[i], family, addr) &&
+			(best < 0 || special[i].bits > special[best].bits))
+			best = i;
+	return best;
+}
+
+/*
+ * The policy on one raw address of family AF_INET (4 bytes) or AF_INET6.
+ * With use_allowed false, webhook.allowed_networks is ignored: that is how
+ * an IPv4 address that a translator elsewhere would reach is judged.
+ */
+static bool
+raw_address_allowed(int family, const unsigned char *addr, bool use_allowed)
+{
+	int			r;
 
 	/* An allowed network wins, in the address's own family. */
-	for (int i = 0; i < nallowed; i++)
-		if (net_contains(&allowed[i], family, addr))
-			return true;
+	if (use_allowed)
+		for (int i = 0; i < nallowed; i++)
+			if (net_contains(&allowed[i], family, addr))
+				return true;
 
-	/* IPv4-mapped and NAT64 addresses are judged as the IPv4 they carry. */
-	if (family == AF_INET6 &&
-		(memcmp(addr, mapped, 12) == 0 || memcmp(addr, nat64, 12) == 0))
-		return raw_address_allowed(AF_INET, addr + 12);
-
-	prepare_blocked();
-	for (int i = 0; i < (int) lengthof(blocked); i++)
-		if (net_contains(&blocked[i], family, addr))
+	r = special_range(family, addr);
+	if (r < 0)
+		return true;
+	switch (special_ranges[r].rule)
+	{
+		case RANGE_REFUSED:
 			return false;
-	return true;
+		case RANGE_CARRIED_IPV4:
+			return raw_address_allowed(AF_INET, addr + 12, use_allowed);
+		case RANGE_TRANSLATED_IPV4:
+			return raw_address_allowed(AF_INET, addr + 12, false);
+	}
+	return false;				/* not reached */
 }
 
 /*
@@ -164,10 +263,12 @@ destination_address_allowed(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)
 		return raw_address_allowed(AF_INET,
-								   (const unsigned char *) &((const struct sockaddr_in *) sa)->sin_addr);
+								   (const unsigned char *) &((const struct sockaddr_in *) sa)->sin_addr,
+								   true);
 	if (sa->sa_family == AF_INET6)
 		return raw_address_allowed(AF_INET6,
-								   (const unsigned char *) &((const struct sockaddr_in6 *) sa)->sin6_addr);
+								   (const unsigned char *) &((const struct sockaddr_in6 *) sa)->sin6_addr,
+								   true);
 	return false;				/* unix sockets and anything else */
 }
 
@@ -300,21 +401,25 @@ destination_check_url(const char *url, char **detail)
 		if (hlen > 1 && host[hlen - 1] == '.' && host[0] != '[')
 			host[--hlen] = '\0';
 
-		if (host[0] == '[' && hlen > 2 && hlen - 2 < sizeof(v6))
+		if (host[0] == '[')
 		{
-			char	   *pct;
+			/* up to a zone id or the bracket; what we cannot read is refused */
+			size_t		len = strcspn(host + 1, "%]");
 
-			memcpy(v6, host + 1, hlen - 2);
-			v6[hlen - 2] = '\0';
-			if ((pct = strchr(v6, '%')) != NULL)	/* zone id */
-				*pct = '\0';
-			if (inet_pton(AF_INET6, v6, addr) == 1 &&
-				!raw_address_allowed(AF_INET6, addr))
+			if (len >= sizeof(v6))
 				result = DEST_BLOCKED_ADDRESS;
+			else
+			{
+				memcpy(v6, host + 1, len);
+				v6[len] = '\0';
+				if (inet_pton(AF_INET6, v6, addr) != 1 ||
+					!raw_address_allowed(AF_INET6, addr, true))
+					result = DEST_BLOCKED_ADDRESS;
+			}
 		}
 		else if (inet_pton(AF_INET, host, addr) == 1)
 		{
-			if (!raw_address_allowed(AF_INET, addr))
+			if (!raw_address_allowed(AF_INET, addr, true))
 				result = DEST_BLOCKED_ADDRESS;
 		}
 		else
@@ -325,7 +430,7 @@ destination_check_url(const char *url, char **detail)
 				pg_strcasecmp(host, "localhost.") == 0 ||
 				(dot && pg_strcasecmp(dot, ".localhost") == 0);
 
-			if (local && !raw_address_allowed(AF_INET, v4lo))
+			if (local && !raw_address_allowed(AF_INET, v4lo, true))
 				result = DEST_BLOCKED_NAME;
 		}
 		if (result != DEST_OK)
