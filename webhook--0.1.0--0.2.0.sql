@@ -372,3 +372,570 @@ CREATE VIEW webhook_workers WITH (security_barrier) AS
 SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since
   FROM webhook_worker_status() w;
 COMMENT ON VIEW webhook_workers IS 'one row per database the launcher looks after: served, starting, no extension, or waiting for a background worker slot, with the worker''s and fan-out helper''s pids';
+
+-------------------------------------------------------------------------------
+-- Endpoint options: batch items, per-endpoint jitter, Content-Type; backoff by max_attempts
+-------------------------------------------------------------------------------
+
+ALTER TABLE webhook_endpoints
+    ADD COLUMN batch_items text NOT NULL DEFAULT 'event' CHECK (batch_items IN ('event', 'data')),
+    ADD COLUMN retry_jitter float8 CHECK (retry_jitter BETWEEN 0 AND 1);
+
+CREATE OR REPLACE FUNCTION webhook_endpoints_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h record;
+    v jsonb;
+    a jsonb := NEW.auth;
+    hname text;
+    names text[] := '{}';
+    schemes constant text[] := '{standard,hmac-sha256-hex,timestamped-hex,standard-ed25519,none}';
+    token constant text := '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$';
+    reserved constant text[] := '{content-length,host,user-agent,transfer-encoding,connection,expect,te,upgrade}';
+    -- type/subtype, then ; name=value parameters (a token or a quoted string)
+    media_type constant text := '^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}'
+                                || '([ \t]*;[ \t]*[A-Za-z0-9!#$%&''*+.^_`|~-]+=([A-Za-z0-9!#$%&''*+.^_`|~-]+|"([^"\\\x01-\x1f\x7f]|\\[^\x01-\x1f\x7f])*"))*[ \t]*$';
+    hex constant text[] := '{hmac-sha256-hex,timestamped-hex}';
+    old_secret jsonb;
+    expiry timestamptz;
+BEGIN
+    -- state and the worker's counters
+    IF NEW.id IS NULL OR NEW.state IS NULL OR NEW.state_since IS NULL OR NEW.created_at IS NULL
+       OR NEW.consecutive_failures IS NULL OR NEW.circuit_cooldown IS NULL THEN
+        RAISE EXCEPTION 'a required endpoint column is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'id, state, state_since, created_at, consecutive_failures and circuit_cooldown must not be NULL.';
+    END IF;
+    IF NEW.state NOT IN ('active', 'disabled', 'paused', 'circuit_open') THEN
+        RAISE EXCEPTION 'invalid endpoint state "%"', left(NEW.state, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'States are active, disabled, paused and circuit_open; use webhook_set_state().';
+    END IF;
+    IF NEW.consecutive_failures < 0 OR NEW.circuit_cooldown < 0 THEN
+        RAISE EXCEPTION 'endpoint counters must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'UPDATE'
+       AND (NEW.name, NEW.url, NEW.format, NEW.batch_size, NEW.source, NEW.signing, NEW.signature_header,
+            NEW.signature_prefix, NEW.secret, NEW.previous_secrets, NEW.auth, NEW.headers,
+            NEW.retry_schedule, NEW.timeout, NEW.description, NEW.max_in_flight, NEW.rate_limit, NEW.ordered,
+            NEW.batch_items, NEW.retry_jitter)
+           IS NOT DISTINCT FROM
+           (OLD.name, OLD.url, OLD.format, OLD.batch_size, OLD.source, OLD.signing, OLD.signature_header,
+            OLD.signature_prefix, OLD.secret, OLD.previous_secrets, OLD.auth, OLD.headers,
+            OLD.retry_schedule, OLD.timeout, OLD.description, OLD.max_in_flight, OLD.rate_limit, OLD.ordered,
+            OLD.batch_items, OLD.retry_jitter) THEN
+        RETURN NEW;
+    END IF;
+
+    IF NEW.signing IS NOT NULL AND NEW.signing <> ALL (schemes) THEN
+        RAISE EXCEPTION 'invalid signing scheme "%"', left(NEW.signing, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Schemes are standard, hmac-sha256-hex, timestamped-hex, standard-ed25519 and none.';
+    END IF;
+    IF NEW.format IS NOT NULL AND NEW.format NOT IN ('standard', 'batch', 'raw') THEN
+        RAISE EXCEPTION 'invalid format "%"', left(NEW.format, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Formats are standard, batch and raw.';
+    END IF;
+    IF NEW.name IS NULL OR NEW.url IS NULL OR NEW.secret IS NULL OR NEW.headers IS NULL
+       OR NEW.retry_schedule IS NULL OR NEW.timeout IS NULL OR NEW.max_in_flight IS NULL
+       OR NEW.format IS NULL OR NEW.batch_size IS NULL OR NEW.signing IS NULL
+       OR NEW.ordered IS NULL OR NEW.previous_secrets IS NULL OR NEW.batch_items IS NULL THEN
+        RAISE EXCEPTION 'a required endpoint option is NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = 'name, url, secret, previous_secrets, headers, retry_schedule, timeout, max_in_flight, format, batch_size, batch_items, signing and ordered must not be NULL.';
+    END IF;
+    IF NEW.batch_items NOT IN ('event', 'data') THEN
+        RAISE EXCEPTION 'invalid batch_items "%"', left(NEW.batch_items, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Each item of a batch is the event envelope (event) or the event''s data as published (data).';
+    END IF;
+    IF NEW.batch_items <> 'event' AND NEW.format <> 'batch' THEN
+        RAISE EXCEPTION 'batch_items does not apply to format %', NEW.format
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only the batch format has items; raw sends the data of one event as the body.';
+    END IF;
+    IF NEW.retry_jitter IS NOT NULL AND NOT (NEW.retry_jitter BETWEEN 0 AND 1) THEN
+        RAISE EXCEPTION 'invalid retry_jitter %', NEW.retry_jitter
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Retries are spread by a fraction between 0 (exact delays) and 1 of each delay; NULL uses webhook.retry_jitter.';
+    END IF;
+    IF NEW.name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid endpoint name "%"', left(NEW.name, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A name is 1 to 63 characters: letters, digits, "_", "." and "-", starting with a letter or digit.';
+    END IF;
+    PERFORM @extschema@.webhook_check_url(NEW.url);
+    -- the column's CHECK, word for word (its error would show the row)
+    IF NOT (length(NEW.url) <= 2048 AND NEW.url ~ '^[hH][tT][tT][pP][sS]?://[^[:space:]]+$') THEN
+        RAISE EXCEPTION 'invalid endpoint URL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A URL is http:// or https:// followed by up to 2048 characters, none of them white space.';
+    END IF;
+    IF NEW.batch_size NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid batch_size %', NEW.batch_size
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A batch carries 1 to 1000 events.';
+    END IF;
+    IF NEW.source IS NOT NULL AND (length(NEW.source) NOT BETWEEN 1 AND 255 OR NEW.source ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'invalid source'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A source is 1 to 255 characters with no control characters.';
+    END IF;
+    IF NOT @extschema@.webhook_valid_secret(NEW.secret, NEW.signing) THEN
+        RAISE EXCEPTION 'invalid secret for signing scheme %', NEW.signing
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = CASE NEW.signing
+                           WHEN 'standard' THEN 'A standard secret is "whsec_" followed by the base64 encoding of 24 to 64 bytes.'
+                           WHEN 'standard-ed25519' THEN 'An ed25519 secret is "whsk_" followed by the base64 encoding of a 32-byte seed or a 64-byte key.'
+                           ELSE 'A secret for this scheme is 8 to 1024 printable characters, used as given.' END,
+                  HINT = format('Generate one with webhook_generate_secret(%L).', NEW.signing);
+    END IF;
+    IF jsonb_typeof(NEW.previous_secrets) <> 'array' OR jsonb_array_length(NEW.previous_secrets) > 10
+       OR EXISTS (SELECT 1 FROM jsonb_array_elements(NEW.previous_secrets) p
+                   WHERE jsonb_typeof(p) <> 'object' OR jsonb_typeof(p -> 'secret') IS DISTINCT FROM 'string'
+                      OR jsonb_typeof(p -> 'expires_at') IS DISTINCT FROM 'string'
+                      OR NOT @extschema@.webhook_valid_secret(p ->> 'secret', NEW.signing)) THEN
+        RAISE EXCEPTION 'invalid previous_secrets'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'At most 10 objects {"secret", "expires_at"} whose secrets suit the signing scheme.',
+                  HINT = 'Use webhook_rotate_secret().';
+    END IF;
+    -- every expiry must be a finite time: the worker reads them as timestamptz
+    FOR old_secret IN SELECT value FROM jsonb_array_elements(NEW.previous_secrets) LOOP
+        BEGIN
+            expiry := (old_secret ->> 'expires_at')::timestamptz;
+        EXCEPTION WHEN others THEN
+            expiry := NULL;
+        END;
+        IF expiry IS NULL OR NOT isfinite(expiry) THEN
+            RAISE EXCEPTION 'invalid expires_at in previous_secrets'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Each old secret expires at a finite timestamp with time zone.',
+                      HINT = 'Use webhook_rotate_secret().';
+        END IF;
+    END LOOP;
+    IF NEW.signature_header IS NOT NULL AND (NEW.signature_header !~ token
+       OR lower(NEW.signature_header) = ANY (reserved) OR lower(NEW.signature_header) LIKE 'webhook-%') THEN
+        RAISE EXCEPTION 'invalid signature_header "%"', left(NEW.signature_header, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A header name the extension does not set itself, such as X-Signature.';
+    END IF;
+    IF NEW.signature_prefix IS NOT NULL AND (length(NEW.signature_prefix) > 100 OR NEW.signature_prefix ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'invalid signature_prefix'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A prefix such as "sha256=": at most 100 characters, no control characters.';
+    END IF;
+    -- options of one scheme are not silently ignored by another
+    IF NEW.signature_header IS NOT NULL AND NEW.signing <> ALL (hex) THEN
+        RAISE EXCEPTION 'signature_header does not apply to signing scheme %', NEW.signing
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only hmac-sha256-hex and timestamped-hex put their signature in a header of your choice.';
+    END IF;
+    IF NEW.signature_prefix IS NOT NULL AND NEW.signing <> 'hmac-sha256-hex' THEN
+        RAISE EXCEPTION 'signature_prefix does not apply to signing scheme %', NEW.signing
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only hmac-sha256-hex puts a prefix before its signature.';
+    END IF;
+    IF NEW.signing = ANY (hex) THEN
+        names := ARRAY[lower(coalesce(NEW.signature_header, 'X-Webhook-Signature'))];
+    END IF;
+
+    IF jsonb_typeof(NEW.headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR h IN SELECT key, value FROM jsonb_each(NEW.headers) LOOP
+        IF h.key !~ token THEN
+            RAISE EXCEPTION 'invalid header name "%"', left(h.key, 80)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF lower(h.key) = ANY (reserved) OR lower(h.key) LIKE 'webhook-%' THEN
+            RAISE EXCEPTION 'header "%" cannot be set', h.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'The extension sets this header itself.';
+        END IF;
+        IF lower(h.key) = ANY (names) THEN
+            RAISE EXCEPTION 'header "%" is given twice', h.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Header names are case-insensitive, and the signature header is set by the extension.';
+        END IF;
+        names := names || lower(h.key);
+        -- a value is a string, or {"value": string, "secret": true} to keep it hidden
+        v := h.value;
+        IF jsonb_typeof(v) = 'object' THEN
+            IF jsonb_typeof(v -> 'value') IS DISTINCT FROM 'string'
+               OR (v ? 'secret' AND jsonb_typeof(v -> 'secret') <> 'boolean')
+               OR EXISTS (SELECT 1 FROM jsonb_object_keys(v) k WHERE k NOT IN ('value', 'secret')) THEN
+                RAISE EXCEPTION 'invalid value for header "%"', h.key
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = 'A header value is a string or {"value": "...", "secret": true}.';
+            END IF;
+            v := v -> 'value';
+        END IF;
+        IF jsonb_typeof(v) <> 'string' THEN
+            RAISE EXCEPTION 'value of header "%" must be a string', h.key
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v #>> '{}' ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' OR length(v #>> '{}') > 4096 THEN
+            RAISE EXCEPTION 'invalid value for header "%"', h.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Header values are at most 4096 characters with no control characters (CR and LF included).';
+        END IF;
+        IF lower(h.key) = 'content-type' AND v #>> '{}' !~ media_type THEN
+            RAISE EXCEPTION 'invalid Content-Type'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A Content-Type is a media type, type/subtype with optional ; name=value parameters, such as application/x-www-form-urlencoded or text/plain; charset=utf-8.';
+        END IF;
+    END LOOP;
+
+    IF a IS NOT NULL THEN
+        IF jsonb_typeof(a) <> 'object' OR jsonb_typeof(a -> 'type') IS DISTINCT FROM 'string'
+           OR a ->> 'type' NOT IN ('bearer', 'basic', 'api_key') THEN
+            RAISE EXCEPTION 'invalid auth'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'auth is {"type":"bearer","token":...}, {"type":"basic","username":...,"password":...} or {"type":"api_key","header":...,"key":...}.';
+        END IF;
+        IF EXISTS (SELECT 1 FROM jsonb_each(a) f
+                    WHERE f.key <> 'type'
+                      AND (f.key <> ALL (CASE a ->> 'type' WHEN 'bearer' THEN '{token}'::text[]
+                                                           WHEN 'basic' THEN '{username,password}'
+                                                           ELSE '{header,key}' END)
+                           OR jsonb_typeof(f.value) <> 'string'
+                           OR f.value #>> '{}' ~ '[\r\n\x01-\x08\x0b\x0c\x0e-\x1f\x7f]'
+                           OR length(f.value #>> '{}') NOT BETWEEN 1 AND 4096))
+           OR (SELECT count(*) FROM jsonb_object_keys(a)) <> (CASE a ->> 'type' WHEN 'bearer' THEN 2 ELSE 3 END) THEN
+            RAISE EXCEPTION 'invalid % auth', a ->> 'type'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = CASE a ->> 'type'
+                               WHEN 'bearer' THEN 'Bearer auth is {"type":"bearer","token":"..."}.'
+                               WHEN 'basic' THEN 'Basic auth is {"type":"basic","username":"...","password":"..."}.'
+                               ELSE 'API key auth is {"type":"api_key","header":"X-Api-Key","key":"..."}.' END
+                               || ' Values are 1 to 4096 characters with no control characters.';
+        END IF;
+        IF a ->> 'type' = 'basic' AND position(':' IN a ->> 'username') > 0 THEN
+            RAISE EXCEPTION 'invalid basic auth' USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A username cannot contain ":".';
+        END IF;
+        hname := CASE WHEN a ->> 'type' = 'api_key' THEN lower(a ->> 'header') ELSE 'authorization' END;
+        IF hname !~ token OR hname = ANY (reserved) OR hname LIKE 'webhook-%' OR hname = 'content-type' THEN
+            RAISE EXCEPTION 'invalid api_key header "%"', left(a ->> 'header', 80)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF hname = ANY (names) THEN
+            RAISE EXCEPTION 'header "%" is set by both auth and headers or the signature', hname
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+
+    IF cardinality(NEW.retry_schedule) > 50 OR array_position(NEW.retry_schedule, NULL) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM unnest(NEW.retry_schedule) d
+                   WHERE d < '0'::interval OR d > '30 days'::interval) THEN
+        RAISE EXCEPTION 'invalid retry_schedule'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A schedule has at most 50 delays, each between 0 and 30 days.',
+                  HINT = 'webhook_backoff() builds exponential schedules.';
+    END IF;
+    IF NEW.timeout < '100ms' OR NEW.timeout > '60s' THEN
+        RAISE EXCEPTION 'invalid timeout %', NEW.timeout
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A timeout is between 100 milliseconds and 60 seconds.';
+    END IF;
+    IF length(NEW.description) > 1000 THEN
+        RAISE EXCEPTION 'description is longer than 1000 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.max_in_flight NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'invalid max_in_flight %', NEW.max_in_flight
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An endpoint takes between 1 and 1000 concurrent requests.';
+    END IF;
+    IF NEW.rate_limit NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'invalid rate_limit %', NEW.rate_limit
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A rate limit is 1 to 100000 requests per second; NULL (0 in webhook_update_endpoint) is unlimited.';
+    END IF;
+    IF NEW.ordered AND NEW.format = 'batch' THEN
+        RAISE EXCEPTION 'an ordered endpoint cannot use the batch format'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.ordered AND NOT OLD.ordered THEN
+        -- deliveries already queued join their keys' lines
+        UPDATE @extschema@.webhook_deliveries d
+           SET ordering_key = @extschema@.webhook_line_key(ev.ordering_key)
+          FROM @extschema@.webhook_events ev
+         WHERE d.endpoint_id = NEW.id AND d.status IN ('pending', 'in_flight')
+           AND d.ordering_key IS NULL AND ev.id = d.event_id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION webhook_endpoints_check() IS
+  'trigger: checks every endpoint option, for the API and direct writes alike, with clear errors that never show a secret';
+
+-- webhook_create_endpoint and webhook_update_endpoint take two more
+-- options, so they are created anew.  The EXECUTE grants an administrator
+-- gave on the old ones are carried over as they were, written into the new
+-- functions' ACLs rather than granted here: a GRANT in an extension script
+-- would count as the extension's own initial privilege, and pg_dump would
+-- then leave it out.
+SELECT pg_catalog.set_config('webhook_upgrade.create_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                                        text, integer, text, text, text, text, jsonb, integer, boolean)'::pg_catalog.regprocedure;
+SELECT pg_catalog.set_config('webhook_upgrade.update_acl', coalesce(p.proacl::text, ''), true)
+  FROM pg_catalog.pg_proc p
+ WHERE p.oid = 'webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                                        integer, text, integer, text, text, text, text, jsonb, integer, boolean)'::pg_catalog.regprocedure;
+DROP FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                                      text, integer, text, text, text, text, jsonb, integer, boolean);
+DROP FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                                      integer, text, integer, text, text, text, text, jsonb, integer, boolean);
+CREATE FUNCTION webhook_create_endpoint(
+    name             text,
+    url              text,
+    event_types      text[]     DEFAULT '{*}',
+    secret           text       DEFAULT NULL,
+    headers          jsonb      DEFAULT '{}',
+    retry_schedule   interval[] DEFAULT '{5s,5min,30min,2h,5h,10h,10h}',
+    timeout          interval   DEFAULT '10s',
+    description      text       DEFAULT NULL,
+    max_in_flight    integer    DEFAULT 16,
+    format           text       DEFAULT 'standard',
+    batch_size       integer    DEFAULT 100,
+    source           text       DEFAULT NULL,
+    signing          text       DEFAULT 'standard',
+    signature_header text       DEFAULT NULL,
+    signature_prefix text       DEFAULT NULL,
+    auth             jsonb      DEFAULT NULL,
+    rate_limit       integer    DEFAULT NULL,
+    ordered          boolean    DEFAULT false,
+    batch_items      text       DEFAULT 'event',
+    retry_jitter     float8     DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id bigint;
+BEGIN
+    IF event_types IS NULL THEN
+        RAISE EXCEPTION 'event_types must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM @extschema@.webhook_check_event_types(event_types);
+    IF EXISTS (SELECT 1 FROM @extschema@.webhook_endpoints e WHERE e.name = webhook_create_endpoint.name) THEN
+        RAISE EXCEPTION 'endpoint "%" already exists', name
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    -- every option is checked by the webhook_endpoints_check trigger
+    INSERT INTO @extschema@.webhook_endpoints AS e
+        (name, url, secret, headers, retry_schedule, timeout, description, max_in_flight,
+         format, batch_size, source, signing, signature_header, signature_prefix, auth,
+         rate_limit, ordered, batch_items, retry_jitter)
+    VALUES (name, url,
+            coalesce(secret, @extschema@.webhook_generate_secret(coalesce(signing, 'standard'))),
+            headers, retry_schedule, timeout, description, max_in_flight,
+            format, batch_size, source, signing, signature_header, signature_prefix,
+            nullif(auth, '{}'), rate_limit, ordered, batch_items, retry_jitter)
+    RETURNING e.id INTO new_id;
+    INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
+    SELECT DISTINCT new_id, t FROM unnest(event_types) t;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                                            text, integer, text, text, text, text, jsonb, integer, boolean,
+                                            text, float8) IS
+  'creates an endpoint subscribed to event_types and returns its id; a NULL secret generates one for the signing scheme';
+
+CREATE FUNCTION webhook_update_endpoint(
+    endpoint_id      bigint,
+    name             text       DEFAULT NULL,
+    url              text       DEFAULT NULL,
+    event_types      text[]     DEFAULT NULL,
+    secret           text       DEFAULT NULL,
+    headers          jsonb      DEFAULT NULL,
+    retry_schedule   interval[] DEFAULT NULL,
+    timeout          interval   DEFAULT NULL,
+    description      text       DEFAULT NULL,
+    max_in_flight    integer    DEFAULT NULL,
+    format           text       DEFAULT NULL,
+    batch_size       integer    DEFAULT NULL,
+    source           text       DEFAULT NULL,
+    signing          text       DEFAULT NULL,
+    signature_header text       DEFAULT NULL,
+    signature_prefix text       DEFAULT NULL,
+    auth             jsonb      DEFAULT NULL,
+    rate_limit       integer    DEFAULT NULL,
+    ordered          boolean    DEFAULT NULL,
+    batch_items      text       DEFAULT NULL,
+    retry_jitter     float8     DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    cur @extschema@.webhook_endpoints;
+BEGIN
+    IF ordered THEN
+        -- making it ordered updates its queued deliveries: lock them first,
+        -- in id order, as the worker does (deliveries, then the endpoint)
+        PERFORM 1 FROM @extschema@.webhook_deliveries d
+          WHERE d.endpoint_id = webhook_update_endpoint.endpoint_id
+            AND d.status IN ('pending', 'in_flight')
+          ORDER BY d.id FOR UPDATE;
+    END IF;
+    cur := @extschema@.webhook_get_endpoint(endpoint_id);
+    IF event_types IS NOT NULL THEN
+        PERFORM @extschema@.webhook_check_event_types(event_types);
+    END IF;
+    IF name IS NOT NULL AND EXISTS (SELECT 1 FROM @extschema@.webhook_endpoints e
+                                     WHERE e.name = name AND e.id <> cur.id) THEN
+        RAISE EXCEPTION 'endpoint "%" already exists', name USING ERRCODE = 'unique_violation';
+    END IF;
+    -- NULL keeps an option; '' (or '{}' for auth, 0 for rate_limit) clears an optional one.
+    -- A new signing scheme forgets the previous secrets: they belong to the old one.
+    -- Every option is checked by the webhook_endpoints_check trigger.
+    UPDATE @extschema@.webhook_endpoints e
+       SET name = coalesce(name, e.name),
+           url = coalesce(url, e.url),
+           secret = coalesce(secret, e.secret),
+           previous_secrets = CASE WHEN coalesce(signing, e.signing) = e.signing
+                                   THEN e.previous_secrets ELSE '[]' END,
+           headers = coalesce(headers, e.headers),
+           retry_schedule = coalesce(retry_schedule, e.retry_schedule),
+           timeout = coalesce(timeout, e.timeout),
+           description = CASE WHEN description IS NULL THEN e.description ELSE nullif(description, '') END,
+           max_in_flight = coalesce(max_in_flight, e.max_in_flight),
+           format = coalesce(format, e.format),
+           batch_size = coalesce(batch_size, e.batch_size),
+           source = CASE WHEN source IS NULL THEN e.source ELSE nullif(source, '') END,
+           signing = coalesce(signing, e.signing),
+           -- kept only while the scheme uses them, unless given
+           signature_header = CASE WHEN signature_header IS NOT NULL THEN nullif(signature_header, '')
+                                   WHEN coalesce(signing, e.signing) IN ('hmac-sha256-hex', 'timestamped-hex')
+                                   THEN e.signature_header END,
+           signature_prefix = CASE WHEN signature_prefix IS NOT NULL THEN nullif(signature_prefix, '')
+                                   WHEN coalesce(signing, e.signing) = 'hmac-sha256-hex'
+                                   THEN e.signature_prefix END,
+           auth = CASE WHEN auth IS NULL THEN e.auth ELSE nullif(auth, '{}') END,
+           rate_limit = CASE WHEN rate_limit IS NULL THEN e.rate_limit ELSE nullif(rate_limit, 0) END,
+           ordered = coalesce(ordered, e.ordered),
+           -- items are the envelope again when the format leaves batch, unless given
+           batch_items = CASE WHEN batch_items IS NOT NULL THEN batch_items
+                              WHEN coalesce(format, e.format) = 'batch' THEN e.batch_items
+                              ELSE 'event' END,
+           -- a negative value goes back to webhook.retry_jitter
+           retry_jitter = CASE WHEN retry_jitter IS NULL THEN e.retry_jitter
+                               WHEN retry_jitter < 0 THEN NULL ELSE retry_jitter END
+     WHERE e.id = cur.id;
+    IF event_types IS NOT NULL THEN
+        -- the new list replaces the old; filters of patterns kept are kept
+        DELETE FROM @extschema@.webhook_subscriptions s
+         WHERE s.endpoint_id = cur.id AND s.event_type <> ALL (event_types);
+        INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
+        SELECT DISTINCT cur.id, t FROM unnest(event_types) t
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                                            integer, text, integer, text, text, text, text, jsonb, integer, boolean,
+                                            text, float8) IS
+  'changes an endpoint''s options; NULL leaves an option unchanged, an empty value (''{}'' for auth, 0 for rate_limit, a negative retry_jitter) clears an optional one; event_types replaces the subscriptions';
+
+UPDATE pg_catalog.pg_proc
+   SET proacl = NULLIF(pg_catalog.current_setting('webhook_upgrade.create_acl'), '')::pg_catalog.aclitem[]
+ WHERE oid = 'webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                                      text, integer, text, text, text, text, jsonb, integer, boolean,
+                                      text, float8)'::pg_catalog.regprocedure;
+UPDATE pg_catalog.pg_proc
+   SET proacl = NULLIF(pg_catalog.current_setting('webhook_upgrade.update_acl'), '')::pg_catalog.aclitem[]
+ WHERE oid = 'webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                                      integer, text, integer, text, text, text, text, jsonb, integer, boolean,
+                                      text, float8)'::pg_catalog.regprocedure;
+
+-- retries (the third argument, as before) or max_attempts, by name
+DROP FUNCTION webhook_backoff(interval, float8, integer, interval);
+CREATE FUNCTION webhook_backoff(first interval, factor float8, retries integer DEFAULT NULL,
+                                cap interval DEFAULT '1 day', max_attempts integer DEFAULT NULL)
+RETURNS interval[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF first IS NULL OR factor IS NULL OR cap IS NULL THEN
+        RAISE EXCEPTION 'webhook_backoff: first, factor and cap must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF (retries IS NULL) = (max_attempts IS NULL) THEN
+        RAISE EXCEPTION 'webhook_backoff needs either retries or max_attempts'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'retries counts the requests after the first; max_attempts counts every request, the first included (max_attempts = retries + 1).';
+    END IF;
+    IF max_attempts IS NOT NULL AND (max_attempts < 1 OR max_attempts > 51) THEN
+        RAISE EXCEPTION 'invalid max_attempts %', max_attempts USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'max_attempts counts the first request too: 1 (no retry) to 51 (50 retries).';
+    END IF;
+    n := coalesce(retries, max_attempts - 1);
+    IF n < 0 OR n > 50 THEN
+        RAISE EXCEPTION 'invalid number of retries %', n USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A schedule has 0 to 50 retries after the first request (max_attempts 1 to 51).';
+    END IF;
+    IF first < '0'::interval OR first > '30 days'::interval THEN
+        RAISE EXCEPTION 'invalid first delay %', first USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'The first delay is between 0 and 30 days.';
+    END IF;
+    IF factor < 1 OR factor > 100 OR factor = 'NaN'::float8 THEN
+        RAISE EXCEPTION 'invalid factor %', factor USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'Each delay is 1 to 100 times the one before.';
+    END IF;
+    IF cap < '0'::interval OR cap > '30 days'::interval THEN
+        RAISE EXCEPTION 'invalid cap %', cap USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'The cap is between 0 and 30 days; no delay exceeds it.';
+    END IF;
+    -- computed in seconds (a float8 cannot overflow here), rounded to milliseconds
+    RETURN ARRAY(SELECT make_interval(secs => round(least(extract(epoch FROM first) * power(factor, i),
+                                                          extract(epoch FROM cap))::numeric, 3)::float8)
+                   FROM generate_series(0, n - 1) i ORDER BY i);
+END
+$$;
+COMMENT ON FUNCTION webhook_backoff(interval, float8, integer, interval, integer) IS
+  'an exponential retry schedule of retries delays (or max_attempts - 1: max_attempts counts the first request), first, first*factor, ... each at most cap';
+
+-- What an operator may see of the endpoints: every setting, with secrets,
+-- auth values and sensitive header values shown as [redacted].
+CREATE OR REPLACE VIEW webhook_endpoint_settings WITH (security_barrier) AS
+SELECT e.id, e.name, e.url, e.description, e.state,
+       ARRAY(SELECT s.event_type FROM webhook_subscriptions s
+              WHERE s.endpoint_id = e.id ORDER BY s.event_type) AS event_types,
+       e.format, e.batch_size, e.source, e.signing, e.signature_header, e.signature_prefix,
+       '[redacted]'::text AS secret,
+       (SELECT count(*) FROM jsonb_array_elements(e.previous_secrets) p
+         WHERE (p ->> 'expires_at')::timestamptz > now())::int AS previous_secrets,
+       (SELECT max((p ->> 'expires_at')::timestamptz) FROM jsonb_array_elements(e.previous_secrets) p)
+           AS previous_secrets_until,
+       CASE e.auth ->> 'type'
+            WHEN 'bearer' THEN jsonb_build_object('type', 'bearer', 'token', '[redacted]')
+            WHEN 'basic' THEN jsonb_build_object('type', 'basic', 'username', e.auth -> 'username',
+                                                 'password', '[redacted]')
+            WHEN 'api_key' THEN jsonb_build_object('type', 'api_key', 'header', e.auth -> 'header',
+                                                   'key', '[redacted]')
+       END AS auth,
+       (SELECT coalesce(jsonb_object_agg(h.key,
+                  CASE WHEN lower(h.key) IN ('authorization', 'proxy-authorization', 'cookie',
+                                             'x-api-key', 'x-auth-token')
+                         OR h.value @> '{"secret": true}'
+                       THEN '"[redacted]"'::jsonb
+                       WHEN jsonb_typeof(h.value) = 'object' THEN h.value -> 'value'
+                       ELSE h.value END), '{}')
+          FROM jsonb_each(e.headers) h) AS headers,
+       e.retry_schedule, e.timeout, e.max_in_flight, e.rate_limit, e.ordered, e.created_at,
+       e.batch_items, e.retry_jitter
+  FROM webhook_endpoints e;
+COMMENT ON VIEW webhook_endpoint_settings IS 'every endpoint setting, with secrets, auth values and sensitive header values shown as [redacted]: grant this, not the table';

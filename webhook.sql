@@ -146,6 +146,10 @@ CREATE TABLE webhook_endpoints (
     failing_since   timestamptz,
     circuit_until   timestamptz,
     circuit_cooldown integer NOT NULL DEFAULT 0 CHECK (circuit_cooldown >= 0),
+    -- batch format: each item is the event envelope, or the event's data as published
+    batch_items     text NOT NULL DEFAULT 'event' CHECK (batch_items IN ('event', 'data')),
+    -- retries spread by +- this fraction; NULL: webhook.retry_jitter
+    retry_jitter    float8 CHECK (retry_jitter BETWEEN 0 AND 1),
     CONSTRAINT webhook_endpoints_ordered_check CHECK (NOT (ordered AND format = 'batch'))
 );
 COMMENT ON TABLE webhook_endpoints IS 'receivers of webhooks: URL, signing secret, headers, retry schedule and timeout';
@@ -315,7 +319,10 @@ DECLARE
     names text[] := '{}';
     schemes constant text[] := '{standard,hmac-sha256-hex,timestamped-hex,standard-ed25519,none}';
     token constant text := '^[A-Za-z0-9!#$%&''*+.^_`|~-]{1,100}$';
-    reserved constant text[] := '{content-type,content-length,host,user-agent,transfer-encoding,connection,expect,te,upgrade}';
+    reserved constant text[] := '{content-length,host,user-agent,transfer-encoding,connection,expect,te,upgrade}';
+    -- type/subtype, then ; name=value parameters (a token or a quoted string)
+    media_type constant text := '^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}'
+                                || '([ \t]*;[ \t]*[A-Za-z0-9!#$%&''*+.^_`|~-]+=([A-Za-z0-9!#$%&''*+.^_`|~-]+|"([^"\\\x01-\x1f\x7f]|\\[^\x01-\x1f\x7f])*"))*[ \t]*$';
     hex constant text[] := '{hmac-sha256-hex,timestamped-hex}';
     old_secret jsonb;
     expiry timestamptz;
@@ -338,11 +345,13 @@ BEGIN
     IF TG_OP = 'UPDATE'
        AND (NEW.name, NEW.url, NEW.format, NEW.batch_size, NEW.source, NEW.signing, NEW.signature_header,
             NEW.signature_prefix, NEW.secret, NEW.previous_secrets, NEW.auth, NEW.headers,
-            NEW.retry_schedule, NEW.timeout, NEW.description, NEW.max_in_flight, NEW.rate_limit, NEW.ordered)
+            NEW.retry_schedule, NEW.timeout, NEW.description, NEW.max_in_flight, NEW.rate_limit, NEW.ordered,
+            NEW.batch_items, NEW.retry_jitter)
            IS NOT DISTINCT FROM
            (OLD.name, OLD.url, OLD.format, OLD.batch_size, OLD.source, OLD.signing, OLD.signature_header,
             OLD.signature_prefix, OLD.secret, OLD.previous_secrets, OLD.auth, OLD.headers,
-            OLD.retry_schedule, OLD.timeout, OLD.description, OLD.max_in_flight, OLD.rate_limit, OLD.ordered) THEN
+            OLD.retry_schedule, OLD.timeout, OLD.description, OLD.max_in_flight, OLD.rate_limit, OLD.ordered,
+            OLD.batch_items, OLD.retry_jitter) THEN
         RETURN NEW;
     END IF;
 
@@ -359,10 +368,25 @@ BEGIN
     IF NEW.name IS NULL OR NEW.url IS NULL OR NEW.secret IS NULL OR NEW.headers IS NULL
        OR NEW.retry_schedule IS NULL OR NEW.timeout IS NULL OR NEW.max_in_flight IS NULL
        OR NEW.format IS NULL OR NEW.batch_size IS NULL OR NEW.signing IS NULL
-       OR NEW.ordered IS NULL OR NEW.previous_secrets IS NULL THEN
+       OR NEW.ordered IS NULL OR NEW.previous_secrets IS NULL OR NEW.batch_items IS NULL THEN
         RAISE EXCEPTION 'a required endpoint option is NULL'
             USING ERRCODE = 'null_value_not_allowed',
-                  DETAIL = 'name, url, secret, previous_secrets, headers, retry_schedule, timeout, max_in_flight, format, batch_size, signing and ordered must not be NULL.';
+                  DETAIL = 'name, url, secret, previous_secrets, headers, retry_schedule, timeout, max_in_flight, format, batch_size, batch_items, signing and ordered must not be NULL.';
+    END IF;
+    IF NEW.batch_items NOT IN ('event', 'data') THEN
+        RAISE EXCEPTION 'invalid batch_items "%"', left(NEW.batch_items, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Each item of a batch is the event envelope (event) or the event''s data as published (data).';
+    END IF;
+    IF NEW.batch_items <> 'event' AND NEW.format <> 'batch' THEN
+        RAISE EXCEPTION 'batch_items does not apply to format %', NEW.format
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only the batch format has items; raw sends the data of one event as the body.';
+    END IF;
+    IF NEW.retry_jitter IS NOT NULL AND NOT (NEW.retry_jitter BETWEEN 0 AND 1) THEN
+        RAISE EXCEPTION 'invalid retry_jitter %', NEW.retry_jitter
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Retries are spread by a fraction between 0 (exact delays) and 1 of each delay; NULL uses webhook.retry_jitter.';
     END IF;
     IF NEW.name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid endpoint name "%"', left(NEW.name, 80)
@@ -485,6 +509,11 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = 'Header values are at most 4096 characters with no control characters (CR and LF included).';
         END IF;
+        IF lower(h.key) = 'content-type' AND v #>> '{}' !~ media_type THEN
+            RAISE EXCEPTION 'invalid Content-Type'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'A Content-Type is a media type, type/subtype with optional ; name=value parameters, such as application/x-www-form-urlencoded or text/plain; charset=utf-8.';
+        END IF;
     END LOOP;
 
     IF a IS NOT NULL THEN
@@ -516,7 +545,7 @@ BEGIN
                   DETAIL = 'A username cannot contain ":".';
         END IF;
         hname := CASE WHEN a ->> 'type' = 'api_key' THEN lower(a ->> 'header') ELSE 'authorization' END;
-        IF hname !~ token OR hname = ANY (reserved) OR hname LIKE 'webhook-%' THEN
+        IF hname !~ token OR hname = ANY (reserved) OR hname LIKE 'webhook-%' OR hname = 'content-type' THEN
             RAISE EXCEPTION 'invalid api_key header "%"', left(a ->> 'header', 80)
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
@@ -646,7 +675,9 @@ CREATE FUNCTION webhook_create_endpoint(
     signature_prefix text       DEFAULT NULL,
     auth             jsonb      DEFAULT NULL,
     rate_limit       integer    DEFAULT NULL,
-    ordered          boolean    DEFAULT false)
+    ordered          boolean    DEFAULT false,
+    batch_items      text       DEFAULT 'event',
+    retry_jitter     float8     DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -666,12 +697,12 @@ BEGIN
     INSERT INTO @extschema@.webhook_endpoints AS e
         (name, url, secret, headers, retry_schedule, timeout, description, max_in_flight,
          format, batch_size, source, signing, signature_header, signature_prefix, auth,
-         rate_limit, ordered)
+         rate_limit, ordered, batch_items, retry_jitter)
     VALUES (name, url,
             coalesce(secret, @extschema@.webhook_generate_secret(coalesce(signing, 'standard'))),
             headers, retry_schedule, timeout, description, max_in_flight,
             format, batch_size, source, signing, signature_header, signature_prefix,
-            nullif(auth, '{}'), rate_limit, ordered)
+            nullif(auth, '{}'), rate_limit, ordered, batch_items, retry_jitter)
     RETURNING e.id INTO new_id;
     INSERT INTO @extschema@.webhook_subscriptions (endpoint_id, event_type)
     SELECT DISTINCT new_id, t FROM unnest(event_types) t;
@@ -679,7 +710,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
-                                            text, integer, text, text, text, text, jsonb, integer, boolean) IS
+                                            text, integer, text, text, text, text, jsonb, integer, boolean,
+                                            text, float8) IS
   'creates an endpoint subscribed to event_types and returns its id; a NULL secret generates one for the signing scheme';
 
 CREATE FUNCTION webhook_subscribe(endpoint_id bigint, event_type text, filter jsonb DEFAULT NULL)
@@ -747,7 +779,9 @@ CREATE FUNCTION webhook_update_endpoint(
     signature_prefix text       DEFAULT NULL,
     auth             jsonb      DEFAULT NULL,
     rate_limit       integer    DEFAULT NULL,
-    ordered          boolean    DEFAULT NULL)
+    ordered          boolean    DEFAULT NULL,
+    batch_items      text       DEFAULT NULL,
+    retry_jitter     float8     DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -799,7 +833,14 @@ BEGIN
                                    THEN e.signature_prefix END,
            auth = CASE WHEN auth IS NULL THEN e.auth ELSE nullif(auth, '{}') END,
            rate_limit = CASE WHEN rate_limit IS NULL THEN e.rate_limit ELSE nullif(rate_limit, 0) END,
-           ordered = coalesce(ordered, e.ordered)
+           ordered = coalesce(ordered, e.ordered),
+           -- items are the envelope again when the format leaves batch, unless given
+           batch_items = CASE WHEN batch_items IS NOT NULL THEN batch_items
+                              WHEN coalesce(format, e.format) = 'batch' THEN e.batch_items
+                              ELSE 'event' END,
+           -- a negative value goes back to webhook.retry_jitter
+           retry_jitter = CASE WHEN retry_jitter IS NULL THEN e.retry_jitter
+                               WHEN retry_jitter < 0 THEN NULL ELSE retry_jitter END
      WHERE e.id = cur.id;
     IF event_types IS NOT NULL THEN
         -- the new list replaces the old; filters of patterns kept are kept
@@ -812,8 +853,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
-                                            integer, text, integer, text, text, text, text, jsonb, integer, boolean) IS
-  'changes an endpoint''s options; NULL leaves an option unchanged, an empty value (''{}'' for auth, 0 for rate_limit) clears an optional one; event_types replaces the subscriptions';
+                                            integer, text, integer, text, text, text, text, jsonb, integer, boolean,
+                                            text, float8) IS
+  'changes an endpoint''s options; NULL leaves an option unchanged, an empty value (''{}'' for auth, 0 for rate_limit, a negative retry_jitter) clears an optional one; event_types replaces the subscriptions';
 
 CREATE FUNCTION webhook_rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL,
                                       grace interval DEFAULT '24 hours')
@@ -1282,15 +1324,32 @@ $$;
 COMMENT ON FUNCTION webhook_define_event_type(text, text, jsonb, jsonb) IS
   'adds an event type to the catalog, or replaces its description, JSON Schema and example';
 
-CREATE FUNCTION webhook_backoff(first interval, factor float8, attempts integer,
-                                cap interval DEFAULT '1 day')
+CREATE FUNCTION webhook_backoff(first interval, factor float8, retries integer DEFAULT NULL,
+                                cap interval DEFAULT '1 day', max_attempts integer DEFAULT NULL)
 RETURNS interval[]
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n integer;
 BEGIN
-    IF first IS NULL OR factor IS NULL OR attempts IS NULL OR cap IS NULL THEN
-        RAISE EXCEPTION 'webhook_backoff arguments must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    IF first IS NULL OR factor IS NULL OR cap IS NULL THEN
+        RAISE EXCEPTION 'webhook_backoff: first, factor and cap must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF (retries IS NULL) = (max_attempts IS NULL) THEN
+        RAISE EXCEPTION 'webhook_backoff needs either retries or max_attempts'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'retries counts the requests after the first; max_attempts counts every request, the first included (max_attempts = retries + 1).';
+    END IF;
+    IF max_attempts IS NOT NULL AND (max_attempts < 1 OR max_attempts > 51) THEN
+        RAISE EXCEPTION 'invalid max_attempts %', max_attempts USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'max_attempts counts the first request too: 1 (no retry) to 51 (50 retries).';
+    END IF;
+    n := coalesce(retries, max_attempts - 1);
+    IF n < 0 OR n > 50 THEN
+        RAISE EXCEPTION 'invalid number of retries %', n USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'A schedule has 0 to 50 retries after the first request (max_attempts 1 to 51).';
     END IF;
     IF first < '0'::interval OR first > '30 days'::interval THEN
         RAISE EXCEPTION 'invalid first delay %', first USING ERRCODE = 'invalid_parameter_value',
@@ -1300,10 +1359,6 @@ BEGIN
         RAISE EXCEPTION 'invalid factor %', factor USING ERRCODE = 'invalid_parameter_value',
               DETAIL = 'Each delay is 1 to 100 times the one before.';
     END IF;
-    IF attempts < 1 OR attempts > 50 THEN
-        RAISE EXCEPTION 'invalid number of attempts %', attempts USING ERRCODE = 'invalid_parameter_value',
-              DETAIL = 'A schedule has 1 to 50 retries.';
-    END IF;
     IF cap < '0'::interval OR cap > '30 days'::interval THEN
         RAISE EXCEPTION 'invalid cap %', cap USING ERRCODE = 'invalid_parameter_value',
               DETAIL = 'The cap is between 0 and 30 days; no delay exceeds it.';
@@ -1311,11 +1366,11 @@ BEGIN
     -- computed in seconds (a float8 cannot overflow here), rounded to milliseconds
     RETURN ARRAY(SELECT make_interval(secs => round(least(extract(epoch FROM first) * power(factor, i),
                                                           extract(epoch FROM cap))::numeric, 3)::float8)
-                   FROM generate_series(0, attempts - 1) i ORDER BY i);
+                   FROM generate_series(0, n - 1) i ORDER BY i);
 END
 $$;
-COMMENT ON FUNCTION webhook_backoff(interval, float8, integer, interval) IS
-  'an exponential retry schedule: attempts delays, first, first*factor, ... each at most cap';
+COMMENT ON FUNCTION webhook_backoff(interval, float8, integer, interval, integer) IS
+  'an exponential retry schedule of retries delays (or max_attempts - 1: max_attempts counts the first request), first, first*factor, ... each at most cap';
 
 -- What an operator may see of the endpoints: every setting, with secrets,
 -- auth values and sensitive header values shown as [redacted].
@@ -1344,7 +1399,8 @@ SELECT e.id, e.name, e.url, e.description, e.state,
                        WHEN jsonb_typeof(h.value) = 'object' THEN h.value -> 'value'
                        ELSE h.value END), '{}')
           FROM jsonb_each(e.headers) h) AS headers,
-       e.retry_schedule, e.timeout, e.max_in_flight, e.rate_limit, e.ordered, e.created_at
+       e.retry_schedule, e.timeout, e.max_in_flight, e.rate_limit, e.ordered, e.created_at,
+       e.batch_items, e.retry_jitter
   FROM webhook_endpoints e;
 COMMENT ON VIEW webhook_endpoint_settings IS 'every endpoint setting, with secrets, auth values and sensitive header values shown as [redacted]: grant this, not the table';
 
@@ -1730,7 +1786,7 @@ COMMENT ON FUNCTION webhook_purge(interval, interval) IS
 
 REVOKE ALL ON FUNCTION
     webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
-                            text, integer, text, text, text, text, jsonb, integer, boolean),
+                            text, integer, text, text, text, text, jsonb, integer, boolean, text, float8),
     webhook_check_event_types(text[]),
     webhook_endpoints_check(),
     webhook_get_endpoint(bigint),
@@ -1741,7 +1797,7 @@ REVOKE ALL ON FUNCTION
     webhook_subscribe(bigint, text, jsonb),
     webhook_unsubscribe(bigint, text),
     webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
-                            integer, text, integer, text, text, text, text, jsonb, integer, boolean),
+                            integer, text, integer, text, text, text, text, jsonb, integer, boolean, text, float8),
     webhook_rotate_secret(bigint, text, interval),
     webhook_public_key(bigint),
     webhook_define_event_type(text, text, jsonb, jsonb),

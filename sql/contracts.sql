@@ -168,7 +168,7 @@ SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', headers => '
 SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/',
         headers => '{"X-A": {"value": "a\r\nb", "secret": true}}');
 \echo :SQLSTATE
-SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', headers => '{"Content-Type": "text/plain"}');
+SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', headers => '{"Content-Type": "text/plain\r\nX: y"}');
 \echo :SQLSTATE
 SELECT webhook_create_endpoint('ct-x', 'https://ct-x.example.com/', headers => '{"HOST": "evil.example.com"}');
 \echo :SQLSTATE
@@ -502,6 +502,19 @@ SELECT webhook_backoff(NULL, 2, 3);
 SELECT webhook_backoff('1s', NULL, 3);
 \echo :SQLSTATE
 SELECT webhook_backoff('1s', 2, NULL);
+\echo :SQLSTATE
+-- max_attempts counts the first request (a maxAttempts of 5 is 4 retries);
+-- exactly one of retries and max_attempts
+SELECT webhook_backoff('1s', 2, max_attempts => 5) = webhook_backoff('1s', 2, retries => 4) AS same,
+       webhook_backoff('1s', 2, max_attempts => 5);
+SELECT webhook_backoff('1s', 2, max_attempts => 1);
+SELECT webhook_backoff('1s', 2, max_attempts => 0);
+\echo :SQLSTATE
+SELECT webhook_backoff('1s', 2, max_attempts => 52);
+\echo :SQLSTATE
+SELECT webhook_backoff('1s', 2, 3, max_attempts => 4);
+\echo :SQLSTATE
+SELECT webhook_backoff('1s', 2);
 \echo :SQLSTATE
 SELECT webhook_backoff('1s', 2, 3, NULL);
 \echo :SQLSTATE

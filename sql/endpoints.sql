@@ -38,7 +38,9 @@ SELECT webhook_create_endpoint('x', 'https://a.example.com/', event_types => '{N
 SELECT webhook_create_endpoint('x', 'https://a.example.com/', secret => 'nope');
 SELECT webhook_create_endpoint('x', 'https://a.example.com/', secret => 'whsec_c2hvcnQ=');
 SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '[]');
-SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"Content-Type": "text/plain"}');
+SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"Content-Type": "text plain"}');
+SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"content-type": "text/plain; charset"}');
+SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"Content-Type": "text/plain", "content-TYPE": "text/csv"}');
 SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"webhook-id": "1"}');
 SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"Host": "evil"}');
 SELECT webhook_create_endpoint('x', 'https://a.example.com/', headers => '{"X-A": "a\r\nX-B: b"}');
@@ -149,3 +151,24 @@ SELECT webhook_update_endpoint(-1, timeout => '1s');
 SELECT url, timeout FROM webhook_endpoints WHERE id = :subs;
 DELETE FROM webhook_deliveries WHERE endpoint_id = :subs;
 SELECT webhook_delete_endpoint(:subs);
+
+-- Content-Type: an endpoint may set its own, a media type (application/json
+-- otherwise); batch items and per-endpoint jitter
+SELECT webhook_create_endpoint('typed', 'https://typed.example.com/',
+           headers => '{"Content-Type": "application/x-www-form-urlencoded"}') AS typed \gset
+SELECT webhook_update_endpoint(:typed, headers => '{"content-type": "text/plain; charset=\"utf-8\""}');
+SELECT headers FROM webhook_endpoint_settings WHERE id = :typed;
+SELECT webhook_update_endpoint(:typed, headers => '{"Content-Type": "application/vnd.api+json; profile=x; v=2"}');
+SELECT webhook_update_endpoint(:typed, format => 'batch', batch_items => 'data', retry_jitter => 0);
+SELECT format, batch_items, retry_jitter FROM webhook_endpoint_settings WHERE id = :typed;
+SELECT webhook_update_endpoint(:typed, retry_jitter => -1);
+SELECT retry_jitter FROM webhook_endpoint_settings WHERE id = :typed;
+-- leaving the batch format, items go back to envelopes
+SELECT webhook_update_endpoint(:typed, format => 'standard');
+SELECT format, batch_items FROM webhook_endpoint_settings WHERE id = :typed;
+SELECT webhook_update_endpoint(:typed, batch_items => 'data');
+SELECT webhook_update_endpoint(:typed, format => 'batch', batch_items => 'items');
+SELECT webhook_update_endpoint(:typed, retry_jitter => 1.5);
+SELECT webhook_update_endpoint(:typed, retry_jitter => 'NaN');
+SELECT webhook_delete_endpoint(:typed);
+

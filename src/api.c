@@ -331,25 +331,13 @@ webhook_test(PG_FUNCTION_ARGS)
 	snprintf(msg_id, sizeof(msg_id), "msg_test_%02x%02x%02x%02x%02x%02x%02x%02x",
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	initStringInfo(&body);
-	if (ep.format == FORMAT_RAW)
-		appendStringInfoString(&body, data);
-	else
 	{
+		BodyShape	shape = {ep.format, ep.batch_data, ep.source};
 		char	   *now = iso_now();
 
-		if (ep.format == FORMAT_BATCH)
-			appendStringInfo(&body, "{\"events\":[{\"id\":\"%s\",", msg_id);
-		else
-			appendStringInfoChar(&body, '{');
-		appendStringInfoString(&body, "\"type\":");
-		escape_json(&body, event_type);
-		appendStringInfo(&body, ",\"timestamp\":\"%s\",\"data\":%s}", now, data);
-		if (ep.format == FORMAT_BATCH)
-		{
-			appendStringInfo(&body, "],\"deliveredAt\":\"%s\",\"source\":", now);
-			escape_json(&body, ep.source);
-			appendStringInfoChar(&body, '}');
-		}
+		message_begin(&body, &shape);
+		message_append_event(&body, &shape, true, msg_id, event_type, now, data);
+		message_end(&body, &shape, now);
 	}
 
 	memset(&req, 0, sizeof(req));

@@ -106,7 +106,8 @@ append_header(struct curl_slist **list, const char *line)
 }
 
 /*
- * Builds the request headers: content type, user agent, webhook-id and
+ * Builds the request headers: content type (application/json unless the
+ * endpoint's headers give one), user agent, webhook-id and
  * webhook-timestamp, the signature line ("Name: value", or NULL for none)
  * and the endpoint's own "Name: value" headers.  Returns a libcurl list the
  * caller frees with curl_slist_free_all, or NULL when libcurl is out of
@@ -118,9 +119,13 @@ http_build_headers(const char *msg_id, int64 ts, const char *sigline,
 {
 	struct curl_slist *list = NULL;
 	char		buf[256];
+	bool		typed = false;
 	bool		ok;
 
-	ok = append_header(&list, "Content-Type: application/json") &&
+	/* an endpoint may set its own Content-Type among its headers */
+	for (int i = 0; i < ncustom; i++)
+		typed |= pg_strncasecmp(custom[i], "Content-Type:", 13) == 0;
+	ok = (typed || append_header(&list, "Content-Type: application/json")) &&
 		append_header(&list, "User-Agent: " WEBHOOK_USER_AGENT) &&
 		append_header(&list, "Expect:");	/* no 100-continue round trip */
 	snprintf(buf, sizeof(buf), "webhook-id: %s", msg_id);

@@ -59,6 +59,7 @@ static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_name_recovered = NULL;
 static SPIPlanPtr plan_endpoints = NULL;
+static SPIPlanPtr plan_next_due = NULL;
 static SPIPlanPtr plan_purge = NULL;
 static SPIPlanPtr plan_health = NULL;
 static SPIPlanPtr plan_state = NULL;
@@ -72,7 +73,7 @@ void
 queue_forget_plans(void)
 {
 	SPIPlanPtr *plans[] = {&plan_fanout, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_name_recovered, &plan_endpoints,
-	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock,
+	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock, &plan_next_due,
 	&plan_repair};
 
 	for (int i = 0; i < (int) lengthof(plans); i++)
@@ -254,11 +255,12 @@ prepare_all(Oid ext)
 	"        to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')," \
 	"        ev.data::text, e.format, coalesce(e.source, current_database())," \
 	"        CASE WHEN e.format = 'batch' THEN u.batch_id END," \
-	"        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.batch_size" \
+	"        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), e.batch_size," \
+	"        e.batch_items = 'data'" \
 	"   FROM u CROSS JOIN LATERAL (SELECT x.type, x.occurred_at, x.data FROM %1$s.webhook_events x" \
 	"                                WHERE x.id = u.event_id OFFSET 0) ev" \
-	"   CROSS JOIN LATERAL (SELECT y.format, y.source, y.batch_size FROM %1$s.webhook_endpoints y" \
-	"                        WHERE y.id = u.endpoint_id OFFSET 0) e"
+	"   CROSS JOIN LATERAL (SELECT y.format, y.source, y.batch_size, y.batch_items" \
+	"                         FROM %1$s.webhook_endpoints y WHERE y.id = u.endpoint_id OFFSET 0) e"
 
 	plans_claim[CLAIM_PLAIN] = prepare(
 									   PROBE("p.format <> 'batch' AND NOT p.ordered")
@@ -483,6 +485,21 @@ prepare_all(Oid ext)
 						  schema, 0, NULL);
 
 	plan_endpoints = prepare(ENDPOINT_SELECT, schema, 0, NULL);
+	/*
+	 * When the next delivery comes due, or an open circuit's next probe:
+	 * one probe of the due index per active endpoint (their number, not
+	 * the backlog's).
+	 */
+	plan_next_due = prepare("SELECT least("
+							"  (SELECT min(n.t) FROM %1$s.webhook_endpoints e"
+							"     CROSS JOIN LATERAL ("
+							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
+							"        WHERE x.endpoint_id = e.id AND x.status = 'pending' AND x.next_attempt_at > now()"
+							"        ORDER BY x.next_attempt_at LIMIT 1) n"
+							"    WHERE e.state = 'active'),"
+							"  (SELECT min(e.circuit_until) FROM %1$s.webhook_endpoints e"
+							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()))",
+							schema, 0, NULL);
 
 	plan_health = prepare(
 						  "UPDATE %1$s.webhook_endpoints e"
@@ -562,6 +579,22 @@ version_served(Oid ext)
 	/* prepared for another version's tables, if at all */
 	queue_forget_plans();
 	return false;
+}
+
+/*
+ * When the next pending delivery of an active endpoint comes due, or the
+ * next probe of an open circuit, after now; 0 when none will.  In a unit
+ * of work.
+ */
+TimestampTz
+queue_next_due(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	run_plan(plan_next_due, NULL, SPI_OK_SELECT, "finding the next due delivery");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
 /*
@@ -878,29 +911,6 @@ run_plan_arrays(SPIPlanPtr plan, ArrayBuildState **a, Datum *args, int n, int ex
 /* A batch ends before its body would grow past this (many large events). */
 #define MAX_BATCH_BYTES (64 * 1024 * 1024)
 
-/* Appends one claimed event to a job's body in its endpoint's format. */
-static void
-append_event(StringInfo buf, PayloadFormat format, bool first, int64 event_id,
-			 const char *type, const char *ts, const char *data)
-{
-	if (format == FORMAT_RAW)
-	{
-		appendStringInfoString(buf, data);
-		return;
-	}
-	if (format == FORMAT_BATCH)
-		appendStringInfo(buf, "%s{\"id\":\"msg_" INT64_FORMAT "\",", first ? "" : ",", event_id);
-	else
-		appendStringInfoChar(buf, '{');
-	appendStringInfoString(buf, "\"type\":");
-	escape_json(buf, type);
-	appendStringInfoString(buf, ",\"timestamp\":\"");
-	appendStringInfoString(buf, ts);
-	appendStringInfoString(buf, "\",\"data\":");
-	appendStringInfoString(buf, data);
-	appendStringInfoChar(buf, '}');
-}
-
 /*
  * Ends a job's body (the batch envelope's tail) and hands it to the job.  A
  * batch's webhook-id names its first event and a digest of all of them:
@@ -908,10 +918,9 @@ append_event(StringInfo buf, PayloadFormat format, bool first, int64 event_id,
  * carrying other events (a replayed delivery travels in a new batch).
  */
 static void
-finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
-			const char *delivered_at)
+finish_body(Job *job, StringInfo body, const BodyShape *shape, const char *delivered_at)
 {
-	if (format == FORMAT_BATCH)
+	if (shape->format == FORMAT_BATCH)
 	{
 		MemoryContext old = MemoryContextSwitchTo(job->cxt);
 		char		digest[17];
@@ -924,10 +933,7 @@ finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
 		sign_digest_hex(ids, 8 * job->ndeliveries, digest);
 		snprintf(job->msg_id, sizeof(job->msg_id), "msg_batch_" INT64_FORMAT "_%s",
 				 job->event_ids[0], digest);
-
-		appendStringInfo(body, "],\"deliveredAt\":\"%s\",\"source\":", delivered_at);
-		escape_json(body, source);
-		appendStringInfoChar(body, '}');
+		message_end(body, shape, delivered_at);
 		MemoryContextSwitchTo(old);
 	}
 	job->body = body->data;
@@ -935,7 +941,7 @@ finish_body(Job *job, StringInfo body, PayloadFormat format, const char *source,
 }
 
 /* The format called name (a CHECK constraint keeps it one of these). */
-static PayloadFormat
+PayloadFormat
 format_of(const char *name)
 {
 	return strcmp(name, "batch") == 0 ? FORMAT_BATCH :
@@ -957,10 +963,10 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 	Job		  **tail = &head;
 	Job		   *job = NULL;
 	int64		job_batch = 0;
-	PayloadFormat format = FORMAT_STANDARD;
+	BodyShape	shape = {FORMAT_STANDARD, false, NULL};
 	StringInfoData body;
-	char	   *source = NULL;
 	char	   *delivered_at = NULL;
+	char		item_id[40];
 	int			njobs = 0;
 	int			room = 0;
 	ArrayBuildState *a[3] = {0};
@@ -1028,7 +1034,7 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 		 * batches of batch_size.  No batch grows past MAX_BATCH_BYTES.
 		 */
 		if (job == NULL || job->endpoint_id != endpoint_id ||
-			row_format != FORMAT_BATCH || format != FORMAT_BATCH)
+			row_format != FORMAT_BATCH || shape.format != FORMAT_BATCH)
 			new_job = true;
 		else if (unbatched)
 			new_job = !job->batch_new ||
@@ -1043,7 +1049,7 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 			MemoryContext cxt;
 
 			if (job)
-				finish_body(job, &body, format, source, delivered_at);
+				finish_body(job, &body, &shape, delivered_at);
 			cxt = AllocSetContextCreate(parent, "webhook job", ALLOCSET_SMALL_SIZES);
 			old = MemoryContextSwitchTo(cxt);
 			job = palloc0(sizeof(Job));
@@ -1051,22 +1057,22 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 			job->endpoint_id = endpoint_id;
 			job->lease_token = token;
 			job->installation = ext_oid;
-			format = row_format;
-			room = format == FORMAT_BATCH ? 16 : 1;
+			shape.format = row_format;
+			room = shape.format == FORMAT_BATCH ? 16 : 1;
 			job->delivery_ids = palloc(sizeof(int64) * room);
 			job->event_ids = palloc(sizeof(int64) * room);
-			if (format == FORMAT_BATCH)
+			if (shape.format == FORMAT_BATCH)
 			{
-				source = SPI_getvalue(tup, desc, 9);
+				shape.source = SPI_getvalue(tup, desc, 9);
+				shape.batch_data = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
 				delivered_at = SPI_getvalue(tup, desc, 11);
 			}
 			job_batch = unbatched ? 0 : batch_id;
-			job->batch_new = format == FORMAT_BATCH && unbatched;
-			if (format != FORMAT_BATCH)
+			job->batch_new = shape.format == FORMAT_BATCH && unbatched;
+			if (shape.format != FORMAT_BATCH)
 				snprintf(job->msg_id, sizeof(job->msg_id), "msg_" INT64_FORMAT, event_id);
 			initStringInfo(&body);
-			if (format == FORMAT_BATCH)
-				appendStringInfoString(&body, "{\"events\":[");
+			message_begin(&body, &shape);
 			*tail = job;
 			tail = &job->next;
 			njobs++;
@@ -1083,13 +1089,14 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 		job->delivery_ids[job->ndeliveries] = delivery_id;
 		job->event_ids[job->ndeliveries] = event_id;
 		job->attempt = Max(job->attempt, attempt);
-		append_event(&body, format, job->ndeliveries == 0, event_id, SPI_getvalue(tup, desc, 5),
-					 SPI_getvalue(tup, desc, 6), data);
+		snprintf(item_id, sizeof(item_id), "msg_" INT64_FORMAT, event_id);
+		message_append_event(&body, &shape, job->ndeliveries == 0, item_id, SPI_getvalue(tup, desc, 5),
+							 SPI_getvalue(tup, desc, 6), data);
 		job->ndeliveries++;
 		MemoryContextSwitchTo(old);
 	}
 	if (job)
-		finish_body(job, &body, format, source, delivered_at);
+		finish_body(job, &body, &shape, delivered_at);
 
 	*nclaimed = njobs;
 	return head;
@@ -1330,6 +1337,8 @@ endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc)
 		ep->failing_since = 0;
 	ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
 	ep->source = SPI_getvalue(tup, desc, 18);
+	ep->batch_data = DatumGetBool(SPI_getbinval(tup, desc, 19, &isnull));
+	ep->retry_jitter = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
 	ep->dirty = false;
 }
 

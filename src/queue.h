@@ -39,6 +39,8 @@ typedef struct Endpoint
 	int64	   *schedule_ms;
 	int			nschedule;
 	PayloadFormat format;
+	bool		batch_data;		/* batch items are the events' data, not envelopes */
+	double		retry_jitter;	/* fraction; < 0: webhook.retry_jitter */
 	char	   *source;			/* batch envelope's "source" */
 	int			rate_limit;		/* requests per second, 0: unlimited */
 	bool		ordered;
@@ -82,10 +84,32 @@ typedef struct Endpoint
 	"                   FROM pg_catalog.unnest(e.retry_schedule) WITH ORDINALITY AS s(x, o)), '{}')," \
 	"       e.format, coalesce(e.rate_limit, 0), e.ordered," \
 	"       e.state, e.consecutive_failures, e.failing_since, e.circuit_cooldown," \
-	"       coalesce(e.source, pg_catalog.current_database())" \
+	"       coalesce(e.source, pg_catalog.current_database())," \
+	"       e.batch_items = 'data', coalesce(e.retry_jitter, -1)" \
 	"  FROM %1$s.webhook_endpoints e"
 
 extern void endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc);
+extern PayloadFormat format_of(const char *name);
+
+/*
+ * message.c: the body of one request, in its endpoint's format: an event
+ * envelope {"type","timestamp","data"}, the data alone (raw), or a batch
+ * {"events":[...],"deliveredAt","source"} whose items are envelopes with
+ * an "id" or, with batch_items = 'data', the events' data as published.
+ * One builder for the worker and webhook_test.
+ */
+typedef struct BodyShape
+{
+	PayloadFormat format;
+	bool		batch_data;
+	const char *source;			/* batch envelope's "source" */
+} BodyShape;
+
+extern void message_begin(StringInfo buf, const BodyShape *shape);
+extern void message_append_event(StringInfo buf, const BodyShape *shape, bool first,
+								 const char *msg_id, const char *type, const char *ts,
+								 const char *data);
+extern void message_end(StringInfo buf, const BodyShape *shape, const char *delivered_at);
 extern bool endpoint_headers(Endpoint *ep, const char *msg_id, int64 ts, const char *body,
 							 size_t bodylen, struct curl_slist **list);
 
@@ -168,5 +192,6 @@ extern void queue_set_state(int64 endpoint_id, const char *from, const char *sta
 							const char *reason, int cooldown_s);
 extern void queue_notify_dead(Job *done);
 extern void queue_load_endpoints(HTAB *endpoints, MemoryContext cxt);
+extern TimestampTz queue_next_due(void);
 
 #endif							/* WEBHOOK_QUEUE_H */

@@ -118,6 +118,14 @@ static bool have_batch = false;	/* some endpoint uses the batch format */
 static bool have_ordered = false;	/* some endpoint is ordered */
 static bool have_rate_limit = false;	/* some endpoint has a rate limit */
 static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
+/*
+ * When the next retry (or probe) comes due, 0 for none known, and whether
+ * to look it up at the end of this cycle: at start, after a cycle that
+ * scheduled a retry, and after the claim at a due time.  The worker sleeps
+ * until then, so a retry starts on time rather than at the next poll.
+ */
+static TimestampTz next_due = 0;
+static bool find_next_due = true;
 static uint32 claim_turn = 0;	/* which kind of claim goes first */
 static TimestampTz special_last[3];	/* when each kind of claim last ran */
 static bool special_due[3];		/* ... and whether it should run at once */
@@ -473,11 +481,14 @@ decide(Job *job, Endpoint *ep)
 		job->new_status = "dead";
 	else
 	{
+		/* the endpoint's own jitter, or the setting's */
+		double		jitter = ep->retry_jitter >= 0 ? ep->retry_jitter : webhook_retry_jitter;
+
 		job->new_status = "pending";
 		job->delay_s = ep->schedule_ms[job->attempt - 1] / 1000.0;
 		/* spread retries so that a receiver's outage does not end in a stampede */
-		if (webhook_retry_jitter > 0)
-			job->delay_s *= 1.0 + webhook_retry_jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
+		if (jitter > 0)
+			job->delay_s *= 1.0 + jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
 		/* webhook.max_retry_after = 0 means Retry-After is ignored */
 		if (job->res.retry_after > 0 && webhook_max_retry_after > 0)
 			job->delay_s = Min(job->res.retry_after, webhook_max_retry_after);
@@ -761,6 +772,9 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		nchanges = fold_health(done, ndone, changes);
 
 		queue_record(done);
+		for (Job *j = done; j != NULL; j = j->next)
+			if (j->new_status != NULL && strcmp(j->new_status, "pending") == 0)
+				find_next_due = true;	/* a retry was scheduled */
 		/*
 		 * Their slots under max_in_flight are free for the claim below
 		 * (it runs in this transaction: if that fails, nothing of it holds).
@@ -892,6 +906,11 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		}
 		else
 			*more = true;		/* no room to look: assume work waits */
+	}
+	if (find_next_due)
+	{
+		next_due = queue_next_due();
+		find_next_due = false;
 	}
 	queue_commit();
 	synchronous_commit = configured_sync_commit;
@@ -1109,6 +1128,8 @@ webhook_worker_main(Datum arg)
 			timeout = Min(timeout, ms_until(last_claim + MIN_CLAIM_GAP_US));
 		if (throttle_wake != 0 && nqueued < webhook_max_connections / 2)
 			timeout = Min(timeout, ms_until(throttle_wake));
+		if (next_due != 0 && nqueued < webhook_max_connections / 2)
+			timeout = Min(timeout, ms_until(next_due));
 		/* the fan-out helper is started again on time, busy or not */
 		if (helper == NULL && helper_next_start != 0 && installed)
 			timeout = Min(timeout, ms_until(helper_next_start));
@@ -1166,8 +1187,16 @@ webhook_worker_main(Datum arg)
 		if (nqueued < webhook_max_connections / 2 &&
 			(more || now >= next_poll || done != NULL ||
 			 (throttle_wake != 0 && now >= throttle_wake) ||
+			 (next_due != 0 && now >= next_due) ||
 			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
 		{
+			if (next_due != 0 && now >= next_due)
+			{
+				/* a retry of any kind of endpoint may be due; then the next */
+				mark_due(CLAIMS_ALL);
+				next_due = 0;
+				find_next_due = true;
+			}
 			throttle_wake = 0;
 			claim = true;
 			wake_pending = false;

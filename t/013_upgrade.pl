@@ -44,6 +44,12 @@ $node->safe_psql('postgres', qq{
 	SELECT webhook_publish('invoice.paid', jsonb_build_object('invoice', i), 'inv-' || i) FROM generate_series(1, 10) i;
 	SELECT webhook_publish('doomed.once', '{}');
 	SELECT webhook_fanout(100000);
+	-- an administrator's grants
+	CREATE ROLE hook_admin;
+	GRANT EXECUTE ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+	                          text, integer, text, text, text, text, jsonb, integer, boolean),
+	                          webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+	                          integer, text, integer, text, text, text, text, jsonb, integer, boolean) TO hook_admin;
 	-- one delivery of each finished kind, and one that failed once
 	UPDATE webhook_deliveries SET status = 'dead', attempts = 1, last_status = 500, finished_at = now()
 	 WHERE id = (SELECT min(id) FROM webhook_deliveries WHERE endpoint_id = (SELECT id FROM webhook_endpoints WHERE name = 'doomed'));
@@ -77,6 +83,13 @@ is($node->safe_psql('postgres', "SELECT jsonb_agg(to_jsonb(e) ORDER BY id) @> \$
 is($node->safe_psql('postgres', 'SELECT string_agg(s::text, E\'\n\' ORDER BY id) FROM webhook_subscriptions s'),
 	$before{subscriptions}, 'subscriptions kept');
 is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_dead_letters"), '1', 'the dead letter kept');
+is($node->safe_psql('postgres', q{
+	SELECT string_agg(p.proname || ' ' || has_function_privilege('hook_admin', p.oid, 'EXECUTE'), ', ' ORDER BY p.proname)
+	  FROM pg_proc p WHERE p.proname IN ('webhook_create_endpoint', 'webhook_update_endpoint')}),
+	'webhook_create_endpoint true, webhook_update_endpoint true',
+	"an administrator's grants on the functions that gained options are kept");
+is($node->safe_psql('postgres', "SELECT has_function_privilege('hook_admin', 'webhook_delete_endpoint(bigint)', 'EXECUTE')"),
+	'f', '... and nothing more is granted');
 is($node->safe_psql('postgres', "SELECT registered FROM webhook_watched_tables WHERE table_name = 'orders'::regclass"),
 	't', 'the watched table is registered');
 
@@ -142,6 +155,8 @@ my $describe = q{
 	  UNION ALL
 	  SELECT 'config ' || unnest(e.extconfig)::regclass::text || ' ' FROM pg_extension e, ext WHERE e.oid = ext.oid
 	) s};
+# (the administrator's grants are its own, not the schema's)
+$node->safe_psql('postgres', 'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM hook_admin');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION webhook');
 my $upgraded = $node->safe_psql('postgres', $describe);
