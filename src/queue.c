@@ -215,8 +215,10 @@ prepare_all(Oid ext)
 	 * circuit is open, never more than max_in_flight minus what the worker
 	 * holds ($3/$4: endpoint ids and held requests), nor more than its
 	 * rate limit's budget ($5, NULL: none).  An open circuit whose
-	 * cool-down ended gets one probe (PROBE).  Every claim returns the
-	 * columns queue_claim reads (CLAIM_OUTPUT).
+	 * cool-down ended gets one probe (PROBE): a due retry when it has one,
+	 * since a receiver that refuses first attempts and accepts retries
+	 * fails every fresh probe and so would stay shut for ever.  Every
+	 * claim returns the columns queue_claim reads (CLAIM_OUTPUT).
 	 */
 #define PROBE(cond) \
 	"WITH probe AS (" \
@@ -262,19 +264,37 @@ prepare_all(Oid ext)
 	"   CROSS JOIN LATERAL (SELECT y.format, y.source, y.batch_size, y.batch_items" \
 	"                         FROM %1$s.webhook_endpoints y WHERE y.id = u.endpoint_id OFFSET 0) e"
 
+	/*
+	 * The probe first looks for a due retry (r, through the retry index);
+	 * only an endpoint without one gets the oldest due delivery instead.
+	 */
 	plans_claim[CLAIM_PLAIN] = prepare(
 									   PROBE("p.format <> 'batch' AND NOT p.ordered")
-									   ", c AS ("
-									   "  SELECT d.id" LIMITS
+									   ", r AS ("
+									   "  SELECT e.id AS ep, x.id" LIMITS
 									   "  CROSS JOIN LATERAL ("
 									   "    SELECT x.id FROM %1$s.webhook_deliveries x"
 									   "     WHERE x.endpoint_id = e.id AND x.status = 'pending'"
-									   "       AND x.next_attempt_at <= now()"
+									   "       AND x.attempts > 0 AND x.next_attempt_at <= now()"
 									   "     ORDER BY x.next_attempt_at"
 									   "     LIMIT " SLOTS
-									   "     FOR UPDATE SKIP LOCKED) d"
-									   "  WHERE e.format <> 'batch' AND NOT e.ordered"
-									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
+									   "     FOR UPDATE SKIP LOCKED) x"
+									   "  WHERE e.id IN (SELECT id FROM probe)"
+									   "), c AS ("
+									   "  SELECT y.id FROM ("
+									   "    SELECT r.id FROM r"
+									   "    UNION ALL"
+									   "    SELECT d.id" LIMITS
+									   "    CROSS JOIN LATERAL ("
+									   "      SELECT x.id FROM %1$s.webhook_deliveries x"
+									   "       WHERE x.endpoint_id = e.id AND x.status = 'pending'"
+									   "         AND x.next_attempt_at <= now()"
+									   "       ORDER BY x.next_attempt_at"
+									   "       LIMIT greatest(0, " SLOTS " - (SELECT count(*) FROM r WHERE r.ep = e.id))"
+									   "       FOR UPDATE SKIP LOCKED) d"
+									   "    WHERE e.format <> 'batch' AND NOT e.ordered"
+									   "      AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
+									   "  ) y"
 									   "  LIMIT $1"
 									   "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT,
 									   schema, 5, claim_types);

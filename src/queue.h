@@ -159,8 +159,11 @@ extern int64 queue_recover_leases(bool all, int64 *repaired);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 /*
  * What the worker keeps per endpoint between cycles: requests it holds
- * (claimed, not yet recorded) for max_in_flight, and the token bucket of
- * its rate limit.  budget is what the next claim may take (-1: no limit).
+ * (claimed, not yet recorded) for max_in_flight, the token bucket of its
+ * rate limit, and for the circuit breaker the attempt at which the
+ * receiver last accepted a request.  budget is what the next claim may
+ * take (-1: no limit).  Unlike the cached Endpoint, which a change of
+ * state reloads, this survives reloads; a restarted worker starts empty.
  */
 typedef struct HeldCount
 {
@@ -170,6 +173,8 @@ typedef struct HeldCount
 	bool		limited;		/* has a rate limit: every request takes a token */
 	double		tokens;
 	TimestampTz refilled;
+	int			accepted_attempt;	/* of the last successful request; 0: none */
+	TimestampTz accepted_at;	/* when its outcome was folded */
 } HeldCount;
 
 /* Which deliveries a claim takes. */

@@ -325,6 +325,8 @@ held_entry(int64 endpoint_id)
 		h->limited = false;
 		h->tokens = 0;
 		h->refilled = 0;
+		h->accepted_attempt = 0;
+		h->accepted_at = 0;
 	}
 	return h;
 }
@@ -574,9 +576,19 @@ typedef struct StateChange
  * when every request failed) and decides state changes: 410 Gone disables,
  * webhook.breaker_failures failures in a row open the circuit (cool-down
  * webhook.breaker_cooldown, 5 s, doubling after each failed probe up to 60
- * times that), a probe's success closes
- * it, and webhook.pause_after of nothing but failures pauses.  Fills
- * changes (room for ndone) and returns how many.
+ * times that), a success closes it, and webhook.pause_after of nothing but
+ * failures pauses.  Fills changes (room for ndone) and returns how many.
+ *
+ * A failure the receiver is known to make does not count toward the
+ * breaker: an earlier attempt than the one at which it accepted a request
+ * within the last webhook.breaker_cooldown.  A receiver that refuses the
+ * first request of every message and accepts the retry (one that reads a
+ * replica lagging a moment behind) takes half of what it is sent, and
+ * delivers everything; but a backlog's first attempts go out in a burst
+ * ahead of their retries, and counted they would open the circuit again
+ * right after every probe that closed it.  A receiver that really goes
+ * down is still spared: its retries fail and count, and without a new
+ * success the grace ends within a cool-down.
  */
 static int
 fold_health(Job *list, int njobs, StateChange *changes)
@@ -608,6 +620,10 @@ fold_health(Job *list, int njobs, StateChange *changes)
 		}
 		else if (j->res.ok)
 		{
+			HeldCount  *h = held_entry(ep->id);
+
+			h->accepted_attempt = j->attempt;
+			h->accepted_at = now;
 			if (ep->consecutive_failures != 0 || ep->failing_since != 0)
 				ep->dirty = true;
 			ep->consecutive_failures = 0;
@@ -621,7 +637,12 @@ fold_health(Job *list, int njobs, StateChange *changes)
 		}
 		else
 		{
-			ep->consecutive_failures++;
+			HeldCount  *h = held_entry(ep->id);
+			bool		expected = j->attempt < h->accepted_attempt &&
+				now - h->accepted_at < (TimestampTz) webhook_breaker_cooldown * USECS_PER_SEC;
+
+			if (!expected)
+				ep->consecutive_failures++;
 			if (ep->failing_since == 0)
 				ep->failing_since = j->started;
 			ep->dirty = true;
@@ -642,7 +663,7 @@ fold_health(Job *list, int njobs, StateChange *changes)
 				c->cooldown_s = Min(Max(ep->circuit_cooldown * 2, COOLDOWN_MIN_S), COOLDOWN_MAX_S);
 				c->reason = NULL;
 			}
-			else if (webhook_breaker_failures > 0 &&
+			else if (!expected && webhook_breaker_failures > 0 &&
 					 ep->consecutive_failures >= webhook_breaker_failures)
 			{
 				c->state = "circuit_open";
