@@ -939,3 +939,14 @@ SELECT e.id, e.name, e.url, e.description, e.state,
        e.batch_items, e.retry_jitter
   FROM webhook_endpoints e;
 COMMENT ON VIEW webhook_endpoint_settings IS 'every endpoint setting, with secrets, auth values and sensitive header values shown as [redacted]: grant this, not the table';
+
+-------------------------------------------------------------------------------
+-- An open circuit probes with a due retry
+-------------------------------------------------------------------------------
+
+-- ... and the retries, per endpoint: an open circuit's probe is a due retry
+-- when there is one, and walking the due index for it would pass every
+-- first attempt waiting before it (the whole backlog, each probe).
+CREATE INDEX webhook_deliveries_retry_due_idx
+    ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE attempts > 0 AND status = 'pending';

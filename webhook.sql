@@ -244,6 +244,12 @@ CREATE INDEX webhook_deliveries_batch_idx
 CREATE INDEX webhook_deliveries_batch_due_idx
     ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE batch_id IS NOT NULL AND status = 'pending';
+-- ... and the retries, per endpoint: an open circuit's probe is a due retry
+-- when there is one, and walking the due index for it would pass every
+-- first attempt waiting before it (the whole backlog, each probe).
+CREATE INDEX webhook_deliveries_retry_due_idx
+    ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE attempts > 0 AND status = 'pending';
 -- Retention walks finished deliveries oldest first.
 CREATE INDEX webhook_deliveries_finished_idx
     ON webhook_deliveries (finished_at) WHERE finished_at IS NOT NULL;
