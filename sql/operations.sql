@@ -88,6 +88,15 @@ SELECT state, state_reason FROM webhook_endpoints WHERE id = :st;
 SELECT webhook_set_state(:st, 'circuit_open', 'opened by hand');
 SELECT circuit_until <= now() AS probe_due, circuit_cooldown > 0 AS backs_off FROM webhook_endpoints WHERE id = :st;
 SELECT webhook_enable(:st);
+-- the LOG line of a change and its context, as the worker's call (four
+-- arguments) leaves them in the server log: docs/operations.md quotes
+-- them, and t/017_manual.pl compares its quote with this output
+\set SHOW_CONTEXT always
+SET client_min_messages = log;
+SELECT webhook_set_state(:st, 'circuit_open', '10 failed requests in a row; last: HTTP 503', 'active');
+RESET client_min_messages;
+\set SHOW_CONTEXT never
+SELECT webhook_enable(:st);
 SELECT webhook_set_state(:st, 'sleeping', 'no such state');
 SELECT webhook_resume(-1);
 
