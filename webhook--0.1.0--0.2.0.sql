@@ -41,6 +41,7 @@ COMMENT ON TABLE webhook_idempotency_keys IS 'idempotency keys of webhook_publis
 -- Keys published under 0.1.0 belong to no role: they are not carried
 -- over, and no longer deduplicate (docs/reference.md, Upgrading).
 DROP INDEX @extschema@.webhook_events_idempotency_key_idx;
+SELECT pg_catalog.pg_extension_config_dump('webhook_idempotency_keys', '');
 
 CREATE OR REPLACE FUNCTION webhook_publish(event_type text, data jsonb, idempotency_key text DEFAULT NULL,
                                 ordering_key text DEFAULT NULL)

@@ -627,6 +627,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_event_types', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_subscriptions', 'id'), '');

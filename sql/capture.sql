@@ -147,7 +147,7 @@ RESET ROLE;
 SELECT type, data FROM webhook_events WHERE type IN ('writer_orders.created', 'writer_mine.created', 'invoice.created');
 -- an administrator sees every capture trigger, and which capture accepts
 SELECT table_name, owner, event_prefix, columns_mode, trigger_name, flush_triggers, registered
-  FROM webhook_watched_tables WHERE table_name::text LIKE 'writer%' ORDER BY 1::text;
+  FROM webhook_watched_tables WHERE table_name::text LIKE 'writer%' ORDER BY table_name::text;
 -- and webhook_unwatch removes any of them, whatever their names
 SELECT webhook_unwatch('writer_own');
 SELECT webhook_unwatch('writer_mine');

@@ -57,15 +57,20 @@ static bool error_left_ours = false;
 #define HOOK_OURS 1
 #define HOOK_OTHER 2
 
-/* Does s start an identifier "webhook_..." (not inside a longer one)? */
+/*
+ * Does q name an object of the extension: an identifier starting with
+ * "webhook_", in any case (unquoted names are folded), not inside a longer
+ * one?
+ */
 static bool
 names_extension(const char *q)
 {
-	for (const char *p = q; (p = strstr(p, "webhook_")) != NULL; p++)
+	for (const char *p = q; *p; p++)
 	{
 		unsigned char before = p == q ? ' ' : (unsigned char) p[-1];
 
-		if (!(before == '_' || before == '$' || (before >= '0' && before <= '9') ||
+		if ((*p == 'w' || *p == 'W') && pg_strncasecmp(p, "webhook_", 8) == 0 &&
+			!(before == '_' || before == '$' || (before >= '0' && before <= '9') ||
 			  (before >= 'A' && before <= 'Z') || (before >= 'a' && before <= 'z') ||
 			  before >= 0x80))
 			return true;
@@ -158,8 +163,24 @@ redact_emit_log(ErrorData *edata)
 {
 	bool		names_ours = debug_query_string != NULL && names_extension(debug_query_string);
 
-	if (depth > 0 || error_left_ours || names_ours)
+	bool		sensitive = depth > 0 || error_left_ours || names_ours;
+
+	if (sensitive)
 		edata->hide_stmt = true;
+	/*
+	 * An input function's error quotes the value it could not read, in its
+	 * detail and context ("JSON data, line 1: ..."): an auth object or a
+	 * header value that was not valid JSON.  (The extension's own errors,
+	 * invalid_parameter_value, never quote a secret.)
+	 */
+	if (sensitive && edata->elevel >= ERROR &&
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION &&
+		edata->sqlerrcode != ERRCODE_INVALID_PARAMETER_VALUE)
+	{
+		if (edata->detail != NULL)
+			edata->detail_log = pstrdup("The detail is not logged: it may quote a secret.");
+		edata->context = NULL;
+	}
 	if (edata->elevel >= ERROR)
 		error_left_ours = false;
 	/* the statement as logged: keep what precedes it, drop it and its parameters */

@@ -56,6 +56,10 @@ my @calls = (
 	[ 'test with bad data', "SELECT * FROM webhook_test($ep, 'bad type', '{\"ssn\": \"MARKER-data\"}')" ],
 	[ 'direct UPDATE of the secret',
 	  "UPDATE webhook_endpoints SET secret = 'MARKER-bad', url = 'ftp://x' WHERE id = $ep" ],
+	[ 'direct INSERT in capitals, failing on a unique key',
+	  "INSERT INTO WEBHOOK_ENDPOINTS (name, url, secret) VALUES ('quiet', 'https://x.example/', '$m')" ],
+	[ 'auth that is not JSON (its input error quotes it)',
+	  "SELECT webhook_update_endpoint($ep, auth => '{\"type\": \"bearer\", \"token\": MARKER-notjson}')" ],
 	# through a function of the application's: the statement names none of ours
 	[ 'through a wrapper',
 	  "CREATE FUNCTION app_hook(s text) RETURNS bigint LANGUAGE sql AS \$\$ SELECT webhook_create_endpoint('z', 'ftp://z', secret => s) \$\$;
