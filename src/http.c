@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "http.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -351,7 +352,7 @@ http_engine_init(int max_connections)
 		elog(ERROR, "epoll_create1 failed: %m");
 	create_multi();
 
-	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	wes = compat_session_wait_event_set(3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);
