@@ -36,7 +36,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Every object depends on the project's headers (PGXS tracks no dependencies).
-$(OBJS): src/webhook.h src/queue.h src/http.h
+$(OBJS): src/webhook.h src/queue.h src/http.h src/compat.h
 
 webhook.control: webhook.control.in Makefile
 	sed 's/@EXTVERSION@/$(EXTVERSION)/' $< > $@

@@ -51,7 +51,7 @@ extern void fz_end(void);
 			fz_fail(__FILE__, __LINE__, #cond, __VA_ARGS__); \
 	} while (0)
 extern void fz_fail(const char *file, int line, const char *cond, const char *fmt,...)
-			pg_attribute_printf(4, 5) pg_attribute_noreturn();
+			pg_attribute_printf(4, 5) __attribute__((noreturn));
 
 /* --- oracles ---------------------------------------------------------- */
 

@@ -9,7 +9,10 @@
  * verifiers from libpgcommon, and pg_inet_net_pton from the server's own
  * bitcode (see the Makefile).  What is here replaces server internals
  * (mcxt.c, stringinfo.c's allocation, elog.c) with versions that make
- * AddressSanitizer and LeakSanitizer as sharp as possible.
+ * AddressSanitizer and LeakSanitizer as sharp as possible.  Where a
+ * definition's parameters differ between PostgreSQL majors
+ * (appendBinaryStringInfo, CreateWaitEventSet), their types come from
+ * ../src/compat.h.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -29,6 +32,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "../src/compat.h"
 #include "../src/webhook.h"
 #include "shim.h"
 
@@ -60,7 +64,7 @@ static MemoryContextData fuzz_context;
 MemoryContext CurrentMemoryContext = NULL;
 MemoryContext TopMemoryContext = NULL;
 
-static void shim_fail(const char *what, const char *detail) pg_attribute_noreturn();
+static void shim_fail(const char *what, const char *detail) __attribute__((noreturn));
 
 /* Prints why the process is stopping and aborts (a finding for libFuzzer). */
 static void
@@ -344,7 +348,7 @@ appendStringInfo(StringInfo str, const char *fmt,...)
 }
 
 void
-appendBinaryStringInfoNT(StringInfo str, const char *data, int datalen)
+appendBinaryStringInfoNT(StringInfo str, CompatBinaryData data, int datalen)
 {
 	enlargeStringInfo(str, datalen);
 	memcpy(str->data + str->len, data, datalen);
@@ -352,7 +356,7 @@ appendBinaryStringInfoNT(StringInfo str, const char *data, int datalen)
 }
 
 void
-appendBinaryStringInfo(StringInfo str, const char *data, int datalen)
+appendBinaryStringInfo(StringInfo str, CompatBinaryData data, int datalen)
 {
 	appendBinaryStringInfoNT(str, data, datalen);
 	str->data[str->len] = '\0';
@@ -497,7 +501,7 @@ ProcessInterrupts(void)
 struct Latch *MyLatch = NULL;
 
 WaitEventSet *
-CreateWaitEventSet(MemoryContext context, int nevents)
+CreateWaitEventSet(CompatWaitEventSetOwner owner, int nevents)
 {
 	shim_fail("CreateWaitEventSet", "the worker's engine is not fuzzed");
 }
@@ -555,7 +559,12 @@ shim_disarm_socket(void)
 	return taken;
 }
 
-/* The armed socketpair end, once; anything else is a network access. */
+/*
+ * The armed socketpair end, once; anything else is a network access, but
+ * for an IPv6 datagram socket: libcurl's probe of whether IPv6 works (which
+ * newer libcurl runs at every transfer, even to 127.0.0.1) sends nothing,
+ * and is told that IPv6 is not supported.
+ */
 int
 socket(int domain, int type, int protocol)
 {
@@ -565,6 +574,11 @@ socket(int domain, int type, int protocol)
 		armed_taken = true;
 		handed_fd = armed_fd;
 		return armed_fd;
+	}
+	if (domain == AF_INET6 && (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_DGRAM)
+	{
+		errno = EAFNOSUPPORT;
+		return -1;
 	}
 	shim_fail("socket() called", "the fuzz targets must not use the network");
 }

@@ -22,7 +22,8 @@
  *	  getaddrinfo() and gethostbyname() are replaced by versions that abort,
  *	  except that socket() hands out, once, the descriptor a target armed
  *	  with shim_arm_socket() (one end of a socketpair, for fuzz_response),
- *	  and connect() on that descriptor succeeds.
+ *	  and connect() on that descriptor succeeds; an IPv6 datagram socket
+ *	  (libcurl's probe of whether IPv6 works) fails with EAFNOSUPPORT.
  *	- Functions of the worker's engine in http.c (wait sets, latches,
  *	  interrupts) exist only to link; calling one aborts.
  *-------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh: builds the libFuzzer targets (fuzz/Makefile) and runs each
-# for FUZZ_SECONDS (default 60), as root or as a normal user.  Needs clang
-# with its sanitizer runtimes, libcurl, OpenSSL and PostgreSQL 15's server
-# headers and bitcode (fuzz/README.md).  Touches nothing outside fuzz/build/
+# for FUZZ_SECONDS (default 60), as root or as a normal user.  Needs the
+# clang PostgreSQL was built with and its sanitizer runtimes, libcurl,
+# OpenSSL and the server headers and bitcode of the PostgreSQL pg_config
+# names (fuzz/README.md).  Touches nothing outside fuzz/build/
 # of the tree it belongs to, and never the network.
 #
 #   FUZZ_SECONDS=60    time per target
@@ -28,8 +29,10 @@ max_len() {
   esac
 }
 
-if ! command -v clang >/dev/null 2>&1; then
-  echo "fuzz: clang not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2
+cc=$(make -s -C "$fuzz" BUILD="$build" print-cc)
+if ! command -v "$cc" >/dev/null 2>&1; then
+  case $cc in *-[0-9]*) rt=libclang-rt-${cc##*-}-dev ;; *) rt=libclang-rt-dev ;; esac
+  echo "fuzz: $cc not found (Debian: apt-get install $(basename "$cc") $rt)" >&2
   exit 1
 fi
 make -s -C "$fuzz" BUILD="$build" >/dev/null || { echo "fuzz: build failed" >&2; exit 1; }

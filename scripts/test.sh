@@ -29,7 +29,8 @@ if [ $status -ne 0 ]; then
   done
   exit $status
 fi
-for t in "$src"/scripts/test.d/*.sh; do
+# from the copy: the checkout may be unreadable to the PostgreSQL user
+for t in "$work"/scripts/test.d/*.sh; do
   [ -e "$t" ] || continue
   echo "==== $(basename "$t")"
   as_pg env WEBHOOK_SRC="$work" bash "$t"

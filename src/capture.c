@@ -46,6 +46,7 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "compat.h"
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -274,8 +275,7 @@ bulk_write(BulkTable *t, int m, EState *estate, CommandId cid)
 	ResetPerTupleExprContext(estate);
 	for (int k = 0; k < m; k++)
 	{
-		List	   *recheck = ExecInsertIndexTuples(t->rri, t->slots[k], estate, false, false,
-													NULL, NIL);
+		List	   *recheck = compat_insert_index_tuples(t->rri, t->slots[k], estate);
 
 		list_free(recheck);
 		ResetPerTupleExprContext(estate);
@@ -375,7 +375,7 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 	{
 		/* the identity sequence, looked up once per table */
 		events_relid = RelationGetRelid(ev.rel);
-		events_seq = getIdentitySequence(events_relid, att[EV_ID] + 1, false);
+		events_seq = compat_identity_sequence(ev.rel, att[EV_ID] + 1);
 	}
 	bulk_open(&queue, "webhook_fanout_queue", nsp, nslots, n >= BULK_INSERT_ROWS);
 	bulk_columns(&queue, 1, (const char *const[]) {"event_id"}, (const Oid[]) {INT8OID}, qatt);
@@ -735,7 +735,7 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 
 	/* the ordering key of a row: its primary key, in the key's column order */
 	{
-		Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+		Oid			pkoid = compat_primary_key_index(rel);
 		HeapTuple	itup = OidIsValid(pkoid) ? SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkoid)) : NULL;
 		Form_pg_index ind = itup ? (Form_pg_index) GETSTRUCT(itup) : NULL;
 		int			n = ind ? ind->indnkeyatts : 0;

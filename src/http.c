@@ -22,9 +22,12 @@
 #include "webhook.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "http.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -196,6 +199,45 @@ http_request_setup(HttpRequest *r, const char *url, const char *body, size_t bod
 }
 
 /*
+ * The delay the final response's Retry-After asks for, in seconds, or -1
+ * when it has none, asks for none or cannot be read.  Read as libcurl 7.88
+ * reads it for CURLINFO_RETRY_AFTER (the last such header; a number of
+ * seconds, else an HTTP date less the current time), but from the header
+ * itself: newer libcurl (8.14 of Debian 13, 8.23 of unstable) caps that
+ * figure at six hours, while webhook.max_retry_after allows up to 30 days.
+ * Never ERRORs.
+ */
+static int64
+response_retry_after(CURL *easy)
+{
+	struct curl_header *h;
+	const char *v;
+	char	   *end;
+	long long	n = 0;
+
+	if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK ||
+		(h->amount > 1 &&
+		 curl_easy_header(easy, "Retry-After", h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK))
+		return -1;
+	v = h->value;				/* without the blanks around it */
+	if (*v != '-' && !isspace((unsigned char) *v))
+	{
+		errno = 0;
+		n = strtoll(v, &end, 10);
+		if (errno == ERANGE || end == v)
+			n = 0;
+	}
+	if (n == 0)
+	{
+		time_t		date = curl_getdate(v, NULL);
+
+		if (date != -1)
+			n = (long long) date - (long long) time(NULL);
+	}
+	return n > 0 ? (int64) n : -1;
+}
+
+/*
  * Classifies a finished transfer into res.  2xx is success; any other
  * status, a timeout, a refused destination or a transport error is a
  * failure with a short error text (palloc'd in the current context).
@@ -204,18 +246,14 @@ void
 http_request_result(HttpRequest *r, CURLcode code, HttpResult *res)
 {
 	long		status = 0;
-	curl_off_t	retry_after = -1;
 	curl_off_t	total_us = 0;
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-	if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK ||
-		retry_after <= 0)
-		retry_after = -1;
 
 	res->status = (int) status;
 	res->duration_ms = total_us / 1000.0;
-	res->retry_after = retry_after;
+	res->retry_after = response_retry_after(r->easy);
 	res->error = NULL;
 	res->truncated = r->truncated;
 
@@ -356,7 +394,7 @@ http_engine_init(int max_connections)
 		elog(ERROR, "epoll_create1 failed: %m");
 	create_multi();
 
-	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	wes = compat_session_wait_event_set(3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epfd, NULL, NULL);

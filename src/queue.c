@@ -31,6 +31,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "compat.h"
 #include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
@@ -843,7 +844,7 @@ queue_dead_entries(void)
 	PgStat_StatTabEntry *entry = OidIsValid(fanout_queue) ?
 		pgstat_fetch_stat_tabentry(fanout_queue) : NULL;
 
-	return entry ? entry->n_dead_tuples : 0;
+	return entry ? compat_dead_tuples(entry) : 0;
 }
 
 /*
@@ -860,7 +861,6 @@ queue_vacuum(void)
 {
 	static MemoryContext cxt = NULL;	/* reset at each call, even after an error */
 	VacuumParams params;
-	MemoryContext old_portal = PortalContext;
 	MemoryContext old;
 	List	   *rels;
 
@@ -875,7 +875,7 @@ queue_vacuum(void)
 	params.truncate = VACOPTVALUE_DISABLED;
 	params.nworkers = -1;		/* no parallel workers */
 
-	/* vacuum() keeps what must outlive its transactions under PortalContext */
+	/* what vacuum() keeps across its transactions */
 	if (cxt == NULL)
 		cxt = AllocSetContextCreate(TopMemoryContext, "webhook vacuum", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextReset(cxt);
@@ -885,16 +885,7 @@ queue_vacuum(void)
 	rels = list_make1(makeVacuumRelation(NULL, fanout_queue, NIL));
 	MemoryContextSwitchTo(old);
 	pgstat_report_activity(STATE_RUNNING, "VACUUM webhook_fanout_queue");
-	PortalContext = cxt;
-	PG_TRY();
-	{
-		vacuum(rels, &params, NULL, true);
-	}
-	PG_FINALLY();
-	{
-		PortalContext = old_portal;
-	}
-	PG_END_TRY();
+	compat_vacuum(rels, &params, cxt);
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(cxt);
