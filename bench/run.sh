@@ -19,31 +19,28 @@ CAPTURE_ROWS=${CAPTURE_ROWS:-100000}
 LAT_N=${LAT_N:-200}
 LAT_WARMUP=${LAT_WARMUP:-100}  # sent first (2 s), not counted
 
+LATE_N=${LATE_N:-100}         # retries whose lateness is measured
+
 here=$(cd "$(dirname "$0")/.." && pwd)
+. "$here/scripts/lib.sh"
+install_packages nginx-light wrk
+install_receiver "$here"
 PGBIN=$(pg_config --bindir)
 
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}" >/dev/null; fi
-fi
-
 run_as=""
-if [ "$(id -u)" = 0 ]; then run_as="runuser -u postgres --"; fi
+if [ "$(id -u)" = 0 ]; then run_as="runuser -u $(pg_user) --"; fi
 
 work=$(mktemp -d /tmp/webhook-bench.XXXXXX)
 chmod 755 "$work"
 [ -n "$run_as" ] && chown postgres "$work"
 cleanup() {
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -n "${RCV_PID:-}" ] && kill "$RCV_PID" 2>/dev/null || true
   $run_as "$PGBIN/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PGPORT=$(free_port); NGPORT=$(free_port)
 
 # --- receiver: nginx answering 200 to every POST, keep-alive ------------------
@@ -216,6 +213,38 @@ psql_ -c "ALTER SYSTEM SET webhook.poll_interval = '10s'" -c "SELECT pg_reload_c
 read -r P50 P99 COMMIT50 < <(python3 "$here/bench/latency.py" \
   "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N" "$LAT_WARMUP")
 
+# 9. retry lateness at idle: a receiver that fails the first request of
+# each message (test/receiver/receiver.js, /flaky/1), a 1 s retry with
+# exact delays, events 50 ms apart; lateness is the gap between a message's
+# two requests, as the receiver saw them, minus the second.  It includes
+# the first request's answer and its recording (about a millisecond), and
+# the retry must not wait for the poll (still 10 s here).  The circuit
+# breaker is off for it: a receiver failing every first request would open
+# it (that case is t/016_breaker.pl's), and lateness would be its cool-down.
+psql_ -c "ALTER SYSTEM SET webhook.breaker_failures = 0" -c "SELECT pg_reload_conf()" >/dev/null
+node "$here/test/receiver/receiver.js" --port 0 --log "$work/late.jsonl" >/dev/null 2>&1 &
+RCV_PID=$!
+until [ -s "$work/late.jsonl.port" ]; do sleep 0.05; done
+RCVPORT=$(cat "$work/late.jsonl.port")
+psql_ -c "SELECT webhook_create_endpoint('late', 'http://127.0.0.1:$RCVPORT/late/flaky/1', event_types => '{late.*}', retry_schedule => '{1s}', retry_jitter => 0)" >/dev/null
+for i in $(seq "$LATE_N"); do psql_ -c "SELECT webhook_publish('late.x', '{}')" >/dev/null; sleep 0.05; done
+wait_drained late
+read -r LATE50 LATE99 < <(python3 - "$work/late.jsonl" <<'PY'
+import json, sys
+first, gaps = {}, []
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    i = r["headers"]["webhook-id"]
+    if i in first:
+        gaps.append(r["t"] - first[i] - 1000.0)
+    else:
+        first[i] = r["t"]
+gaps.sort()
+q = lambda p: gaps[min(len(gaps) - 1, int(p * len(gaps)))]
+print("%.1f %.1f" % (q(0.5), q(0.99)))
+PY
+)
+
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
 printf '%-58s %14s %12s\n' "2. one event per request, N=$N (deliveries/s)" "$RATE" ">= 25% ceil"
@@ -235,3 +264,5 @@ printf '%-58s %14s %12s\n' "7. worker private RSS after $((N * RUNS)) deliveries
 printf '%-58s %14s %12s\n' "   after $TOTAL_DELIVERED deliveries (kB)" "$RSS_BIG" "+<10 MB"
 printf '%-58s %14s %12s\n' "8. worker CPU per delivery, standard format (us)" "$CPU" ""
 printf '%-58s %14s %12s\n' "   batch format, per event (us)" "$CPU_B" ""
+printf '%-58s %14s %12s\n' "9. retry lateness at idle, 1 s delay: p50 (ms)" "$LATE50" "<= 10"
+printf '%-58s %14s %12s\n' "   p99 (ms)" "$LATE99" "<= 50"

@@ -55,7 +55,7 @@ static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *wha
 static SPIPlanPtr plan_fanout = NULL;
 static Oid	fanout_lock_key = InvalidOid;	/* webhook_events' OID */
 static Oid	fanout_queue = InvalidOid;	/* webhook_fanout_queue's OID */
-static SPIPlanPtr plans_claim[3] = {NULL, NULL, NULL};
+static SPIPlanPtr plans_claim[CLAIM_KINDS];
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
 static SPIPlanPtr plan_name_recovered = NULL;
@@ -246,12 +246,12 @@ prepare_all(Oid ext)
 	 * SKIP LOCKED, so a claim never waits for a row (and so can never
 	 * deadlock with webhook_delete_endpoint, which locks deliveries first).
 	 */
-#define LEASE(extra, recheck) \
+#define LEASE \
 	"  UPDATE %1$s.webhook_deliveries d" \
 	"     SET status = 'in_flight', attempts = d.attempts + 1, lease_token = $2," \
 	"         lease_until = now() + interval '5 min'" \
-	"                     + (SELECT t.timeout FROM %1$s.webhook_endpoints t WHERE t.id = d.endpoint_id)" extra \
-	"   WHERE d.id = ANY (ARRAY(SELECT c.id FROM c))" recheck \
+	"                     + (SELECT t.timeout FROM %1$s.webhook_endpoints t WHERE t.id = d.endpoint_id)" \
+	"   WHERE d.id = ANY (ARRAY(SELECT c.id FROM c))" \
 	"  RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, d.batch_id"
 #define CLAIM_OUTPUT \
 	" SELECT u.id, u.endpoint_id, u.event_id, u.attempts, ev.type," \
@@ -297,7 +297,7 @@ prepare_all(Oid ext)
 									   "      AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "  ) y"
 									   "  LIMIT $1"
-									   "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT,
+									   "), u AS (" LEASE ")" CLAIM_OUTPUT,
 									   schema, 5, claim_types);
 
 	/*
@@ -351,7 +351,7 @@ prepare_all(Oid ext)
 									   "     WHERE f.batch_id = o.batch_id AND f.id <> o.id AND f.status = 'pending'"
 									   "       AND o.batch_id = o.id"
 									   "     FOR UPDATE SKIP LOCKED) f"
-									   "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT
+									   "), u AS (" LEASE ")" CLAIM_OUTPUT
 									   " ORDER BY u.endpoint_id, u.batch_id NULLS LAST, u.id",
 									   schema, 5, claim_types);
 
@@ -396,7 +396,7 @@ prepare_all(Oid ext)
 										 "   WHERE d.id = ANY (ARRAY(SELECT h.id FROM heads h))"
 										 "     AND d.lease_token IS NULL AND d.finished_at IS NULL"
 										 "   FOR UPDATE SKIP LOCKED"
-										 "), u AS (" LEASE("", "") ")" CLAIM_OUTPUT,
+										 "), u AS (" LEASE ")" CLAIM_OUTPUT,
 										 schema, 5, claim_types);
 
 	/*
@@ -1154,8 +1154,7 @@ queue_record(Job *done)
 
 		if (j->installation != ext_oid)
 			continue;			/* claimed before a DROP EXTENSION */
-		status = strcmp(j->new_status, "pending") == 0 ? 0 :
-			strcmp(j->new_status, "delivered") == 0 ? 1 : 2;
+		status = (int16) j->outcome;	/* the statement's codes: 0, 1, 2 */
 		nrequests++;
 		for (int k = 0; k < j->ndeliveries; k++)
 			out[nout++] = (Outcome) {j->delivery_ids[k], nrequests};
@@ -1235,16 +1234,65 @@ queue_write_health(HTAB *endpoints)
  * next probe.
  */
 void
-queue_set_state(int64 endpoint_id, const char *from, const char *state, const char *reason,
+queue_set_state(int64 endpoint_id, EndpointState from, EndpointState state, const char *reason,
 				int cooldown_s)
 {
-	if (strcmp(state, "circuit_open") == 0)
+	Datum		from_name = CStringGetTextDatum(endpoint_state_name(from));
+
+	if (state == EP_CIRCUIT_OPEN)
 		run_plan(plan_circuit, (Datum[]) {Int64GetDatum(endpoint_id), Int32GetDatum(cooldown_s),
-				 CStringGetTextDatum(from)},
+				 from_name},
 				 SPI_OK_UPDATE, "arming the circuit breaker");
-	run_plan(plan_state, (Datum[]) {Int64GetDatum(endpoint_id), CStringGetTextDatum(state),
-			 CStringGetTextDatum(reason), CStringGetTextDatum(from)},
+	run_plan(plan_state, (Datum[]) {Int64GetDatum(endpoint_id),
+			 CStringGetTextDatum(endpoint_state_name(state)),
+			 CStringGetTextDatum(reason), from_name},
 			 SPI_OK_SELECT, "changing an endpoint's state");
+}
+
+/* The names the tables use for EndpointState and DeliveryOutcome. */
+const char *
+endpoint_state_name(EndpointState state)
+{
+	switch (state)
+	{
+		case EP_ACTIVE:
+			return "active";
+		case EP_DISABLED:
+			return "disabled";
+		case EP_PAUSED:
+			return "paused";
+		case EP_CIRCUIT_OPEN:
+			return "circuit_open";
+	}
+	elog(ERROR, "webhook: unknown endpoint state %d", (int) state);
+	return NULL;				/* keep compiler quiet */
+}
+
+/* The state called name (a CHECK constraint keeps it one of these). */
+EndpointState
+endpoint_state_of(const char *name)
+{
+	for (int s = EP_ACTIVE; s <= EP_CIRCUIT_OPEN; s++)
+		if (strcmp(name, endpoint_state_name((EndpointState) s)) == 0)
+			return (EndpointState) s;
+	elog(ERROR, "webhook: unknown endpoint state \"%s\"", name);
+	return EP_ACTIVE;			/* keep compiler quiet */
+}
+
+const char *
+outcome_name(DeliveryOutcome outcome)
+{
+	switch (outcome)
+	{
+		case OUTCOME_PENDING:
+			return "pending";
+		case OUTCOME_DELIVERED:
+			return "delivered";
+		case OUTCOME_DEAD:
+			return "dead";
+	}
+	elog(ERROR, "webhook: unknown delivery outcome %d", (int) outcome);
+	return NULL;				/* keep compiler quiet */
 }
 
 /* Announces every delivery of the list that went dead on webhook_alerts. */
@@ -1255,7 +1303,7 @@ queue_notify_dead(Job *done)
 
 	for (Job *j = done; j != NULL; j = j->next)
 	{
-		if (j->installation != ext_oid || strcmp(j->new_status, "dead") != 0)
+		if (j->installation != ext_oid || j->outcome != OUTCOME_DEAD)
 			continue;
 		for (int k = 0; k < j->ndeliveries; k++)
 		{
@@ -1341,7 +1389,7 @@ endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc)
 	ep->format = format_of(SPI_getvalue(tup, desc, 11));
 	ep->rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull));
 	ep->ordered = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
-	strlcpy(ep->state, SPI_getvalue(tup, desc, 14), sizeof(ep->state));
+	ep->state = endpoint_state_of(SPI_getvalue(tup, desc, 14));
 	ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
 	ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 16, &isnull));
 	if (isnull)

@@ -13,6 +13,30 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
+/*
+ * An endpoint's state, and the outcome of a delivery's request: each has
+ * one text mapping (the names the tables use), and switches over them have
+ * no default, so that a new value is named everywhere it matters.
+ */
+typedef enum EndpointState
+{
+	EP_ACTIVE,
+	EP_DISABLED,
+	EP_PAUSED,
+	EP_CIRCUIT_OPEN
+} EndpointState;
+
+typedef enum DeliveryOutcome
+{
+	OUTCOME_PENDING,			/* failed; a retry is scheduled */
+	OUTCOME_DELIVERED,
+	OUTCOME_DEAD				/* failed; the schedule is exhausted */
+} DeliveryOutcome;
+
+extern const char *endpoint_state_name(EndpointState state);
+extern EndpointState endpoint_state_of(const char *name);
+extern const char *outcome_name(DeliveryOutcome outcome);
+
 typedef enum PayloadFormat
 {
 	FORMAT_STANDARD,
@@ -45,7 +69,7 @@ typedef struct Endpoint
 	int			rate_limit;		/* requests per second, 0: unlimited */
 	bool		ordered;
 	char	   *url_error;		/* why the URL breaks the rules, or NULL */
-	char		state[16];		/* active, disabled, paused, circuit_open */
+	EndpointState state;
 	/* health, as stored; updated by the worker from the outcomes */
 	int			consecutive_failures;
 	TimestampTz failing_since;	/* 0: the last request succeeded */
@@ -135,7 +159,7 @@ typedef struct Job
 	HttpRequest req;
 	HttpResult	res;
 	/* outcome */
-	const char *new_status;		/* delivered, pending or dead */
+	DeliveryOutcome outcome;	/* set when the request is finished */
 	double		delay_s;		/* for pending */
 	char	   *response;		/* sanitized capped body, or NULL */
 } Job;
@@ -185,6 +209,8 @@ typedef enum ClaimKind
 	CLAIM_ORDERED				/* ordered endpoints: the head of each key */
 } ClaimKind;
 
+#define CLAIM_KINDS (CLAIM_ORDERED + 1)
+
 StaticAssertDecl(CLAIMS_ALL == (1 << CLAIM_PLAIN | 1 << CLAIM_BATCH | 1 << CLAIM_ORDERED),
 				 "CLAIMS_ALL names every ClaimKind");
 
@@ -193,7 +219,7 @@ extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held,
 						MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
 extern void queue_write_health(HTAB *endpoints);
-extern void queue_set_state(int64 endpoint_id, const char *from, const char *state,
+extern void queue_set_state(int64 endpoint_id, EndpointState from, EndpointState state,
 							const char *reason, int cooldown_s);
 extern void queue_notify_dead(Job *done);
 extern void queue_load_endpoints(HTAB *endpoints, MemoryContext cxt);

@@ -368,26 +368,6 @@ sign_message(int scheme, const SignKey *keys, int nkeys, const char *prefix,
 }
 
 /*
- * Writes the Standard Webhooks signature "v1,<base64 HMAC-SHA256(key,
- * msg_id.ts.body)>" into out (SIGN_STANDARD_LEN bytes); empty on failure.
- */
-void
-sign_standard(const unsigned char *key, int keylen, const char *msg_id,
-			  int64 ts, const char *body, size_t bodylen, char *out)
-{
-	SignKey		k = {.key = (unsigned char *) key,.keylen = keylen};
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	if (sign_message(SIGN_STANDARD, &k, 1, NULL, msg_id, ts, body, bodylen, &buf) &&
-		buf.len < SIGN_STANDARD_LEN)
-		memcpy(out, buf.data, buf.len + 1);
-	else
-		out[0] = '\0';
-	pfree(buf.data);
-}
-
-/*
  * Writes into out (17 bytes) the first 8 bytes of the SHA-256 of data, in
  * hex; all zeros if OpenSSL fails.
  */

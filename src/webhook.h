@@ -133,16 +133,12 @@ extern bool sign_prepare_key(int scheme, const char *secret, SignKey *k);
 extern bool sign_message(int scheme, const SignKey *keys, int nkeys, const char *prefix,
 						 const char *msg_id, int64 ts, const char *body, size_t bodylen,
 						 StringInfo out);
-extern void sign_standard(const unsigned char *key, int keylen, const char *msg_id,
-						  int64 ts, const char *body, size_t bodylen, char *out);
 extern char *sign_generate_secret(int scheme);
 extern void sign_digest_hex(const void *data, size_t len, char *out);
 extern char *sign_public_key(const char *secret);
 extern bool sign_verify(const char *secret, const char *msg_id, int64 ts, const char *body,
 						size_t bodylen, const char *header);
 
-/* Length of "v1," + base64(32 bytes) + NUL. */
-#define SIGN_STANDARD_LEN (3 + 44 + 1)
 
 /* destination.c: URL and address policy; pure apart from reading GUCs. */
 typedef enum DestCheck

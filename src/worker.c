@@ -127,8 +127,8 @@ static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints *
 static TimestampTz next_due = 0;
 static bool find_next_due = true;
 static uint32 claim_turn = 0;	/* which kind of claim goes first */
-static TimestampTz special_last[3];	/* when each kind of claim last ran */
-static bool special_due[3];		/* ... and whether it should run at once */
+static TimestampTz special_last[CLAIM_KINDS];	/* when each kind of claim last ran */
+static bool special_due[CLAIM_KINDS];		/* ... and whether it should run at once */
 static int	configured_sync_commit = -1;	/* while a cycle overrides it */
 static TimestampTz drop_waited_since = 0;	/* cycles skipped for a DROP since */
 static TimestampTz drop_retry_at = 0;	/* ... and when to try the next one */
@@ -478,15 +478,15 @@ static void
 decide(Job *job, Endpoint *ep)
 {
 	if (job->res.ok)
-		job->new_status = "delivered";
+		job->outcome = OUTCOME_DELIVERED;
 	else if (ep == NULL || job->attempt > ep->nschedule)
-		job->new_status = "dead";
+		job->outcome = OUTCOME_DEAD;
 	else
 	{
 		/* the endpoint's own jitter, or the setting's */
 		double		jitter = ep->retry_jitter >= 0 ? ep->retry_jitter : webhook_retry_jitter;
 
-		job->new_status = "pending";
+		job->outcome = OUTCOME_PENDING;
 		job->delay_s = ep->schedule_ms[job->attempt - 1] / 1000.0;
 		/* spread retries so that a receiver's outage does not end in a stampede */
 		if (jitter > 0)
@@ -565,9 +565,9 @@ finish_job(Job *job, CURLcode code)
 typedef struct StateChange
 {
 	int64		endpoint_id;
-	char		from[16];		/* the state the decision was based on */
-	const char *state;
-	char	   *reason;
+	EndpointState from;			/* the state the decision was based on */
+	EndpointState state;
+	char	   *reason;			/* NULL: a failed probe (the circuit stays open) */
 	int			cooldown_s;
 } StateChange;
 
@@ -607,15 +607,17 @@ fold_health(Job *list, int njobs, StateChange *changes)
 		Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
 		StateChange *c = &changes[nchanges];
 
+		bool		change = false;
+
 		if (ep == NULL || j->installation != queue_installation() ||
-			strcmp(ep->state, "disabled") == 0 || strcmp(ep->state, "paused") == 0)
+			ep->state == EP_DISABLED || ep->state == EP_PAUSED)
 			continue;
 		c->endpoint_id = ep->id;
 		c->cooldown_s = 0;
-		c->state = NULL;
 		if (j->res.status == 410)
 		{
-			c->state = "disabled";
+			change = true;
+			c->state = EP_DISABLED;
 			c->reason = pstrdup("the receiver answered 410 Gone");
 		}
 		else if (j->res.ok)
@@ -629,9 +631,10 @@ fold_health(Job *list, int njobs, StateChange *changes)
 			ep->consecutive_failures = 0;
 			ep->failing_since = 0;
 			ep->circuit_cooldown = 0;
-			if (strcmp(ep->state, "circuit_open") == 0)
+			if (ep->state == EP_CIRCUIT_OPEN)
 			{
-				c->state = "active";
+				change = true;
+				c->state = EP_ACTIVE;
 				c->reason = pstrdup("a probe request succeeded");
 			}
 		}
@@ -649,37 +652,40 @@ fold_health(Job *list, int njobs, StateChange *changes)
 			if (webhook_pause_after > 0 &&
 				now - ep->failing_since >= (TimestampTz) webhook_pause_after * USECS_PER_SEC)
 			{
-				c->state = "paused";
+				change = true;
+				c->state = EP_PAUSED;
 				c->reason = psprintf("every request failed for %d s (webhook.pause_after); last: %s",
 									 (int) ((now - ep->failing_since) / USECS_PER_SEC),
 									 j->res.error ? j->res.error : "failed");
 			}
-			else if (strcmp(ep->state, "circuit_open") == 0)
+			else if (ep->state == EP_CIRCUIT_OPEN)
 			{
 				if (!j->probe)
 					continue;	/* sent before the circuit opened */
 				/* a failed probe: stay open, wait twice as long */
-				c->state = "circuit_open";
+				change = true;
+				c->state = EP_CIRCUIT_OPEN;
 				c->cooldown_s = Min(Max(ep->circuit_cooldown * 2, COOLDOWN_MIN_S), COOLDOWN_MAX_S);
 				c->reason = NULL;
 			}
 			else if (!expected && webhook_breaker_failures > 0 &&
 					 ep->consecutive_failures >= webhook_breaker_failures)
 			{
-				c->state = "circuit_open";
+				change = true;
+				c->state = EP_CIRCUIT_OPEN;
 				c->cooldown_s = Max(Min(ep->circuit_cooldown * 2, COOLDOWN_MAX_S), COOLDOWN_MIN_S);
 				c->reason = psprintf("%d failed requests in a row; last: %s",
 									 ep->consecutive_failures,
 									 j->res.error ? j->res.error : "failed");
 			}
 		}
-		if (c->state != NULL)
+		if (change)
 		{
-			strlcpy(c->from, ep->state, sizeof(c->from));
-			strlcpy(ep->state, c->state, sizeof(ep->state));
+			c->from = ep->state;
+			ep->state = c->state;
 			if (c->cooldown_s > 0)
 				ep->circuit_cooldown = c->cooldown_s;
-			if (strcmp(c->state, "active") == 0)
+			if (c->state == EP_ACTIVE)
 				ep->dirty = false;	/* webhook_set_state resets the counters */
 			nchanges++;
 		}
@@ -794,7 +800,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 
 		queue_record(done);
 		for (Job *j = done; j != NULL; j = j->next)
-			if (j->new_status != NULL && strcmp(j->new_status, "pending") == 0)
+			if (j->outcome == OUTCOME_PENDING)
 				find_next_due = true;	/* a retry was scheduled */
 		/*
 		 * Their slots under max_in_flight are free for the claim below
@@ -811,7 +817,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		for (int i = 0; i < nchanges; i++)
 		{
 			if (changes[i].reason == NULL)
-				queue_set_state(changes[i].endpoint_id, changes[i].from, "circuit_open",
+				queue_set_state(changes[i].endpoint_id, changes[i].from, EP_CIRCUIT_OPEN,
 								"probe failed", changes[i].cooldown_s);
 			else
 				queue_set_state(changes[i].endpoint_id, changes[i].from, changes[i].state,
@@ -873,9 +879,9 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			refill_buckets(now);
 			/* each kind goes first in turn, so that none can starve the others */
 			claim_turn++;
-			for (int i = 0; i < 3 && limit > 0; i++)
+			for (int i = 0; i < CLAIM_KINDS && limit > 0; i++)
 			{
-				ClaimKind	kind = (ClaimKind) ((claim_turn + i) % 3);
+				ClaimKind	kind = (ClaimKind) ((claim_turn + i) % CLAIM_KINDS);
 
 				if ((kind == CLAIM_BATCH && !have_batch) || (kind == CLAIM_ORDERED && !have_ordered))
 					continue;
@@ -922,7 +928,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 			{
 				Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
 
-				j->probe = ep != NULL && strcmp(ep->state, "circuit_open") == 0;
+				j->probe = ep != NULL && ep->state == EP_CIRCUIT_OPEN;
 			}
 		}
 		else
@@ -991,6 +997,37 @@ recover_from_error(void)
 	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 }
 
+/*
+ * Runs step(arg) and returns whether it finished without an ERROR.  An
+ * ERROR is logged, its transaction aborted, and then recover (or
+ * log_and_abort when NULL) cleans up; the caller's memory context is
+ * restored either way.  Every unit of database work of the worker and of
+ * its helper goes through here.
+ */
+static bool
+guarded(void (*step) (void *arg), void *arg, void (*recover) (void))
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		step(arg);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		if (recover)
+			recover();
+		else
+			log_and_abort();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	return ok;
+}
+
 /* The pause between retention steps that caught up (PURGE_LIMIT). */
 static int64
 purge_interval_ms(void)
@@ -1019,6 +1056,30 @@ purge_cycle(void)
 	n = queue_purge(webhook_retention, webhook_dead_letter_retention, PURGE_LIMIT);
 	queue_commit();
 	return n;
+}
+
+/* db_cycle's arguments and results, for guarded(). */
+typedef struct CycleStep
+{
+	bool		claim;
+	bool		sweep_all;
+	bool		sweep;
+	bool		installed;		/* out */
+	bool		more;			/* out */
+} CycleStep;
+
+static void
+cycle_step(void *arg)
+{
+	CycleStep  *c = (CycleStep *) arg;
+
+	c->installed = db_cycle(c->claim, c->sweep_all, c->sweep, &c->more);
+}
+
+static void
+purge_step(void *arg)
+{
+	*(int64 *) arg = purge_cycle();
 }
 
 /*
@@ -1232,24 +1293,19 @@ webhook_worker_main(Datum arg)
 
 		if ((claim || sweep || done != NULL) && now >= drop_retry_at)
 		{
-			MemoryContext oldcxt = CurrentMemoryContext;
+			CycleStep	step = {claim, !swept_all, sweep, false, false};
 
-			PG_TRY();
+			if (guarded(cycle_step, &step, recover_from_error))
 			{
-				installed = db_cycle(claim, !swept_all, sweep, &more);
+				installed = step.installed;
+				more = step.more;
 				if (claim)
 					woke_idle = false;
 				if (installed)
 					swept_all = true;
 			}
-			PG_CATCH();
-			{
-				MemoryContextSwitchTo(oldcxt);
-				recover_from_error();
+			else
 				more = false;
-			}
-			PG_END_TRY();
-			MemoryContextSwitchTo(oldcxt);
 		}
 
 		/* Start what was claimed, up to the connection limit, and send it. */
@@ -1276,20 +1332,9 @@ webhook_worker_main(Datum arg)
 		if (installed && now >= next_purge &&
 			(webhook_retention > 0 || webhook_dead_letter_retention > 0))
 		{
-			MemoryContext oldcxt = CurrentMemoryContext;
 			int64		purged = 0;
 
-			PG_TRY();
-			{
-				purged = purge_cycle();
-			}
-			PG_CATCH();
-			{
-				MemoryContextSwitchTo(oldcxt);
-				recover_from_error();
-			}
-			PG_END_TRY();
-			MemoryContextSwitchTo(oldcxt);
+			(void) guarded(purge_step, &purged, recover_from_error);
 			purge_more = purged >= PURGE_LIMIT;
 			next_purge = purge_more ? now : now + purge_interval_ms() * 1000;
 		}
@@ -1323,6 +1368,56 @@ parent_alive(pid_t parent)
 	alive = my_db->dboid == MyDatabaseId && my_db->worker_pid == parent;
 	SpinLockRelease(&webhook_shared->mutex);
 	return alive;
+}
+
+/* One step of the helper, for guarded(): its inputs and results. */
+typedef struct FanoutStep
+{
+	TimestampTz last_step;
+	TimestampTz last_vacuum;
+	int64		fanned;			/* out: queue entries taken */
+	uint32		made;			/* out: kinds of deliveries made */
+	bool		more;			/* out: a full step: more may wait */
+	bool		vacuum_queue;	/* out: time to vacuum the queue */
+	long		pause;			/* out: ms to wait before the next step */
+} FanoutStep;
+
+static void
+fanout_step(void *arg)
+{
+	FanoutStep *f = (FanoutStep *) arg;
+	QueueStatus st = queue_begin();
+
+	if (st == QUEUE_READY)
+	{
+		f->fanned = queue_fanout(webhook_batch_size, true, &f->made);
+		f->more = f->fanned >= webhook_batch_size;
+		/* caught up: the dead entries left behind go, if many */
+		f->vacuum_queue = !f->more && f->last_step - f->last_vacuum >= VACUUM_QUEUE_GAP_US &&
+			queue_dead_entries() >= VACUUM_QUEUE_DEAD;
+		queue_commit();
+	}
+	else if (st == QUEUE_BUSY)
+	{
+		f->pause = DROP_RETRY_US / 1000;	/* the worker logs the wait */
+		f->more = true;
+	}
+}
+
+static void
+vacuum_step(void *arg)
+{
+	/* counts of deletes not yet sent would come back after it */
+	pgstat_report_stat(true);
+	queue_vacuum();
+}
+
+/* After an ERROR in the helper: its kept plans may be what broke. */
+static void
+forget_plans(void)
+{
+	log_and_abort();
+	queue_forget_plans();
 }
 
 /*
@@ -1369,11 +1464,7 @@ webhook_fanout_main(Datum arg)
 	for (;;)
 	{
 		int			rc;
-		volatile int64 fanned = 0;
-		volatile uint32 made = 0;
-		volatile bool vacuum_queue = false;
-		volatile long pause = 0;
-		MemoryContext oldcxt = CurrentMemoryContext;
+		FanoutStep	step = {0};
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   more ? 0 : webhook_poll_interval, PG_WAIT_EXTENSION);
@@ -1391,65 +1482,30 @@ webhook_fanout_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		more = false;
-		PG_TRY();
+		step.last_step = last_step;
+		step.last_vacuum = last_vacuum;
+		if (!guarded(fanout_step, &step, forget_plans))
 		{
-			QueueStatus st = queue_begin();
-
-			if (st == QUEUE_READY)
-			{
-				uint32		kinds;
-
-				fanned = queue_fanout(webhook_batch_size, true, &kinds);
-				made = kinds;
-				more = fanned >= webhook_batch_size;
-				/* caught up: the dead entries left behind go, if many */
-				vacuum_queue = !more && last_step - last_vacuum >= VACUUM_QUEUE_GAP_US &&
-					queue_dead_entries() >= VACUUM_QUEUE_DEAD;
-				queue_commit();
-			}
-			else if (st == QUEUE_BUSY)
-			{
-				pause = DROP_RETRY_US / 1000;	/* the worker logs the wait */
-				more = true;
-			}
+			step.pause = 1000;
+			step.more = true;	/* what it was woken for is still to do */
+			step.vacuum_queue = false;
 		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(oldcxt);
-			log_and_abort();
-			queue_forget_plans();
-			pause = 1000;
-			more = true;		/* what it was woken for is still to do */
-			vacuum_queue = false;
-		}
-		PG_END_TRY();
+		more = step.more;
 
-		if (vacuum_queue)
+		/*
+		 * Its own error is logged and waits for the next gap: it is no
+		 * reason to forget the plans, or to pause the fan-out.
+		 */
+		if (step.vacuum_queue)
 		{
-			/*
-			 * Its own error is logged and waits for the next gap: it is no
-			 * reason to forget the plans, or to pause the fan-out.
-			 */
 			last_vacuum = last_step;
-			PG_TRY();
-			{
-				/* counts of deletes not yet sent would come back after it */
-				pgstat_report_stat(true);
-				queue_vacuum();
-			}
-			PG_CATCH();
-			{
-				MemoryContextSwitchTo(oldcxt);
-				log_and_abort();
-			}
-			PG_END_TRY();
+			(void) guarded(vacuum_step, NULL, NULL);
 		}
 
 		/* the worker claims what was fanned out, or what a wake-up was for */
-		if (fanned > 0 || (rc & WL_LATCH_SET))
-			webhook_wake_worker(made);
-		if (pause > 0)
-			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, pause, PG_WAIT_EXTENSION);
+		if (step.fanned > 0 || (rc & WL_LATCH_SET))
+			webhook_wake_worker(step.made);
+		if (step.pause > 0)
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, step.pause, PG_WAIT_EXTENSION);
 	}
 }
