@@ -2,9 +2,10 @@
 # contrib/prometheus/webhook_queries.yaml against a test cluster as a role
 # granted only the columns docs/operations.md lists, exposes on loopback
 # every endpoint's state, queue, lag, recent requests and request times,
-# with the labels and the values SQL gives for a known state; and its
-# queries scan neither webhook_deliveries nor webhook_attempts once they
-# are filled.
+# with the labels and the values SQL gives for a known state; its queries
+# scan neither webhook_deliveries nor webhook_attempts once they are
+# filled; and every query of contrib/grafana/webhook-dashboard.json reads
+# only those series and their labels.
 use strict;
 use warnings;
 use FindBin;
@@ -27,9 +28,10 @@ plan skip_all => 'prometheus-postgres-exporter is not installed (apt-get install
 
 my $srcdir = "$FindBin::Bin/..";
 my $queries = "$srcdir/contrib/prometheus/webhook_queries.yaml";
+my $dashboard = "$srcdir/contrib/grafana/webhook-dashboard.json";
 
 # The series the queries file defines, with their labels besides server
-# (which the exporter adds).
+# (which the exporter adds); docs/operations.md lists the same.
 my @labels = qw(datname endpoint_id endpoint);
 my %series = (
 	webhook_endpoint_state => [ @labels, 'state' ],
@@ -268,5 +270,65 @@ for my $q (sort keys %$yaml)
 }
 
 unlike(slurp_file($exporter_log), qr/\berr=|level=error/, 'the exporter logged no error');
+
+# The dashboard: JSON, and every query (panels and variables) reads only our
+# series and their labels; every series of ours is on it.
+my %label_known = map { $_ => 1 } 'server', 'instance', 'job', map { @$_ } values %series;
+my $dash = decode_json(slurp_file($dashboard));
+ok($dash->{uid} && $dash->{title} && ref $dash->{panels} eq 'ARRAY', 'the dashboard is a dashboard');
+
+# The series an expression reads, and the label names it uses (in
+# matchers and in by, without, on and ignoring lists).
+sub promql_names
+{
+	my ($expr) = @_;
+	$expr =~ s/"(?:[^"\\]|\\.)*"//g;    # strings
+	my @labels = map { /([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g } $expr =~ /\{([^}]*)\}/g;
+	$expr =~ s/\{[^}]*\}//g;              # matchers
+	$expr =~ s/\[[^\]]*\]//g;            # ranges
+	while ($expr =~ s/\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)//)
+	{
+		push @labels, grep { $_ ne '' } split /[\s,]+/, $1;
+	}
+	# what is left: functions (followed by "("), keywords, numbers, series
+	my @names = grep { !/^(?:and|or|unless|bool|offset|inf|nan)$/i }
+	  $expr =~ /(?<![a-zA-Z0-9_:.])([a-zA-Z_:][a-zA-Z0-9_:]*+)(?!\s*\()/g;
+	return (\@names, \@labels);
+}
+
+my (@exprs, %used);
+for my $p (@{ $dash->{panels} })
+{
+	push @exprs, map { [ "panel \"$p->{title}\"", $_->{expr}, $_->{legendFormat} ] } @{ $p->{targets} // [] };
+}
+for my $v (@{ $dash->{templating}{list} })
+{
+	next unless $v->{type} eq 'query';
+	for my $q ($v->{definition}, ref $v->{query} ? $v->{query}{query} : $v->{query})
+	{
+		$q =~ /^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$/ or die "variable $v->{name}: $q";
+		push @exprs, [ "variable $v->{name}", $1, "{{$2}}" ];
+	}
+}
+cmp_ok(scalar(@exprs), '>=', 10, scalar(@exprs) . ' queries on the dashboard');
+my @wrong;
+for my $e (@exprs)
+{
+	my ($where, $expr, $legend) = @$e;
+	my ($names, $labs) = promql_names($expr);
+	push @wrong, "$where: no series in $expr" unless @$names;
+	$used{$_} = 1 for @$names;
+	push @wrong, map { "$where: unknown series $_" } grep { !$series{$_} } @$names;
+	push @wrong, map { "$where: unknown label $_" } grep { !$label_known{$_} } @$labs,
+	  ($legend // '') =~ /\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}/g;
+}
+is_deeply(\@wrong, [], 'the dashboard reads only the series of the queries file and their labels');
+is_deeply([ grep { !$used{$_} } sort keys %series ], [], 'every series is on the dashboard');
+my @no_ds = map { $_->{title} } grep {
+	$_->{type} ne 'row'
+	  && (($_->{datasource}{uid} // '') ne '${datasource}'
+		|| grep { ($_->{datasource}{uid} // '') ne '${datasource}' } @{ $_->{targets} })
+} @{ $dash->{panels} };
+is_deeply(\@no_ds, [], 'every panel queries the data source chosen on the dashboard');
 
 done_testing();
