@@ -27,7 +27,7 @@ copy_tree() {
 install_packages() {
   local pkgs=(build-essential pkg-config postgresql-15 postgresql-server-dev-15
               libcurl4-openssl-dev libssl-dev libipc-run-perl curl python3
-              clang libclang-rt-14-dev "$@")
+              clang libclang-rt-14-dev prometheus-postgres-exporter "$@")
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
   local missing=()
