@@ -951,3 +951,17 @@ COMMENT ON VIEW webhook_endpoint_settings IS 'every endpoint setting, with secre
 CREATE INDEX webhook_deliveries_retry_due_idx
     ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE attempts > 0 AND status = 'pending';
+
+-------------------------------------------------------------------------------
+-- The worker's statements, for the isolation tests
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION webhook_statement(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhook_statement'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhook_statement(text) IS
+  'internal: PREPARE name(types) AS <sql> for the worker''s statement called name, exactly as the library prepares it (the isolation tests run it)';
+
+REVOKE ALL ON FUNCTION webhook_statement(text) FROM PUBLIC;

@@ -82,6 +82,14 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION webhook_worker_status() IS
   'the launcher''s view of every database it looks after, from shared memory: state and worker pids';
 
+CREATE FUNCTION webhook_statement(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'webhook_statement'
+LANGUAGE C STABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhook_statement(text) IS
+  'internal: PREPARE name(types) AS <sql> for the worker''s statement called name, exactly as the library prepares it (the isolation tests run it)';
+
 CREATE FUNCTION webhook_config_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'webhook_config_changed'
@@ -1811,6 +1819,7 @@ REVOKE ALL ON FUNCTION
     webhook_delivery_chart(bigint, interval, interval),
     webhook_wake(boolean),
     webhook_worker_status(),
+    webhook_statement(text),
     webhook_config_changed(),
     webhook_set_state(bigint, text, text, text),
     webhook_publish(text, jsonb, text, text),

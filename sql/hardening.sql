@@ -116,6 +116,7 @@ SELECT public.webhook_publish('hard.paid', '{"n": 1}', 'hard-key') IS NOT NULL A
 SELECT public.webhook_publish_json('hard.paid', '{"n": 2}', 'hard-key-2', 'line-1') IS NOT NULL AS published_json;
 SELECT public.webhook_wake();
 SELECT count(*) IS NOT NULL AS workers FROM public.webhook_worker_status();
+SELECT public.webhook_statement('record') IS NOT NULL AS statement;
 SELECT public.webhook_watch('hard_orders', event_prefix => 'hard.order', exclude_columns => '{note}');
 SELECT public.webhook_watch('hard_parted');
 INSERT INTO hard_orders VALUES (1, 'n');

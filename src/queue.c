@@ -48,7 +48,18 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+PG_FUNCTION_INFO_V1(webhook_statement);
+
 static Oid	ext_oid = InvalidOid;
+
+/*
+ * Every statement the worker runs is prepared by prepare_all(), under a
+ * name; webhook_statement(name) has prepare_all() describe the one of that
+ * name instead of preparing it (describing), so that the isolation specs
+ * run the shipped text, never a copy.
+ */
+static const char *describing = NULL;
+static char *described = NULL;
 
 static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *what);
 
@@ -162,10 +173,28 @@ queue_installation(void)
  * could turn into a scan once a table grows.
  */
 static SPIPlanPtr
-prepare(const char *fmt, const char *schema, int nargs, Oid *argtypes)
+prepare(const char *name, const char *fmt, const char *schema, int nargs, Oid *argtypes)
 {
 	char	   *sql = psprintf(fmt, schema);
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	SPIPlanPtr	plan;
+
+	/* webhook_statement(): the shipped text, as PREPARE would take it */
+	if (describing != NULL)
+	{
+		if (strcmp(describing, name) == 0)
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			appendStringInfo(&buf, "PREPARE %s", quote_identifier(name));
+			for (int i = 0; i < nargs; i++)
+				appendStringInfo(&buf, "%s%s", i == 0 ? "(" : ", ", format_type_be(argtypes[i]));
+			appendStringInfo(&buf, "%s AS %s", nargs > 0 ? ")" : "", sql);
+			described = buf.data;
+		}
+		return NULL;
+	}
+	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 	if (plan == NULL)
 		elog(ERROR, "webhook: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -199,12 +228,12 @@ prepare_all(Oid ext)
 	nsp = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	schema = quote_identifier(get_namespace_name(nsp));
 
-	plan_fanout = prepare(FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
+	plan_fanout = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	fanout_lock_key = get_relname_relid("webhook_events", nsp);
 	fanout_queue = get_relname_relid("webhook_fanout_queue", nsp);
 
 	/* NULL ages (retention 0) keep rows for ever */
-	plan_purge = prepare("SELECT deliveries + dead_letters + attempts + events"
+	plan_purge = prepare("purge", "SELECT deliveries + dead_letters + attempts + events"
 						 "  FROM %1$s.webhook_purge_step("
 						 "         nullif(make_interval(secs => $1), '0'::interval),"
 						 "         nullif(make_interval(secs => $2), '0'::interval), $3)",
@@ -269,7 +298,7 @@ prepare_all(Oid ext)
 	 * The probe first looks for a due retry (r, through the retry index);
 	 * only an endpoint without one gets the oldest due delivery instead.
 	 */
-	plans_claim[CLAIM_PLAIN] = prepare(
+	plans_claim[CLAIM_PLAIN] = prepare("claim_plain",
 									   PROBE("p.format <> 'batch' AND NOT p.ordered")
 									   ", r AS ("
 									   "  SELECT e.id AS ep, x.id" LIMITS
@@ -312,7 +341,7 @@ prepare_all(Oid ext)
 	 * update of every row, as costly as the claim itself), or when its
 	 * lease is recovered (plan_name_recovered).
 	 */
-	plans_claim[CLAIM_BATCH] = prepare(
+	plans_claim[CLAIM_BATCH] = prepare("claim_batch",
 									   PROBE("p.format = 'batch'")
 									   ", old AS ("
 									   "  SELECT e.id AS ep, x.id, x.batch_id" LIMITS
@@ -361,7 +390,7 @@ prepare_all(Oid ext)
 	 * with a recursive skip scan of the ordering index (one probe per
 	 * key), stopping as soon as enough heads are found.
 	 */
-	plans_claim[CLAIM_ORDERED] = prepare(
+	plans_claim[CLAIM_ORDERED] = prepare("claim_ordered",
 										 PROBE("p.ordered")
 										 ", heads AS ("
 										 "  SELECT h.id" LIMITS
@@ -418,7 +447,7 @@ prepare_all(Oid ext)
 	 * failed requests.
 	 */
 #define REQ(arr) "(" arr ")[($2)[width_bucket(d.id, $1)]]"
-	plan_record = prepare(
+	plan_record = prepare("record",
 						  "WITH u AS ("
 						  "  UPDATE %1$s.webhook_deliveries d"
 						  "     SET status = CASE " REQ("$4") " WHEN 0 THEN 'pending'"
@@ -455,7 +484,7 @@ prepare_all(Oid ext)
 	 * locks several deliveries (webhook_delete_endpoint) does so in the same
 	 * order, so no deadlock is possible.
 	 */
-	plan_lock = prepare("SELECT 1 FROM %1$s.webhook_deliveries d"
+	plan_lock = prepare("lock_rows", "SELECT 1 FROM %1$s.webhook_deliveries d"
 						" WHERE d.id = ANY ($1) ORDER BY d.id FOR UPDATE",
 						schema, 1, (Oid[]) {INT8ARRAYOID});
 
@@ -466,7 +495,7 @@ prepare_all(Oid ext)
 	 * its claim's new deliveries of the endpoint in id order, batch_size at
 	 * a time.  Its retry carries the same events under the same webhook-id.
 	 */
-	plan_name_recovered = prepare(
+	plan_name_recovered = prepare("name_recovered",
 								  "UPDATE %1$s.webhook_deliveries d SET batch_id = b.leader"
 								  "  FROM (SELECT r.id, min(r.id) OVER (PARTITION BY r.endpoint_id, r.lease_token, r.chunk) AS leader"
 								  "          FROM (SELECT x.id, x.endpoint_id, x.lease_token,"
@@ -480,7 +509,7 @@ prepare_all(Oid ext)
 								  " WHERE d.id = b.id",
 								  schema, 1, booltype);
 
-	plan_recover = prepare(
+	plan_recover = prepare("recover",
 						   "UPDATE %1$s.webhook_deliveries"
 						   "   SET status = 'pending', lease_token = NULL, lease_until = NULL,"
 						   "       next_attempt_at = now()"
@@ -492,7 +521,7 @@ prepare_all(Oid ext)
 	 * direct UPDATE made it ordered) would never be claimed: they join
 	 * the line of their event's key.  Bounded work per sweep.
 	 */
-	plan_repair = prepare(
+	plan_repair = prepare("repair",
 						  "UPDATE %1$s.webhook_deliveries d"
 						  "   SET ordering_key = %1$s.webhook_line_key((SELECT ev.ordering_key"
 						  "                                                FROM %1$s.webhook_events ev"
@@ -505,13 +534,13 @@ prepare_all(Oid ext)
 						  "          LIMIT 10000))",
 						  schema, 0, NULL);
 
-	plan_endpoints = prepare(ENDPOINT_SELECT, schema, 0, NULL);
+	plan_endpoints = prepare("endpoints", ENDPOINT_SELECT, schema, 0, NULL);
 	/*
 	 * When the next delivery comes due, or an open circuit's next probe:
 	 * one probe of the due index per active endpoint (their number, not
 	 * the backlog's).
 	 */
-	plan_next_due = prepare("SELECT least("
+	plan_next_due = prepare("next_due", "SELECT least("
 							"  (SELECT min(n.t) FROM %1$s.webhook_endpoints e"
 							"     CROSS JOIN LATERAL ("
 							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
@@ -522,28 +551,64 @@ prepare_all(Oid ext)
 							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()))",
 							schema, 0, NULL);
 
-	plan_health = prepare(
+	plan_health = prepare("health",
 						  "UPDATE %1$s.webhook_endpoints e"
 						  "   SET consecutive_failures = u.cf, failing_since = u.fs"
 						  "  FROM unnest($1, $2, $3) AS u(id, cf, fs)"
 						  " WHERE e.id = u.id",
 						  schema, 3, (Oid[]) {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID});
 
-	plan_circuit = prepare(
+	plan_circuit = prepare("circuit",
 						   "UPDATE %1$s.webhook_endpoints"
 						   "   SET circuit_cooldown = $2, circuit_until = now() + make_interval(secs => $2)"
 						   " WHERE id = $1 AND state = $3",
 						   schema, 3, (Oid[]) {INT8OID, INT4OID, TEXTOID});
-	plan_state = prepare("SELECT %1$s.webhook_set_state($1, $2, $3, $4)",
+	plan_state = prepare("set_state", "SELECT %1$s.webhook_set_state($1, $2, $3, $4)",
 						 schema, 4, (Oid[]) {INT8OID, TEXTOID, TEXTOID, TEXTOID});
 
-	plan_dead = prepare(
+	plan_dead = prepare("dead",
 						"SELECT pg_catalog.pg_notify('webhook_alerts',"
 						"         pg_catalog.json_build_object('delivery_id', u.id, 'endpoint_id', u.ep,"
 						"           'event_id', u.ev, 'to', 'dead', 'reason', u.err)::text)"
 						"  FROM unnest($1, $2, $3, $4) AS u(id, ep, ev, err)",
 						schema, 4, (Oid[]) {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID});
 	ext_oid = ext;
+}
+
+/*
+ * SQL: webhook_statement(name) returns "PREPARE name(types) AS <sql>" for
+ * the statement of the worker called name, as this library prepares it for
+ * the installation in this database: the isolation specs run it.
+ */
+Datum
+webhook_statement(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			ext = get_extension_oid("webhook", false);
+	MemoryContext callercxt = CurrentMemoryContext;
+	char	   *result;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "webhook_statement: SPI_connect failed");
+	describing = name;
+	described = NULL;
+	PG_TRY();
+	{
+		prepare_all(ext);
+	}
+	PG_FINALLY();
+	{
+		describing = NULL;
+		ext_oid = InvalidOid;	/* nothing was prepared */
+	}
+	PG_END_TRY();
+	if (described == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the worker has no statement \"%s\"", name)));
+	result = MemoryContextStrdup(callercxt, described);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
 /* The version of installation ext (pg_extension.extversion), palloc'd. */
