@@ -5,8 +5,8 @@ EXTENSION  = webhook
 EXTVERSION = 0.2.0
 MODULE_big = webhook
 OBJS = src/webhook.o src/worker.o src/queue.o src/http.o src/sign.o \
-       src/destination.o src/message.o src/capture.o src/api.o \
-       src/publish.o src/redact.o src/wake.o src/launcher.o
+       src/destination.o src/endpoint.o src/capture.o src/api.o \
+       src/publish.o src/redact.o src/wake.o src/launcher.o src/event.o
 # webhook.sql is the current schema; each released version's install script
 # (webhook--0.1.0.sql) and every upgrade script (webhook--A--B.sql) are
 # shipped as released and never edited.
@@ -36,7 +36,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Every object depends on the project's headers (PGXS tracks no dependencies).
-$(OBJS): src/webhook.h src/queue.h src/http.h src/compat.h
+$(OBJS): src/webhook.h src/queue.h src/endpoint.h src/http.h src/compat.h
 
 webhook.control: webhook.control.in Makefile
 	sed 's/@EXTVERSION@/$(EXTVERSION)/' $< > $@

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * fuzz_headers.c
- *	  Request header building: endpoint_headers (src/message.c), which
+ *	  Request header building: endpoint_headers (src/endpoint.c), which
  *	  signs with every still-valid secret, and http_build_headers
  *	  (src/http.c), which lays out the header lines.  http.c is compiled
  *	  whole; the shim supplies the worker-engine functions it references.
@@ -24,7 +24,7 @@
 
 #include "../src/webhook.h"
 #include "../src/http.h"
-#include "../src/queue.h"
+#include "../src/endpoint.h"
 #include "common.h"
 #include "shim.h"
 

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  * shim.c
  *	  PostgreSQL backend services for the fuzz targets: memory contexts,
- *	  StringInfo, ereport, the GUC the compiled files read, and guards that
- *	  keep the process off the network.  The rules are in shim.h.
+ *	  StringInfo, ereport, the GUC the compiled files read, guards that
+ *	  keep the process off the network, and stops for the row and catalog
+ *	  readers linked in but never called.  The rules are in shim.h.
  *
  * Real PostgreSQL code is used wherever it exists outside the server
  * binary: pg_snprintf and pg_strcasecmp come from libpgport, the encoding
@@ -24,11 +25,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/memnodes.h"
 #include "storage/latch.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -603,4 +609,54 @@ struct hostent *
 gethostbyname(const char *name)
 {
 	shim_fail("gethostbyname() called", name);
+}
+
+/* ---------------------------------------------------------------------
+ * Reading an endpoint from a row, and its request bodies: endpoint.c's
+ * endpoint_read and message_* are linked in with the header builder they
+ * sit beside, but no target reads rows or builds bodies; reaching one of
+ * these is a bug in a harness.
+ * ---------------------------------------------------------------------
+ */
+char *
+SPI_getvalue(HeapTuple tuple, TupleDesc tupdesc, int fnumber)
+{
+	shim_fail("SPI_getvalue() called", "no target reads rows");
+}
+
+Datum
+SPI_getbinval(HeapTuple tuple, TupleDesc tupdesc, int fnumber, bool *isnull)
+{
+	shim_fail("SPI_getbinval() called", "no target reads rows");
+}
+
+char *
+text_to_cstring(const text *t)
+{
+	shim_fail("text_to_cstring() called", "no target reads rows");
+}
+
+void
+get_typlenbyvalalign(Oid typid, int16 *typlen, bool *typbyval, char *typalign)
+{
+	shim_fail("get_typlenbyvalalign() called", "no target reads the catalog");
+}
+
+struct varlena *
+pg_detoast_datum(struct varlena *datum)
+{
+	shim_fail("pg_detoast_datum() called", "no target reads rows");
+}
+
+void
+deconstruct_array(ArrayType *array, Oid elmtype, int elmlen, bool elmbyval, char elmalign,
+				  Datum **elemsp, bool **nullsp, int *nelemsp)
+{
+	shim_fail("deconstruct_array() called", "no target reads rows");
+}
+
+void
+escape_json(StringInfo buf, const char *str)
+{
+	shim_fail("escape_json() called", "no target builds bodies");
 }

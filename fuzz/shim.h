@@ -2,7 +2,7 @@
  * shim.h
  *	  The few PostgreSQL backend services the extension's pure C files need,
  *	  provided outside a server so that src/sign.c, src/destination.c,
- *	  src/message.c and src/http.c are compiled unmodified into libFuzzer
+ *	  src/endpoint.c and src/http.c are compiled unmodified into libFuzzer
  *	  targets (see fuzz/README.md).
  *
  * Rules kept by the shim (shim.c):

@@ -1016,14 +1016,6 @@ finish_body(Job *job, StringInfo body, const BodyShape *shape, const char *deliv
 	job->bodylen = body->len;
 }
 
-/* The format called name (a CHECK constraint keeps it one of these). */
-PayloadFormat
-format_of(const char *name)
-{
-	return strcmp(name, "batch") == 0 ? FORMAT_BATCH :
-		strcmp(name, "raw") == 0 ? FORMAT_RAW : FORMAT_STANDARD;
-}
-
 /*
  * Claims due deliveries of active endpoints under lease token token:
  * kind selects which (see ClaimKind), limit bounds the requests per
@@ -1314,36 +1306,7 @@ queue_set_state(int64 endpoint_id, EndpointState from, EndpointState state, cons
 			 SPI_OK_SELECT, "changing an endpoint's state");
 }
 
-/* The names the tables use for EndpointState and DeliveryOutcome. */
-const char *
-endpoint_state_name(EndpointState state)
-{
-	switch (state)
-	{
-		case EP_ACTIVE:
-			return "active";
-		case EP_DISABLED:
-			return "disabled";
-		case EP_PAUSED:
-			return "paused";
-		case EP_CIRCUIT_OPEN:
-			return "circuit_open";
-	}
-	elog(ERROR, "webhook: unknown endpoint state %d", (int) state);
-	return NULL;				/* keep compiler quiet */
-}
-
-/* The state called name (a CHECK constraint keeps it one of these). */
-EndpointState
-endpoint_state_of(const char *name)
-{
-	for (int s = EP_ACTIVE; s <= EP_CIRCUIT_OPEN; s++)
-		if (strcmp(name, endpoint_state_name((EndpointState) s)) == 0)
-			return (EndpointState) s;
-	elog(ERROR, "webhook: unknown endpoint state \"%s\"", name);
-	return EP_ACTIVE;			/* keep compiler quiet */
-}
-
+/* The name the table uses for a DeliveryOutcome. */
 const char *
 outcome_name(DeliveryOutcome outcome)
 {
@@ -1381,89 +1344,6 @@ queue_notify_dead(Job *done)
 	}
 	if (a[0] != NULL)
 		run_plan_arrays(plan_dead, a, (Datum[4]) {0}, 4, SPI_OK_SELECT, "announcing dead letters");
-}
-
-/* Reads an int8[] or text[] column into a palloc'd C array. */
-static int
-get_array(HeapTuple tup, TupleDesc desc, int col, Oid elemtype, Datum **elems)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-	bool	   *nulls;
-	int			n;
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	if (isnull)
-		return 0;
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	deconstruct_array(DatumGetArrayTypeP(d), elemtype, typlen, typbyval, typalign,
-					  elems, &nulls, &n);
-	return n;
-}
-
-/*
- * Fills ep from a row of ENDPOINT_SELECT, allocating in the current memory
- * context (signing keys are freed with it).  A secret that cannot be used
- * leaves nkeys 0; the URL is checked against the current rules.
- */
-void
-endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc)
-{
-	bool		isnull;
-	Datum	   *elems;
-	Datum	   *expiries;
-	int			n;
-
-	ep->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	ep->url = SPI_getvalue(tup, desc, 2);
-	/* the rules may have changed since it was stored (or bypassed) */
-	if (destination_check_url(ep->url, &ep->url_error) == DEST_OK)
-		ep->url_error = NULL;
-	ep->signing = sign_scheme(SPI_getvalue(tup, desc, 3));
-	n = get_array(tup, desc, 4, TEXTOID, &elems);
-	(void) get_array(tup, desc, 5, TIMESTAMPTZOID, &expiries);
-	ep->nkeys = 0;
-	for (int k = 0; k < n && k < MAX_SIGN_KEYS && ep->signing >= 0; k++)
-	{
-		SignKey    *key = &ep->keys[ep->nkeys];
-
-		if (!sign_prepare_key(ep->signing, TextDatumGetCString(elems[k]), key))
-		{
-			if (k == 0)
-				break;			/* the current secret is unusable: send nothing */
-			continue;
-		}
-		key->expires = k == 0 ? 0 : DatumGetTimestampTz(expiries[k]);
-		ep->nkeys++;
-	}
-	ep->sig_header = psprintf("%s: ", SPI_getvalue(tup, desc, 6));
-	ep->sig_prefix = SPI_getvalue(tup, desc, 7);
-	n = get_array(tup, desc, 8, TEXTOID, &elems);
-	ep->headers = palloc(sizeof(char *) * (n + 1));
-	for (int k = 0; k < n; k++)
-		ep->headers[k] = TextDatumGetCString(elems[k]);
-	ep->nheaders = n;
-	ep->timeout_ms = (long) DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
-	n = get_array(tup, desc, 10, INT8OID, &elems);
-	ep->schedule_ms = palloc(sizeof(int64) * (n + 1));
-	for (int k = 0; k < n; k++)
-		ep->schedule_ms[k] = DatumGetInt64(elems[k]);
-	ep->nschedule = n;
-	ep->format = format_of(SPI_getvalue(tup, desc, 11));
-	ep->rate_limit = DatumGetInt32(SPI_getbinval(tup, desc, 12, &isnull));
-	ep->ordered = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
-	ep->state = endpoint_state_of(SPI_getvalue(tup, desc, 14));
-	ep->consecutive_failures = DatumGetInt32(SPI_getbinval(tup, desc, 15, &isnull));
-	ep->failing_since = DatumGetTimestampTz(SPI_getbinval(tup, desc, 16, &isnull));
-	if (isnull)
-		ep->failing_since = 0;
-	ep->circuit_cooldown = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
-	ep->source = SPI_getvalue(tup, desc, 18);
-	ep->batch_data = DatumGetBool(SPI_getbinval(tup, desc, 19, &isnull));
-	ep->retry_jitter = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
-	ep->dirty = false;
 }
 
 /*

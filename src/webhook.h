@@ -100,7 +100,7 @@ extern void capture_init(void);
 /* redact.c */
 extern void redact_init(void);
 
-/* api.c */
+/* event.c: the rules of event types and patterns. */
 extern bool valid_event_type(const char *s, bool pattern);
 
 /* worker.c */
