@@ -382,6 +382,17 @@ ALTER TABLE webhook_endpoints
     ADD COLUMN batch_items text NOT NULL DEFAULT 'event' CHECK (batch_items IN ('event', 'data')),
     ADD COLUMN retry_jitter float8 CHECK (retry_jitter BETWEEN 0 AND 1);
 
+-- The worker holds them (retry_jitter in its endpoint cache): writing them
+-- makes it reload, as writing the other settings does.
+DROP TRIGGER webhook_endpoints_changed ON webhook_endpoints;
+CREATE TRIGGER webhook_endpoints_changed
+    AFTER INSERT OR DELETE OR TRUNCATE
+       OR UPDATE OF id, name, url, format, batch_size, source, signing, signature_header,
+                    signature_prefix, secret, previous_secrets, auth, headers, retry_schedule,
+                    timeout, state, max_in_flight, rate_limit, ordered, batch_items, retry_jitter
+    ON webhook_endpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
+
 CREATE OR REPLACE FUNCTION webhook_endpoints_check()
 RETURNS trigger
 LANGUAGE plpgsql

@@ -310,7 +310,7 @@ CREATE TRIGGER webhook_endpoints_changed
     AFTER INSERT OR DELETE OR TRUNCATE
        OR UPDATE OF id, name, url, format, batch_size, source, signing, signature_header,
                     signature_prefix, secret, previous_secrets, auth, headers, retry_schedule,
-                    timeout, state, max_in_flight, rate_limit, ordered
+                    timeout, state, max_in_flight, rate_limit, ordered, batch_items, retry_jitter
     ON webhook_endpoints
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_config_changed();
 

@@ -71,4 +71,34 @@ my @limited = sort { $a <=> $b } map { $_->{t} } grep { $_->{path} =~ m{^/limite
 is(scalar @limited, 6, 'the rate-limited endpoint got all six');
 cmp_ok($limited[-1] - $limited[0], '>=', 1500, 'at its rate of 2 per second');
 
+# Switching an existing endpoint to exact delays takes effect: the worker,
+# which holds each endpoint's retry_jitter, reloads when a direct UPDATE
+# changes only that (as it does for every other setting;
+# webhook_update_endpoint writes every column, so it always did).  The
+# warm-up event makes sure the worker holds the endpoint before the update.
+$node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('switched', '$u/switched/flaky/1', event_types => '{s.*}',
+	                               retry_schedule => '{2s}');
+	SELECT webhook_publish('s.warm', '{}');
+});
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+	 WHERE e.type = 's.warm' AND d.status = 'delivered'}), 'switched: the worker holds the endpoint');
+my $warm = $node->safe_psql('postgres', "SELECT 'msg_' || id FROM webhook_events WHERE type = 's.warm'");
+$node->safe_psql('postgres', q{
+	UPDATE webhook_endpoints SET retry_jitter = 0 WHERE name = 'switched';
+	SELECT webhook_publish('s.e', jsonb_build_object('i', i)) FROM generate_series(1, 10) i;
+});
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM webhook_deliveries WHERE status <> 'delivered'"),
+	'switched: every event delivered');
+my %switched;
+for my $r (sort { $a->{t} <=> $b->{t} } grep { $_->{path} =~ m{^/switched/} && $_->{headers}{'webhook-id'} ne $warm } @{ received($rcv) })
+{
+	push @{ $switched{ $r->{headers}{'webhook-id'} } }, $r->{t};
+}
+my @sg = map { $_->[1] - $_->[0] } values %switched;
+is(scalar @sg, 10, 'switched: each event retried once');
+ok(!grep({ $_ < 2000 } @sg), 'switched: after exactly its 2 s once retry_jitter => 0 was set (' . join(', ', map { sprintf '%.0f', $_ } sort { $a <=> $b } @sg) . ' ms)');
+
 done_testing();

@@ -51,15 +51,19 @@ sub worker_pid
 	return $node->safe_psql('postgres', $q);
 }
 
-# Starts test/receiver/receiver.js; returns {url, log, port, handle}.
+# Starts test/receiver/receiver.js, or with script => 'test/...js' and
+# args => [...] another receiver that takes --port and --log the same way
+# and writes the port to its log's .port file; returns {url, log, port,
+# handle}.
 sub start_receiver
 {
-	my ($name) = @_;
+	my ($name, %opt) = @_;
 	my $log = PostgreSQL::Test::Utils::tempdir() . "/$name.jsonl";
 	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(
-		[ 'node', "$srcdir/test/receiver/receiver.js", '--port', '0', '--log', $log, '--secret', $SECRET ],
-		'>', \$out, '2>', \$err);
+	my @cmd = $opt{script}
+	  ? ('node', "$srcdir/$opt{script}", '--port', '0', '--log', $log, @{ $opt{args} // [] })
+	  : ('node', "$srcdir/test/receiver/receiver.js", '--port', '0', '--log', $log, '--secret', $SECRET);
+	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
 	wait_until(sub { -s "$log.port" }, 30, "receiver $name listening") or die "receiver: $err";
 	open my $fh, '<', "$log.port" or die;
 	my $port = <$fh>;
