@@ -34,6 +34,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -659,4 +660,22 @@ void
 escape_json(StringInfo buf, const char *str)
 {
 	shim_fail("escape_json() called", "no target builds bodies");
+}
+
+Datum
+jsonb_in(PG_FUNCTION_ARGS)
+{
+	shim_fail("jsonb_in() called", "no target builds bodies");
+}
+
+bool
+JsonbExtractScalar(JsonbContainer *jbc, JsonbValue *res)
+{
+	shim_fail("JsonbExtractScalar() called", "no target builds bodies");
+}
+
+Datum
+DirectFunctionCall1Coll(PGFunction func, Oid collation, Datum arg1)
+{
+	shim_fail("DirectFunctionCall1Coll() called", "no target calls SQL functions");
 }

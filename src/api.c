@@ -294,7 +294,7 @@ webhook_test(PG_FUNCTION_ARGS)
 			 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	initStringInfo(&body);
 	{
-		BodyShape	shape = {ep.format, ep.batch_data, ep.source};
+		BodyShape	shape = {ep.format, ep.batch_data, ep.text_body, ep.source};
 		char	   *now = iso_now();
 
 		message_begin(&body, &shape);

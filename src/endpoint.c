@@ -21,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
@@ -60,6 +61,27 @@ endpoint_headers(Endpoint *ep, const char *msg_id, int64 ts, const char *body,
 	return *list != NULL;
 }
 
+/*
+ * The text of json when it is a JSON string ("a=1&b=2" gives a=1&b=2),
+ * else NULL.  In a transaction; json is valid JSON (it was stored as json).
+ */
+static char *
+json_string_text(const char *json)
+{
+	const char *p = json;
+	Jsonb	   *jb;
+	JsonbValue	v;
+
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p != '"')
+		return NULL;			/* an object, an array, a number ... */
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	if (!JB_ROOT_IS_SCALAR(jb) || !JsonbExtractScalar(&jb->root, &v) || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
 /* Starts a body: the batch envelope's head, or nothing. */
 void
 message_begin(StringInfo buf, const BodyShape *shape)
@@ -80,8 +102,12 @@ message_append_event(StringInfo buf, const BodyShape *shape, bool first, const c
 	switch (shape->format)
 	{
 		case FORMAT_RAW:
-			appendStringInfoString(buf, data);
-			return;
+			{
+				char	   *text = shape->text_body ? json_string_text(data) : NULL;
+
+				appendStringInfoString(buf, text ? text : data);
+				return;
+			}
 		case FORMAT_BATCH:
 			if (!first)
 				appendStringInfoChar(buf, ',');
@@ -230,5 +256,6 @@ endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc)
 	ep->source = SPI_getvalue(tup, desc, 18);
 	ep->batch_data = DatumGetBool(SPI_getbinval(tup, desc, 19, &isnull));
 	ep->retry_jitter = DatumGetFloat8(SPI_getbinval(tup, desc, 20, &isnull));
+	ep->text_body = DatumGetBool(SPI_getbinval(tup, desc, 21, &isnull));
 	ep->dirty = false;
 }

@@ -56,6 +56,7 @@ typedef struct Endpoint
 	int			nschedule;
 	PayloadFormat format;
 	bool		batch_data;		/* batch items are the events' data, not envelopes */
+	bool		text_body;		/* raw, with a Content-Type that is not JSON */
 	double		retry_jitter;	/* fraction; < 0: webhook.retry_jitter */
 	char	   *source;			/* batch envelope's "source" */
 	int			rate_limit;		/* requests per second, 0: unlimited */
@@ -101,7 +102,13 @@ typedef struct Endpoint
 	"       e.format, coalesce(e.rate_limit, 0), e.ordered," \
 	"       e.state, e.consecutive_failures, e.failing_since, e.circuit_cooldown," \
 	"       coalesce(e.source, pg_catalog.current_database())," \
-	"       e.batch_items = 'data', coalesce(e.retry_jitter, -1)" \
+	"       e.batch_items = 'data', coalesce(e.retry_jitter, -1)," \
+	"       e.format = 'raw' AND EXISTS (" \
+	"         SELECT FROM pg_catalog.jsonb_each(e.headers) h" \
+	"          WHERE pg_catalog.lower(h.key) = 'content-type'" \
+	"            AND pg_catalog.lower(CASE WHEN pg_catalog.jsonb_typeof(h.value) = 'object'" \
+	"                                      THEN h.value ->> 'value' ELSE h.value #>> '{}' END)" \
+	"                !~ '^[^/]+/([^;]*[+])?json[[:space:]]*(;|$)')" \
 	"  FROM %1$s.webhook_endpoints e"
 
 extern void endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc);
@@ -112,12 +119,15 @@ extern PayloadFormat format_of(const char *name);
  * envelope {"type","timestamp","data"}, the data alone (raw), or a batch
  * {"events":[...],"deliveredAt","source"} whose items are envelopes with
  * an "id" or, with batch_items = 'data', the events' data as published.
+ * Raw data whose endpoint sets a Content-Type other than JSON (form fields,
+ * plain text) is sent as the text of a JSON string, unquoted.
  * One builder for the worker and webhook_test.
  */
 typedef struct BodyShape
 {
 	PayloadFormat format;
 	bool		batch_data;
+	bool		text_body;		/* raw: a JSON string is sent as its text */
 	const char *source;			/* batch envelope's "source" */
 } BodyShape;
 

@@ -1025,13 +1025,14 @@ finish_body(Job *job, StringInfo body, const BodyShape *shape, const char *deliv
  * number.  The job's body is built here, in its endpoint's format.
  */
 Job *
-queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext parent, int *nclaimed)
+queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, HTAB *endpoints,
+			MemoryContext parent, int *nclaimed)
 {
 	Job		   *head = NULL;
 	Job		  **tail = &head;
 	Job		   *job = NULL;
 	int64		job_batch = 0;
-	BodyShape	shape = {FORMAT_STANDARD, false, NULL};
+	BodyShape	shape = {FORMAT_STANDARD, false, false, NULL};
 	StringInfoData body;
 	char	   *delivered_at = NULL;
 	char		item_id[40];
@@ -1126,6 +1127,12 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, MemoryContext pa
 			job->lease_token = token;
 			job->installation = ext_oid;
 			shape.format = row_format;
+			/* as the cache knows the endpoint (loaded this cycle if it changed) */
+			{
+				Endpoint   *ep = hash_search(endpoints, &endpoint_id, HASH_FIND, NULL);
+
+				shape.text_body = ep != NULL && ep->text_body;
+			}
 			room = shape.format == FORMAT_BATCH ? 16 : 1;
 			job->delivery_ids = palloc(sizeof(int64) * room);
 			job->event_ids = palloc(sizeof(int64) * room);

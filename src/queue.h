@@ -101,7 +101,7 @@ StaticAssertDecl(CLAIMS_ALL == (1 << CLAIM_PLAIN | 1 << CLAIM_BATCH | 1 << CLAIM
 				 "CLAIMS_ALL names every ClaimKind");
 
 extern int64 queue_fanout(int limit, bool wait, uint32 *made);
-extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held,
+extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, HTAB *endpoints,
 						MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);
 extern void queue_write_health(HTAB *endpoints);

@@ -898,7 +898,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 				if (kind != CLAIM_PLAIN && !special_due[kind] &&
 					now - special_last[kind] < (TimestampTz) webhook_poll_interval * 1000)
 					continue;
-				*tail = queue_claim(kind, limit, token, held, jobs_cxt, &nclaimed);
+				*tail = queue_claim(kind, limit, token, held, endpoints, jobs_cxt, &nclaimed);
 				special_last[kind] = now;
 				special_due[kind] = nclaimed > 0;
 				while (*tail)

@@ -76,6 +76,30 @@ $ev = publish('raw.submitted', '{"form": "contact", "email": "ann"}');
 is($r->{body}, sql(qq{SELECT data::text FROM webhook_events WHERE id = $ev}), 'raw: the body is the data');
 is_deeply(verify_signatures([ 'standard', $SECRET, $r ]), ['ok'], 'raw: still signed');
 
+# raw data in the Content-Type the endpoint sets: form fields or plain text
+# travel as the text of a JSON string (its own Content-Type, no quotes, no
+# escapes); other JSON data, and JSON Content-Types, go as they are
+endpoint('rawform', 'ok', qq{format => 'raw', secret => 'form-secret-1',
+                             signing => 'hmac-sha256-hex', signature_header => 'X-Signature',
+                             signature_prefix => 'sha256=',
+                             headers => '{"Content-Type": "application/x-www-form-urlencoded"}'});
+$ev = sql(q{SELECT webhook_publish_json('rawform.submitted', to_json('name=Ada+Lovelace&plan=pro&note=%22hi%22'::text))});
+($r) = @{ wait_requests('rawform', 1) };
+is($r->{body}, 'name=Ada+Lovelace&plan=pro&note=%22hi%22', 'raw, form Content-Type: the string\'s text is the body');
+is($r->{headers}{'content-type'}, 'application/x-www-form-urlencoded', 'raw: the endpoint\'s Content-Type');
+is($r->{headers}{'x-signature'}, 'sha256=' . openssl_hmac_hex('form-secret-1', $r->{body}),
+	'raw form: signed over the bytes sent (openssl)');
+endpoint('rawtext', 'ok', qq{format => 'raw', headers => '{"content-type": "text/plain; charset=utf-8"}'});
+sql(q{SELECT webhook_publish('rawtext.line', to_jsonb(E'two\nlines, "quoted", caf\u00e9'::text))});
+sql(q{SELECT webhook_publish('rawtext.object', '{"not": "a string"}')});
+my @rt = sort { $a->{body} cmp $b->{body} } @{ wait_requests('rawtext', 2) };
+is($rt[0]{body}, qq(two\nlines, "quoted", caf\x{e9}), 'raw, text/plain: a string goes as its text (utf-8)');
+is($rt[1]{body}, '{"not": "a string"}', 'raw, text/plain: other JSON goes as it is');
+endpoint('rawvnd', 'ok', qq{format => 'raw', headers => '{"Content-Type": "application/vnd.api+json"}'});
+sql(q{SELECT webhook_publish('rawvnd.x', '"just a string"')});
+($r) = @{ wait_requests('rawvnd', 1) };
+is($r->{body}, '"just a string"', 'raw, a +json Content-Type: a string stays JSON');
+
 # --- hmac-sha256-hex with a header name and prefix --------------------------
 my $hexsecret = 'setgreet-shared-secret-123';
 endpoint('hex', 'ok', qq{signing => 'hmac-sha256-hex', secret => '$hexsecret',
