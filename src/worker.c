@@ -99,65 +99,87 @@
  * ---------------------------------------------------------------------
  */
 
-static MemoryContext jobs_cxt;		/* parent of every job's context */
-static MemoryContext endpoints_cxt; /* strings of the endpoint cache */
-static HTAB *endpoints = NULL;
-static uint64 loaded_generation = 0;
-static bool endpoints_loaded = false;
-static Oid	loaded_installation = InvalidOid;	/* of the endpoint cache */
+/* The endpoint cache: every endpoint's settings, as last loaded. */
+static struct
+{
+	MemoryContext cxt;			/* strings of the cache */
+	HTAB	   *endpoints;		/* Endpoint by id */
+	uint64		generation;		/* the configuration generation loaded */
+	bool		loaded;
+	Oid			installation;	/* the installation it was loaded from */
+	bool		have_batch;		/* some endpoint uses the batch format */
+	bool		have_ordered;	/* some endpoint is ordered */
+	bool		have_rate_limit;	/* some endpoint has a rate limit */
+}			cache;
 
-static HTAB *held = NULL;		/* HeldCount per endpoint, for max_in_flight */
-static Job *queued = NULL;		/* claimed, not yet started (FIFO) */
-static Job **queued_tail = &queued;
-static int	nqueued = 0;
-static Job *claimed = NULL;		/* claimed in the open transaction */
-static Job *done = NULL;		/* finished, outcome not yet recorded */
-static int	ndone = 0;
-static int64 next_token;
-static bool have_batch = false;	/* some endpoint uses the batch format */
-static bool have_ordered = false;	/* some endpoint is ordered */
-static bool have_rate_limit = false;	/* some endpoint has a rate limit */
-static TimestampTz throttle_wake = 0;	/* claim then for rate-limited endpoints */
+/* The jobs: claimed, waiting for a connection, in flight, finished. */
+static struct
+{
+	MemoryContext cxt;			/* parent of every job's context */
+	HTAB	   *held;			/* HeldCount per endpoint, for max_in_flight */
+	Job		   *queued;			/* claimed, not yet started (FIFO) */
+	Job		  **queued_tail;
+	int			nqueued;
+	Job		   *claimed;		/* claimed in the open transaction */
+	Job		   *done;			/* finished, outcome not yet recorded */
+	int			ndone;
+	int64		next_token;		/* the lease token of the next claim */
+}			jobs = {.queued_tail = &jobs.queued};
+
 /*
- * When the next retry (or probe) comes due, 0 for none known, and whether
- * to look it up at the end of this cycle: at start, after a cycle that
- * scheduled a retry, and after the claim at a due time.  The worker sleeps
- * until then, so a retry starts on time rather than at the next poll.
+ * When to claim what.  next_due is when the next retry (or probe) comes
+ * due, 0 for none known, and find_next_due whether to look it up at the
+ * end of this cycle: at start, after a cycle that scheduled a retry, and
+ * after the claim at a due time.  The worker sleeps until then, so a retry
+ * starts on time rather than at the next poll.
  */
-static TimestampTz next_due = 0;
-static bool find_next_due = true;
-static uint32 claim_turn = 0;	/* which kind of claim goes first */
-static TimestampTz special_last[CLAIM_KINDS];	/* when each kind of claim last ran */
-static bool special_due[CLAIM_KINDS];		/* ... and whether it should run at once */
-static int	configured_sync_commit = -1;	/* while a cycle overrides it */
-static TimestampTz drop_waited_since = 0;	/* cycles skipped for a DROP since */
-static TimestampTz drop_retry_at = 0;	/* ... and when to try the next one */
-static bool drop_wait_logged = false;
-static BackgroundWorkerHandle *helper = NULL;	/* the fan-out helper */
-static TimestampTz helper_next_start = 0;
-static WebhookDb *my_db = NULL;	/* this database's slot in shared memory */
-static char my_dbname[NAMEDATALEN];	/* for messages outside transactions */
+static struct
+{
+	TimestampTz throttle_wake;	/* claim then for rate-limited endpoints */
+	TimestampTz next_due;
+	bool		find_next_due;
+	uint32		turn;			/* which kind of claim goes first */
+	TimestampTz last[CLAIM_KINDS];	/* when each kind of claim last ran */
+	bool		due[CLAIM_KINDS];	/* ... and whether it should run at once */
+}			claims = {.find_next_due = true};
+
+/* This worker in its database: its slot, its helper, a pending DROP. */
+static struct
+{
+	WebhookDb  *db;				/* this database's slot in shared memory */
+	char		dbname[NAMEDATALEN];	/* for messages outside transactions */
+	BackgroundWorkerHandle *helper; /* the fan-out helper */
+	TimestampTz helper_next_start;
+	bool		helper_warned;
+	bool		woke_idle;		/* a commit asked the idle worker to fan out */
+	int			configured_sync_commit; /* while a cycle overrides it, else -1 */
+	TimestampTz drop_waited_since;	/* cycles skipped for a DROP since */
+	TimestampTz drop_retry_at;	/* ... and when to try the next one */
+	bool		drop_wait_logged;
+}			self = {.configured_sync_commit = -1};
 
 static void set_db_state(WebhookDbState state);
 static void leave_absent(void);
-static bool helper_warned = false;
-static bool woke_idle = false;	/* a commit asked the idle worker to fan out */
+static void cycle_record(void);
+static void cycle_sweep(bool all);
+static bool cycle_claim(void);
+static void cycle_end(void);
 
 static void
 worker_exit(int code, Datum arg)
 {
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (my_db->worker_pid == MyProcPid)
+	if (self.db->worker_pid == MyProcPid)
 	{
-		my_db->worker_latch = NULL;
-		my_db->worker_pid = 0;
-		my_db->worker_idle = false;
-		my_db->worker_fans_out = false;
+		self.db->worker_latch = NULL;
+		self.db->worker_pid = 0;
+		self.db->worker_idle = false;
+		self.db->worker_fans_out = false;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 	/* the helper also leaves by itself once it sees the worker gone */
-	if (helper != NULL)
-		TerminateBackgroundWorker(helper);
+	if (self.helper != NULL)
+		TerminateBackgroundWorker(self.helper);
 	http_engine_shutdown();
 }
 
@@ -202,22 +224,22 @@ take_claims_due(void)
 	uint32		claims;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	claims = my_db->claims_due;
-	my_db->claims_due = 0;
+	claims = self.db->claims_due;
+	self.db->claims_due = 0;
 	SpinLockRelease(&webhook_shared->mutex);
 	return claims;
 }
 
 /*
- * Marks the kinds of claim in claims (1 << ClaimKind) due; the plain claim
+ * Marks the kinds of claim in kinds (1 << ClaimKind) due; the plain claim
  * runs at every claim cycle anyway.
  */
 static void
-mark_due(uint32 claims)
+mark_due(uint32 kinds)
 {
 	for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
-		if (claims & (1 << kind))
-			special_due[kind] = true;
+		if (kinds & (1 << kind))
+			claims.due[kind] = true;
 }
 
 /* The kinds of claim that take ep's deliveries, besides the plain one. */
@@ -233,8 +255,8 @@ static void
 wake_helper(void)
 {
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (my_db->fanout_latch != NULL)
-		SetLatch(my_db->fanout_latch);
+	if (self.db->fanout_latch != NULL)
+		SetLatch(self.db->fanout_latch);
 	SpinLockRelease(&webhook_shared->mutex);
 }
 
@@ -265,9 +287,9 @@ set_idle(bool idle)
 	bool		fans_out;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	fans_out = my_db->worker_fans_out;
-	my_db->worker_fans_out = false;
-	my_db->worker_idle = idle;
+	fans_out = self.db->worker_fans_out;
+	self.db->worker_fans_out = false;
+	self.db->worker_idle = idle;
 	SpinLockRelease(&webhook_shared->mutex);
 	return fans_out;
 }
@@ -283,30 +305,30 @@ helper_running(void)
 	TimestampTz now;
 	pid_t		pid;
 
-	if (helper != NULL)
+	if (self.helper != NULL)
 	{
-		BgwHandleStatus st = GetBackgroundWorkerPid(helper, &pid);
+		BgwHandleStatus st = GetBackgroundWorkerPid(self.helper, &pid);
 
 		if (st == BGWH_STARTED)
 			return true;
 		if (st == BGWH_NOT_YET_STARTED)
 			return false;
-		pfree(helper);
-		helper = NULL;
-		helper_next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
+		pfree(self.helper);
+		self.helper = NULL;
+		self.helper_next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
 		return false;
 	}
 	now = GetCurrentTimestamp();
-	if (now < helper_next_start)
+	if (now < self.helper_next_start)
 		return false;
-	if (!webhook_start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, &helper))
+	if (!webhook_start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, &self.helper))
 	{
-		helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
-		if (!helper_warned)
+		self.helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+		if (!self.helper_warned)
 			ereport(WARNING,
 					(errmsg("webhook: could not start the fan-out helper; the worker fans out itself"),
 					 errhint("Raise max_worker_processes.")));
-		helper_warned = true;
+		self.helper_warned = true;
 	}
 	return false;
 }
@@ -316,7 +338,7 @@ static HeldCount *
 held_entry(int64 endpoint_id)
 {
 	bool		found;
-	HeldCount  *h = hash_search(held, &endpoint_id, HASH_ENTER, &found);
+	HeldCount  *h = hash_search(jobs.held, &endpoint_id, HASH_ENTER, &found);
 
 	if (!found)
 	{
@@ -353,9 +375,9 @@ refill_buckets(TimestampTz now)
 	HeldCount  *h;
 	Endpoint   *ep;
 
-	if (!have_rate_limit)
+	if (!cache.have_rate_limit)
 		return;
-	hash_seq_init(&seq, endpoints);
+	hash_seq_init(&seq, cache.endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 	{
 		double		burst;
@@ -389,11 +411,11 @@ spend_tokens(Job *list, TimestampTz now)
 	HASH_SEQ_STATUS seq;
 	Endpoint   *ep;
 
-	if (!have_rate_limit)
+	if (!cache.have_rate_limit)
 		return 0;
 	for (Job *j = list; j != NULL; j = j->next)
 	{
-		HeldCount  *h = hash_search(held, &j->endpoint_id, HASH_FIND, NULL);
+		HeldCount  *h = hash_search(jobs.held, &j->endpoint_id, HASH_FIND, NULL);
 
 		if (h != NULL && h->limited)
 		{
@@ -401,7 +423,7 @@ spend_tokens(Job *list, TimestampTz now)
 			h->budget = Max(0, h->budget - 1);
 		}
 	}
-	hash_seq_init(&seq, endpoints);
+	hash_seq_init(&seq, cache.endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 	{
 		HeldCount  *h;
@@ -409,7 +431,7 @@ spend_tokens(Job *list, TimestampTz now)
 		TimestampTz at;
 
 		if (ep->rate_limit <= 0 ||
-			(h = hash_search(held, &ep->id, HASH_FIND, NULL)) == NULL || h->tokens >= 1)
+			(h = hash_search(jobs.held, &ep->id, HASH_FIND, NULL)) == NULL || h->tokens >= 1)
 			continue;
 		/* wait for 10 ms of requests (at least one), not for every token */
 		want = Min(Max(1.0, ep->rate_limit / 100.0), Max(1.0, ep->rate_limit / 10.0));
@@ -435,9 +457,9 @@ free_job(Job *job)
 static void
 push_done(Job *job)
 {
-	job->next = done;
-	done = job;
-	ndone++;
+	job->next = jobs.done;
+	jobs.done = job;
+	jobs.ndone++;
 }
 
 /*
@@ -452,24 +474,24 @@ load_endpoints(void)
 	Endpoint   *ep;
 	HeldCount  *h;
 
-	MemoryContextReset(endpoints_cxt);
-	queue_load_endpoints(endpoints, endpoints_cxt);
-	have_batch = have_ordered = have_rate_limit = false;
-	hash_seq_init(&seq, endpoints);
+	MemoryContextReset(cache.cxt);
+	queue_load_endpoints(cache.endpoints, cache.cxt);
+	cache.have_batch = cache.have_ordered = cache.have_rate_limit = false;
+	hash_seq_init(&seq, cache.endpoints);
 	while ((ep = hash_seq_search(&seq)) != NULL)
 	{
-		have_batch |= ep->format == FORMAT_BATCH;
-		have_ordered |= ep->ordered;
-		have_rate_limit |= ep->rate_limit > 0;
+		cache.have_batch |= ep->format == FORMAT_BATCH;
+		cache.have_ordered |= ep->ordered;
+		cache.have_rate_limit |= ep->rate_limit > 0;
 	}
-	hash_seq_init(&seq, held);
+	hash_seq_init(&seq, jobs.held);
 	while ((h = hash_seq_search(&seq)) != NULL)
 	{
 		/* limits may have changed: refill_buckets sets the budgets anew */
 		h->budget = -1;
 		h->limited = false;
-		if (h->count == 0 && hash_search(endpoints, &h->endpoint_id, HASH_FIND, NULL) == NULL)
-			hash_search(held, &h->endpoint_id, HASH_REMOVE, NULL);
+		if (h->count == 0 && hash_search(cache.endpoints, &h->endpoint_id, HASH_FIND, NULL) == NULL)
+			hash_search(jobs.held, &h->endpoint_id, HASH_REMOVE, NULL);
 	}
 }
 
@@ -501,7 +523,7 @@ decide(Job *job, Endpoint *ep)
 static void
 start_job(Job *job)
 {
-	Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+	Endpoint   *ep = hash_search(cache.endpoints, &job->endpoint_id, HASH_FIND, NULL);
 	int64		ts = (int64) time(NULL);
 	MemoryContext old;
 
@@ -546,7 +568,7 @@ start_job(Job *job)
 static void
 finish_job(Job *job, CURLcode code)
 {
-	Endpoint   *ep = hash_search(endpoints, &job->endpoint_id, HASH_FIND, NULL);
+	Endpoint   *ep = hash_search(cache.endpoints, &job->endpoint_id, HASH_FIND, NULL);
 	MemoryContext old = MemoryContextSwitchTo(job->cxt);
 
 	http_request_result(&job->req, code, &job->res);
@@ -604,7 +626,7 @@ fold_health(Job *list, int njobs, StateChange *changes)
 	for (int i = n - 1; i >= 0; i--)
 	{
 		Job		   *j = order[i];
-		Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
+		Endpoint   *ep = hash_search(cache.endpoints, &j->endpoint_id, HASH_FIND, NULL);
 		StateChange *c = &changes[nchanges];
 
 		bool		change = false;
@@ -716,7 +738,6 @@ drop_jobs(Job *list)
 static bool
 db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 {
-	int			nclaimed = 0;
 	uint64		gen;
 	QueueStatus status;
 
@@ -725,7 +746,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * bump this read sees belongs to a commit that snapshot will see, and
 	 * a bump it misses makes the next cycle load again.
 	 */
-	gen = pg_atomic_read_u64(&my_db->config_generation);
+	gen = pg_atomic_read_u64(&self.db->config_generation);
 	/*
 	 * Likewise the kinds of claim asked for: each bit was set after the
 	 * commit it stands for, which the snapshot will therefore see.  They
@@ -743,35 +764,35 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		 */
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (drop_waited_since == 0)
-			drop_waited_since = now;
-		else if (!drop_wait_logged && now - drop_waited_since >= DROP_WAIT_LOG_US)
+		if (self.drop_waited_since == 0)
+			self.drop_waited_since = now;
+		else if (!self.drop_wait_logged && now - self.drop_waited_since >= DROP_WAIT_LOG_US)
 		{
 			ereport(LOG,
 					(errmsg("webhook: waiting for a transaction that is dropping the extension")));
-			drop_wait_logged = true;
+			self.drop_wait_logged = true;
 		}
-		drop_retry_at = now + DROP_RETRY_US;
+		self.drop_retry_at = now + DROP_RETRY_US;
 		return false;
 	}
-	drop_waited_since = drop_retry_at = 0;
-	drop_wait_logged = false;
+	self.drop_waited_since = self.drop_retry_at = 0;
+	self.drop_wait_logged = false;
 	if (status == QUEUE_ABSENT)
 		leave_absent();			/* outcomes have nowhere to go */
 	if (status == QUEUE_OTHER_VERSION)
 		return false;			/* waiting for ALTER EXTENSION ... UPDATE */
 	set_db_state(DB_SERVED);
-	if (queue_installation() != loaded_installation)
+	if (queue_installation() != cache.installation)
 	{
-		endpoints_loaded = false;
-		loaded_installation = queue_installation();
+		cache.loaded = false;
+		cache.installation = queue_installation();
 	}
 
-	if (!endpoints_loaded || gen != loaded_generation)
+	if (!cache.loaded || gen != cache.generation)
 	{
 		load_endpoints();
-		loaded_generation = gen;
-		endpoints_loaded = true;
+		cache.generation = gen;
+		cache.loaded = true;
 	}
 
 	/*
@@ -781,49 +802,11 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * flight at the fault, which at-least-once allows), and the WAL flush
 	 * stays off the commit-to-request path.
 	 */
-	configured_sync_commit = synchronous_commit;
-	if (done == NULL)
+	self.configured_sync_commit = synchronous_commit;
+	if (jobs.done == NULL)
 		synchronous_commit = SYNCHRONOUS_COMMIT_OFF;
-	if (done != NULL)
-	{
-		StateChange *changes = palloc(sizeof(StateChange) * (ndone + 1));
-		int			nchanges;
-
-		for (Job *j = done; j != NULL; j = j->next)
-		{
-			Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
-
-			if (ep != NULL)
-				mark_due(claims_of(ep));
-		}
-		nchanges = fold_health(done, ndone, changes);
-
-		queue_record(done);
-		for (Job *j = done; j != NULL; j = j->next)
-			if (j->outcome == OUTCOME_PENDING)
-				find_next_due = true;	/* a retry was scheduled */
-		/*
-		 * Their slots under max_in_flight are free for the claim below
-		 * (it runs in this transaction: if that fails, nothing of it holds).
-		 */
-		for (Job *j = done; j != NULL; j = j->next)
-		{
-			if (j->held)
-				hold(j, -1);
-			j->held = false;
-		}
-		queue_notify_dead(done);
-		queue_write_health(endpoints);
-		for (int i = 0; i < nchanges; i++)
-		{
-			if (changes[i].reason == NULL)
-				queue_set_state(changes[i].endpoint_id, changes[i].from, EP_CIRCUIT_OPEN,
-								"probe failed", changes[i].cooldown_s);
-			else
-				queue_set_state(changes[i].endpoint_id, changes[i].from, changes[i].state,
-								changes[i].reason, changes[i].cooldown_s);
-		}
-	}
+	if (jobs.done != NULL)
+		cycle_record();
 
 	/*
 	 * Expired leases go back to the queue after this cycle's outcomes are
@@ -831,135 +814,206 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * was pending) still find their rows.
 	 */
 	if (sweep || sweep_all)
-	{
-		int64		repaired;
-		int64		n = queue_recover_leases(sweep_all, &repaired);
-
-		if (n > 0)
-			ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
-								 (long long) n)));
-		/* of any kind: for the next claim */
-		if (n > 0 || repaired > 0)
-			mark_due(CLAIMS_ALL);
-	}
+		cycle_sweep(sweep_all);
 
 	if (claim)
+		*more = cycle_claim();
+	cycle_end();
+	return true;
+}
+
+/*
+ * Records the finished jobs' outcomes (and the state changes and alerts
+ * they bring) in the cycle's transaction; their slots under max_in_flight
+ * are free for the claim that follows in it.
+ */
+static void
+cycle_record(void)
+{
+	StateChange *changes = palloc(sizeof(StateChange) * (jobs.ndone + 1));
+	int			nchanges;
+
+	for (Job *j = jobs.done; j != NULL; j = j->next)
 	{
-		int			room = 2 * webhook_max_connections - nqueued - http_engine_running();
-		int64		fanned = 0;
+		Endpoint   *ep = hash_search(cache.endpoints, &j->endpoint_id, HASH_FIND, NULL);
 
-		/*
-		 * Woken while idle, the worker fans out itself; busy, it leaves that
-		 * to the helper, and hands over what it could not finish.
-		 */
-		if (!helper_running() || woke_idle)
-		{
-			/*
-			 * Never waits for the helper's step (this transaction may hold
-			 * row locks): while it runs, it takes one more step after it
-			 * for what woke the worker.
-			 */
-			uint32		made;
-
-			fanned = queue_fanout(webhook_batch_size, false, &made);
-			if (fanned < 0 || fanned >= webhook_batch_size)
-				wake_helper();
-			fanned = Max(fanned, 0);
-			mark_due(made);
-		}
-
-		*more = fanned >= webhook_batch_size;
-		if (room > 0)
-		{
-			int			limit = Min(room, webhook_batch_size);
-			Job		  **tail = &claimed;
-			TimestampTz now = GetCurrentTimestamp();
-			int64		token = next_token++;
-
-			refill_buckets(now);
-			/* each kind goes first in turn, so that none can starve the others */
-			claim_turn++;
-			for (int i = 0; i < CLAIM_KINDS && limit > 0; i++)
-			{
-				ClaimKind	kind = (ClaimKind) ((claim_turn + i) % CLAIM_KINDS);
-
-				if ((kind == CLAIM_BATCH && !have_batch) || (kind == CLAIM_ORDERED && !have_ordered))
-					continue;
-				/*
-				 * Batch and ordered claims cost about as much as the plain
-				 * one, which finds any delivery to the other endpoints: they
-				 * run when they may find work (they found some last time;
-				 * outcomes of theirs were just recorded: a retry, the next
-				 * of a line; the fan-out made deliveries of their kind; a
-				 * wake-up not only for new events asked for them; a rate
-				 * limit's tokens came back), and otherwise once per
-				 * webhook.poll_interval, for retries coming due.
-				 */
-				if (kind != CLAIM_PLAIN && !special_due[kind] &&
-					now - special_last[kind] < (TimestampTz) webhook_poll_interval * 1000)
-					continue;
-				*tail = queue_claim(kind, limit, token, held, endpoints, jobs_cxt, &nclaimed);
-				special_last[kind] = now;
-				special_due[kind] = nclaimed > 0;
-				while (*tail)
-					tail = &(*tail)->next;
-				if (nclaimed >= limit)
-					*more = true;
-				limit -= nclaimed;
-			}
-			throttle_wake = spend_tokens(claimed, now);
-
-			/*
-			 * The claim saw an endpoint the cache does not know (created
-			 * after the cache's snapshot): load again.  The claim's row
-			 * locks keep every claimed endpoint from being deleted before
-			 * we commit, so afterwards every job finds its endpoint.
-			 */
-			for (Job *j = claimed; j != NULL; j = j->next)
-			{
-				if (hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL) == NULL)
-				{
-					load_endpoints();
-					break;
-				}
-			}
-			/* a delivery claimed from an open circuit is its probe */
-			for (Job *j = claimed; j != NULL; j = j->next)
-			{
-				Endpoint   *ep = hash_search(endpoints, &j->endpoint_id, HASH_FIND, NULL);
-
-				j->probe = ep != NULL && ep->state == EP_CIRCUIT_OPEN;
-			}
-		}
-		else
-			*more = true;		/* no room to look: assume work waits */
+		if (ep != NULL)
+			mark_due(claims_of(ep));
 	}
-	if (find_next_due)
+	nchanges = fold_health(jobs.done, jobs.ndone, changes);
+
+	queue_record(jobs.done);
+	for (Job *j = jobs.done; j != NULL; j = j->next)
+		if (j->outcome == OUTCOME_PENDING)
+			claims.find_next_due = true;	/* a retry was scheduled */
+	/*
+	 * Their slots under max_in_flight are free for the claim below (it
+	 * runs in this transaction: if that fails, nothing of it holds).
+	 */
+	for (Job *j = jobs.done; j != NULL; j = j->next)
 	{
-		next_due = queue_next_due();
-		find_next_due = false;
+		if (j->held)
+			hold(j, -1);
+		j->held = false;
+	}
+	queue_notify_dead(jobs.done);
+	queue_write_health(cache.endpoints);
+	for (int i = 0; i < nchanges; i++)
+	{
+		if (changes[i].reason == NULL)
+			queue_set_state(changes[i].endpoint_id, changes[i].from, EP_CIRCUIT_OPEN,
+							"probe failed", changes[i].cooldown_s);
+		else
+			queue_set_state(changes[i].endpoint_id, changes[i].from, changes[i].state,
+							changes[i].reason, changes[i].cooldown_s);
+	}
+}
+
+/* Returns expired leases (all of them, at start) to the queue. */
+static void
+cycle_sweep(bool all)
+{
+	int64		repaired;
+	int64		n = queue_recover_leases(all, &repaired);
+
+	if (n > 0)
+		ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
+							 (long long) n)));
+	/* of any kind: for the next claim */
+	if (n > 0 || repaired > 0)
+		mark_due(CLAIMS_ALL);
+}
+
+/*
+ * Fans out what woke an idle worker, then claims due deliveries into
+ * jobs.claimed, each kind of claim first in turn.  Returns whether more
+ * may be waiting (a full fan-out or claim, or no room to claim).
+ */
+static bool
+cycle_claim(void)
+{
+	int			room = 2 * webhook_max_connections - jobs.nqueued - http_engine_running();
+	int			limit = Min(room, webhook_batch_size);
+	Job		  **tail = &jobs.claimed;
+	TimestampTz now;
+	int64		token;
+	int64		fanned = 0;
+	bool		more;
+
+	/*
+	 * Woken while idle, the worker fans out itself; busy, it leaves that to
+	 * the helper, and hands over what it could not finish.
+	 */
+	if (!helper_running() || self.woke_idle)
+	{
+		/*
+		 * Never waits for the helper's step (this transaction may hold row
+		 * locks): while it runs, it takes one more step after it for what
+		 * woke the worker.
+		 */
+		uint32		made;
+
+		fanned = queue_fanout(webhook_batch_size, false, &made);
+		if (fanned < 0 || fanned >= webhook_batch_size)
+			wake_helper();
+		fanned = Max(fanned, 0);
+		mark_due(made);
+	}
+	more = fanned >= webhook_batch_size;
+	if (room <= 0)
+		return true;			/* no room to look: assume work waits */
+
+	now = GetCurrentTimestamp();
+	token = jobs.next_token++;
+	refill_buckets(now);
+	/* each kind goes first in turn, so that none can starve the others */
+	claims.turn++;
+	for (int i = 0; i < CLAIM_KINDS && limit > 0; i++)
+	{
+		ClaimKind	kind = (ClaimKind) ((claims.turn + i) % CLAIM_KINDS);
+		int			nclaimed = 0;
+
+		if ((kind == CLAIM_BATCH && !cache.have_batch) || (kind == CLAIM_ORDERED && !cache.have_ordered))
+			continue;
+		/*
+		 * Batch and ordered claims cost about as much as the plain one,
+		 * which finds any delivery to the other endpoints: they run when
+		 * they may find work (they found some last time; outcomes of theirs
+		 * were just recorded: a retry, the next of a line; the fan-out made
+		 * deliveries of their kind; a wake-up not only for new events asked
+		 * for them; a rate limit's tokens came back; a retry came due), and
+		 * otherwise once per webhook.poll_interval.
+		 */
+		if (kind != CLAIM_PLAIN && !claims.due[kind] &&
+			now - claims.last[kind] < (TimestampTz) webhook_poll_interval * 1000)
+			continue;
+		*tail = queue_claim(kind, limit, token, jobs.held, cache.endpoints, jobs.cxt, &nclaimed);
+		claims.last[kind] = now;
+		claims.due[kind] = nclaimed > 0;
+		while (*tail)
+			tail = &(*tail)->next;
+		if (nclaimed >= limit)
+			more = true;
+		limit -= nclaimed;
+	}
+	claims.throttle_wake = spend_tokens(jobs.claimed, now);
+
+	/*
+	 * The claim saw an endpoint the cache does not know (created after the
+	 * cache's snapshot): load again.  The claim's row locks keep every
+	 * claimed endpoint from being deleted before we commit, so afterwards
+	 * every job finds its endpoint.
+	 */
+	for (Job *j = jobs.claimed; j != NULL; j = j->next)
+	{
+		if (hash_search(cache.endpoints, &j->endpoint_id, HASH_FIND, NULL) == NULL)
+		{
+			load_endpoints();
+			break;
+		}
+	}
+	/* a delivery claimed from an open circuit is its probe */
+	for (Job *j = jobs.claimed; j != NULL; j = j->next)
+	{
+		Endpoint   *ep = hash_search(cache.endpoints, &j->endpoint_id, HASH_FIND, NULL);
+
+		j->probe = ep != NULL && ep->state == EP_CIRCUIT_OPEN;
+	}
+	return more;
+}
+
+/*
+ * Ends the cycle: looks up the next due time when asked, commits, and
+ * only then makes the claimed jobs the worker's (queued to be sent) and
+ * forgets the recorded ones.
+ */
+static void
+cycle_end(void)
+{
+	if (claims.find_next_due)
+	{
+		claims.next_due = queue_next_due();
+		claims.find_next_due = false;
 	}
 	queue_commit();
-	synchronous_commit = configured_sync_commit;
-	configured_sync_commit = -1;
+	synchronous_commit = self.configured_sync_commit;
+	self.configured_sync_commit = -1;
 
-	/* Only now, with the claims committed, do the jobs become ours. */
-	while (claimed)
+	while (jobs.claimed)
 	{
-		Job		   *next = claimed->next;
+		Job		   *next = jobs.claimed->next;
 
-		claimed->next = NULL;
-		claimed->held = true;
-		hold(claimed, 1);
-		*queued_tail = claimed;
-		queued_tail = &claimed->next;
-		nqueued++;
-		claimed = next;
+		jobs.claimed->next = NULL;
+		jobs.claimed->held = true;
+		hold(jobs.claimed, 1);
+		*jobs.queued_tail = jobs.claimed;
+		jobs.queued_tail = &jobs.claimed->next;
+		jobs.nqueued++;
+		jobs.claimed = next;
 	}
-	drop_jobs(done);
-	done = NULL;
-	ndone = 0;
-	return true;
+	drop_jobs(jobs.done);
+	jobs.done = NULL;
+	jobs.ndone = 0;
 }
 
 /* Logs the error being handled and aborts the transaction it broke. */
@@ -980,19 +1034,19 @@ log_and_abort(void)
 static void
 recover_from_error(void)
 {
-	if (configured_sync_commit >= 0)
-		synchronous_commit = configured_sync_commit;
-	configured_sync_commit = -1;
+	if (self.configured_sync_commit >= 0)
+		synchronous_commit = self.configured_sync_commit;
+	self.configured_sync_commit = -1;
 	log_and_abort();
 	queue_forget_plans();
 	/* whatever the failed cycle was to claim is looked for again */
 	mark_due(CLAIMS_ALL);
-	drop_jobs(claimed);
-	claimed = NULL;
-	drop_jobs(done);
-	done = NULL;
-	ndone = 0;
-	endpoints_loaded = false;
+	drop_jobs(jobs.claimed);
+	jobs.claimed = NULL;
+	drop_jobs(jobs.done);
+	jobs.done = NULL;
+	jobs.ndone = 0;
+	cache.loaded = false;
 	/* a pause; the latch stays set for a wake-up that comes meanwhile */
 	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
 }
@@ -1092,11 +1146,11 @@ claim_slot(Oid dboid)
 	bool		ok = false;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	my_db = wake_find_slot(dboid);
-	if (my_db != NULL && my_db->worker_pid == 0)
+	self.db = wake_find_slot(dboid);
+	if (self.db != NULL && self.db->worker_pid == 0)
 	{
-		my_db->worker_latch = MyLatch;
-		my_db->worker_pid = MyProcPid;
+		self.db->worker_latch = MyLatch;
+		self.db->worker_pid = MyProcPid;
 		ok = true;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
@@ -1113,15 +1167,15 @@ set_db_state(WebhookDbState state)
 	bool		changed;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	changed = my_db->state != state;
+	changed = self.db->state != state;
 	if (changed)
 	{
-		my_db->state = state;
-		my_db->state_since = GetCurrentTimestamp();
+		self.db->state = state;
+		self.db->state_since = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 	if (changed && state == DB_SERVED)
-		ereport(LOG, (errmsg("webhook worker serving database \"%s\"", my_dbname)));
+		ereport(LOG, (errmsg("webhook worker serving database \"%s\"", self.dbname)));
 }
 
 /*
@@ -1134,34 +1188,224 @@ leave_absent(void)
 	bool		was_served;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	was_served = my_db->state == DB_SERVED;
-	my_db->state = DB_ABSENT;
-	my_db->state_since = GetCurrentTimestamp();
+	was_served = self.db->state == DB_SERVED;
+	self.db->state = DB_ABSENT;
+	self.db->state_since = GetCurrentTimestamp();
 	SpinLockRelease(&webhook_shared->mutex);
 	if (was_served)
 		ereport(LOG, (errmsg("webhook worker leaving database \"%s\": the extension is gone",
-							 my_dbname)));
+							 self.dbname)));
 	proc_exit(0);
 }
 
+/* What the delivery worker's loop keeps from one turn to the next. */
+typedef struct LoopState
+{
+	TimestampTz next_poll;		/* claim then even if nothing woke the worker */
+	TimestampTz next_sweep;		/* look for expired leases then */
+	TimestampTz next_purge;		/* the next retention step */
+	TimestampTz next_trim;		/* give freed memory back no sooner */
+	TimestampTz last_claim;
+	bool		purge_more;		/* the last retention step hit its limit */
+	bool		swept_all;		/* the startup sweep is done */
+	bool		more;			/* the last claim was full: more may wait */
+	bool		installed;		/* the extension was there last time */
+	bool		wake_pending;	/* a commit woke the worker; not claimed yet */
+	bool		idle_published; /* committing backends were told it is idle */
+} LoopState;
+
+/* Whether the worker has room for more claimed jobs. */
+static inline bool
+room_for_claims(void)
+{
+	return jobs.nqueued < webhook_max_connections / 2;
+}
+
+/*
+ * Step 1, wait: until a request finishes, the latch is set, or the first
+ * timer runs out (none when work is known to be waiting).  Finished
+ * requests become outcomes to record.  Returns whether the latch was set.
+ */
+static bool
+worker_wait(LoopState *s)
+{
+	HttpRequest *finished[MAX_DONE];
+	CURLcode	codes[MAX_DONE];
+	bool		latch_set = false;
+	bool		idle;
+	long		timeout = webhook_poll_interval;
+	int			n;
+
+	if (jobs.done != NULL || (s->more && room_for_claims()) || s->purge_more)
+		timeout = 0;
+	else if (s->wake_pending && room_for_claims())
+		timeout = Min(timeout, ms_until(s->last_claim + MIN_CLAIM_GAP_US));
+	if (claims.throttle_wake != 0 && room_for_claims())
+		timeout = Min(timeout, ms_until(claims.throttle_wake));
+	if (claims.next_due != 0 && room_for_claims())
+		timeout = Min(timeout, ms_until(claims.next_due));
+	/* the fan-out helper is started again on time, busy or not */
+	if (self.helper == NULL && self.helper_next_start != 0 && s->installed)
+		timeout = Min(timeout, ms_until(self.helper_next_start));
+	if (!s->installed)
+		timeout = Max(webhook_poll_interval, 5000);
+	/* idle: nothing claimed, in flight or to record, and no wake-up pending */
+	idle = timeout > 0 && jobs.done == NULL && jobs.nqueued == 0 && http_engine_running() == 0 &&
+		!s->wake_pending;
+	if (idle != s->idle_published)
+		self.woke_idle |= set_idle(idle);
+	s->idle_published = idle;
+	n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
+	if (s->idle_published && latch_set)
+	{
+		/* a commit that woke this idle worker is fanned out by it */
+		self.woke_idle |= set_idle(false);
+		s->idle_published = false;
+	}
+	for (int i = 0; i < n; i++)
+		finish_job((Job *) finished[i]->owner, codes[i]);
+
+	/* a whole wait with nothing to do: memory of the last burst goes back */
+	if (s->idle_published && !latch_set && n == 0 && GetCurrentTimestamp() >= s->next_trim)
+	{
+		give_back_memory();
+		s->next_trim = GetCurrentTimestamp() + (TimestampTz) TRIM_INTERVAL_MS * 1000;
+	}
+	return latch_set;
+}
+
+/*
+ * Step 2, reload: the configuration file, when asked; new destination
+ * rules forget open connections and check every URL again.
+ */
+static void
+worker_reload(void)
+{
+	bool		old_allow_http;
+	char	   *old_networks;
+
+	if (!ConfigReloadPending)
+		return;
+	old_allow_http = webhook_allow_http;
+	old_networks = pstrdup(webhook_allowed_networks);
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	http_engine_configure(webhook_max_connections);
+	if (old_allow_http != webhook_allow_http ||
+		strcmp(old_networks, webhook_allowed_networks) != 0)
+	{
+		http_engine_forget_connections();
+		cache.loaded = false;	/* check every URL again */
+	}
+	pfree(old_networks);
+}
+
+/*
+ * Step 3, record and claim: one unit of database work when outcomes wait
+ * or it is time to claim or to sweep leases.  Claim only when short of
+ * work; recorded outcomes free slots under endpoints' max_in_flight, so
+ * deliveries held back by it may be claimed at once.
+ */
+static void
+worker_cycle(LoopState *s, TimestampTz now, bool latch_set)
+{
+	bool		claim = false;
+	bool		sweep = false;
+
+	if (latch_set)
+		s->wake_pending = true;
+	if (room_for_claims() &&
+		(s->more || now >= s->next_poll || jobs.done != NULL ||
+		 (claims.throttle_wake != 0 && now >= claims.throttle_wake) ||
+		 (claims.next_due != 0 && now >= claims.next_due) ||
+		 (s->wake_pending && now >= s->last_claim + MIN_CLAIM_GAP_US)))
+	{
+		if (claims.next_due != 0 && now >= claims.next_due)
+		{
+			/* a retry of any kind of endpoint may be due; then the next */
+			mark_due(CLAIMS_ALL);
+			claims.next_due = 0;
+			claims.find_next_due = true;
+		}
+		claims.throttle_wake = 0;
+		claim = true;
+		s->wake_pending = false;
+		s->last_claim = now;
+		s->next_poll = now + (TimestampTz) webhook_poll_interval * 1000;
+	}
+	if (now >= s->next_sweep)
+	{
+		sweep = true;
+		s->next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
+	}
+
+	if ((claim || sweep || jobs.done != NULL) && now >= self.drop_retry_at)
+	{
+		CycleStep	step = {claim, !s->swept_all, sweep, false, false};
+
+		if (guarded(cycle_step, &step, recover_from_error))
+		{
+			s->installed = step.installed;
+			s->more = step.more;
+			if (claim)
+				self.woke_idle = false;
+			if (s->installed)
+				s->swept_all = true;
+		}
+		else
+			s->more = false;
+	}
+}
+
+/* Step 4, send: start what was claimed, up to the connection limit. */
+static void
+worker_send(void)
+{
+	bool		started = false;
+
+	while (jobs.queued != NULL && http_engine_running() < webhook_max_connections)
+	{
+		Job		   *job = jobs.queued;
+
+		jobs.queued = job->next;
+		if (jobs.queued == NULL)
+			jobs.queued_tail = &jobs.queued;
+		jobs.nqueued--;
+		job->next = NULL;
+		start_job(job);
+		started = true;
+	}
+	if (started)
+		http_engine_kick();
+}
+
+/*
+ * Step 5, retention, after the requests are on their way.  A step that
+ * hit its limit is followed by another at once, between claim cycles.
+ */
+static void
+worker_retention(LoopState *s, TimestampTz now)
+{
+	int64		purged = 0;
+
+	if (!s->installed || now < s->next_purge ||
+		(webhook_retention <= 0 && webhook_dead_letter_retention <= 0))
+		return;
+	(void) guarded(purge_step, &purged, recover_from_error);
+	s->purge_more = purged >= PURGE_LIMIT;
+	s->next_purge = s->purge_more ? now : now + purge_interval_ms() * 1000;
+}
+
+/*
+ * The delivery worker of database arg: set up, then wait, reload, record
+ * and claim, send, and keep retention, in turn, for ever.
+ */
 void
 webhook_worker_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	HASHCTL		ctl;
-	TimestampTz next_poll = 0;
-	TimestampTz next_sweep;
-	TimestampTz next_purge = 0;
-	TimestampTz next_trim = 0;
-	bool		purge_more = false;
-	bool		swept_all = false;
-	bool		more = false;
-	bool		installed = true;
-	bool		wake_pending = false;
-	bool		idle_published = false;
-	TimestampTz last_claim = 0;
-	HttpRequest *finished[MAX_DONE];
-	CURLcode	codes[MAX_DONE];
+	LoopState	loop = {0};
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1171,173 +1415,40 @@ webhook_worker_main(Datum arg)
 
 	session_settings();
 
-	jobs_cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
-	endpoints_cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
+	jobs.cxt = AllocSetContextCreate(TopMemoryContext, "webhook jobs", ALLOCSET_DEFAULT_SIZES);
+	cache.cxt = AllocSetContextCreate(TopMemoryContext, "webhook endpoints", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(Endpoint);
 	ctl.hcxt = TopMemoryContext;
-	endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	cache.endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ctl.entrysize = sizeof(HeldCount);
-	held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	next_token = ((int64) time(NULL)) << 20;
+	jobs.held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	jobs.next_token = ((int64) time(NULL)) << 20;
 
 	if (!claim_slot(dboid))
 		proc_exit(0);			/* the launcher no longer looks after it */
 	StartTransactionCommand();
-	strlcpy(my_dbname, get_database_name(MyDatabaseId), sizeof(my_dbname));
+	strlcpy(self.dbname, get_database_name(MyDatabaseId), sizeof(self.dbname));
 	CommitTransactionCommand();
 	http_engine_init(webhook_max_connections);
 	before_shmem_exit(worker_exit, (Datum) 0);
-	next_sweep = GetCurrentTimestamp() + (TimestampTz) LEASE_SWEEP_MS * 1000;
+	loop.installed = true;
+	loop.next_sweep = GetCurrentTimestamp() + (TimestampTz) LEASE_SWEEP_MS * 1000;
 
 	for (;;)
 	{
-		bool		latch_set = false;
-		bool		claim = false;
-		bool		sweep = false;
-		bool		started;
-		bool		idle;
+		bool		latch_set = worker_wait(&loop);
 		TimestampTz now;
-		long		timeout;
-		int			n;
 
-		/* Sleep until something happens, unless work is known to be waiting. */
-		timeout = webhook_poll_interval;
-		if (done != NULL || (more && nqueued < webhook_max_connections / 2) || purge_more)
-			timeout = 0;
-		else if (wake_pending && nqueued < webhook_max_connections / 2)
-			timeout = Min(timeout, ms_until(last_claim + MIN_CLAIM_GAP_US));
-		if (throttle_wake != 0 && nqueued < webhook_max_connections / 2)
-			timeout = Min(timeout, ms_until(throttle_wake));
-		if (next_due != 0 && nqueued < webhook_max_connections / 2)
-			timeout = Min(timeout, ms_until(next_due));
-		/* the fan-out helper is started again on time, busy or not */
-		if (helper == NULL && helper_next_start != 0 && installed)
-			timeout = Min(timeout, ms_until(helper_next_start));
-		if (!installed)
-			timeout = Max(webhook_poll_interval, 5000);
-		/* idle: nothing claimed, in flight or to record, and no wake-up pending */
-		idle = timeout > 0 && done == NULL && nqueued == 0 && http_engine_running() == 0 &&
-			!wake_pending;
-		if (idle != idle_published)
-			woke_idle |= set_idle(idle);
-		idle_published = idle;
-		n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
-		if (idle_published && latch_set)
-		{
-			/* a commit that woke this idle worker is fanned out by it */
-			woke_idle |= set_idle(false);
-			idle_published = false;
-		}
-		for (int i = 0; i < n; i++)
-			finish_job((Job *) finished[i]->owner, codes[i]);
-
-		if (ConfigReloadPending)
-		{
-			bool		old_allow_http = webhook_allow_http;
-			char	   *old_networks = pstrdup(webhook_allowed_networks);
-
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			http_engine_configure(webhook_max_connections);
-			if (old_allow_http != webhook_allow_http ||
-				strcmp(old_networks, webhook_allowed_networks) != 0)
-			{
-				http_engine_forget_connections();
-				endpoints_loaded = false;	/* check every URL again */
-			}
-			pfree(old_networks);
-		}
-
+		worker_reload();
 		now = GetCurrentTimestamp();
-		if (latch_set)
-			wake_pending = true;
-		/* a whole wait with nothing to do: memory of the last burst goes back */
-		if (idle_published && !latch_set && n == 0 && now >= next_trim)
-		{
-			give_back_memory();
-			next_trim = now + (TimestampTz) TRIM_INTERVAL_MS * 1000;
-		}
-		if (helper == NULL && helper_next_start != 0 && now >= helper_next_start && installed)
+		if (self.helper == NULL && self.helper_next_start != 0 && now >= self.helper_next_start &&
+			loop.installed)
 			(void) helper_running();
-		/* Claim only when short of work; record whenever outcomes wait. */
-		/*
-		 * Recorded outcomes free slots under endpoints' max_in_flight:
-		 * deliveries held back by it may be claimed now.
-		 */
-		if (nqueued < webhook_max_connections / 2 &&
-			(more || now >= next_poll || done != NULL ||
-			 (throttle_wake != 0 && now >= throttle_wake) ||
-			 (next_due != 0 && now >= next_due) ||
-			 (wake_pending && now >= last_claim + MIN_CLAIM_GAP_US)))
-		{
-			if (next_due != 0 && now >= next_due)
-			{
-				/* a retry of any kind of endpoint may be due; then the next */
-				mark_due(CLAIMS_ALL);
-				next_due = 0;
-				find_next_due = true;
-			}
-			throttle_wake = 0;
-			claim = true;
-			wake_pending = false;
-			last_claim = now;
-			next_poll = now + (TimestampTz) webhook_poll_interval * 1000;
-		}
-		if (now >= next_sweep)
-		{
-			sweep = true;
-			next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
-		}
-
-		if ((claim || sweep || done != NULL) && now >= drop_retry_at)
-		{
-			CycleStep	step = {claim, !swept_all, sweep, false, false};
-
-			if (guarded(cycle_step, &step, recover_from_error))
-			{
-				installed = step.installed;
-				more = step.more;
-				if (claim)
-					woke_idle = false;
-				if (installed)
-					swept_all = true;
-			}
-			else
-				more = false;
-		}
-
-		/* Start what was claimed, up to the connection limit, and send it. */
-		started = false;
-		while (queued != NULL && http_engine_running() < webhook_max_connections)
-		{
-			Job		   *job = queued;
-
-			queued = job->next;
-			if (queued == NULL)
-				queued_tail = &queued;
-			nqueued--;
-			job->next = NULL;
-			start_job(job);
-			started = true;
-		}
-		if (started)
-			http_engine_kick();
-
-		/*
-		 * Retention, after the requests are on their way.  A step that hit
-		 * its limit is followed by another at once, between claim cycles.
-		 */
-		if (installed && now >= next_purge &&
-			(webhook_retention > 0 || webhook_dead_letter_retention > 0))
-		{
-			int64		purged = 0;
-
-			(void) guarded(purge_step, &purged, recover_from_error);
-			purge_more = purged >= PURGE_LIMIT;
-			next_purge = purge_more ? now : now + purge_interval_ms() * 1000;
-		}
+		worker_cycle(&loop, now, latch_set);
+		worker_send();
+		worker_retention(&loop, now);
 	}
 }
 
@@ -1350,10 +1461,10 @@ static void
 helper_exit(int code, Datum arg)
 {
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (my_db != NULL && my_db->fanout_pid == MyProcPid)
+	if (self.db != NULL && self.db->fanout_pid == MyProcPid)
 	{
-		my_db->fanout_latch = NULL;
-		my_db->fanout_pid = 0;
+		self.db->fanout_latch = NULL;
+		self.db->fanout_pid = 0;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 }
@@ -1365,7 +1476,7 @@ parent_alive(pid_t parent)
 	bool		alive;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	alive = my_db->dboid == MyDatabaseId && my_db->worker_pid == parent;
+	alive = self.db->dboid == MyDatabaseId && self.db->worker_pid == parent;
 	SpinLockRelease(&webhook_shared->mutex);
 	return alive;
 }
@@ -1450,14 +1561,14 @@ webhook_fanout_main(Datum arg)
 	SetConfigOption("stats_fetch_consistency", "none", PGC_USERSET, PGC_S_SESSION);
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	my_db = wake_find_slot(dboid);
-	if (my_db == NULL || my_db->worker_pid != parent)
+	self.db = wake_find_slot(dboid);
+	if (self.db == NULL || self.db->worker_pid != parent)
 	{
 		SpinLockRelease(&webhook_shared->mutex);
 		proc_exit(0);
 	}
-	my_db->fanout_latch = MyLatch;
-	my_db->fanout_pid = MyProcPid;
+	self.db->fanout_latch = MyLatch;
+	self.db->fanout_pid = MyProcPid;
 	SpinLockRelease(&webhook_shared->mutex);
 	before_shmem_exit(helper_exit, (Datum) 0);
 

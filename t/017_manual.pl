@@ -38,7 +38,7 @@ is($doc_context, $out_context, 'the CONTEXT line (signature, line number) is the
 (my $out_shape = $out_log // '') =~ s/^webhook: endpoint "[^"]*"/webhook: endpoint "NAME"/;
 is($doc_shape, $out_shape, 'the LOG line is the real one');
 
-my ($plan) = $queue =~ /plan_state = prepare\("([^"]*)"/;
+my ($plan) = $queue =~ /plan_state = prepare\("set_state", "([^"]*)"/;
 ok(defined $plan, 'src/queue.c prepares the worker\'s call of webhook_set_state');
 (my $worker_statement = 'SQL statement "' . ($plan // '') . '"') =~ s/%1\$s/public/;
 is($doc_statement, $worker_statement, 'the SQL statement is the one the worker runs');
