@@ -365,10 +365,12 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION webhook_worker_status() IS
   'the launcher''s view of every database it looks after, from shared memory: state and worker pids';
 
-REVOKE ALL ON FUNCTION webhook_worker_status() FROM PUBLIC;
 
 -- Every database of the cluster the launcher looks after, whatever its
--- state: served, starting, no extension, waiting for a worker slot.
+-- state: served, starting, no extension, waiting for a worker slot or for
+-- an update.  webhook_worker_status() is left to PUBLIC: a reader of the
+-- view calls it with its own rights, and it shows no more than
+-- pg_database and pg_stat_activity do.
 CREATE VIEW webhook_workers WITH (security_barrier) AS
 SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since
   FROM webhook_worker_status() w;

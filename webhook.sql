@@ -1538,7 +1538,10 @@ COMMENT ON FUNCTION webhook_delivery_chart(bigint, interval, interval) IS
   'requests per time bucket with a text bar (# delivered, x failed) for psql; one endpoint or all (SECURITY DEFINER: counts only, grantable to an operator role)';
 
 -- Every database of the cluster the launcher looks after, whatever its
--- state: served, starting, no extension, waiting for a worker slot.
+-- state: served, starting, no extension, waiting for a worker slot or for
+-- an update.  webhook_worker_status() is left to PUBLIC: a reader of the
+-- view calls it with its own rights, and it shows no more than
+-- pg_database and pg_stat_activity do.
 CREATE VIEW webhook_workers WITH (security_barrier) AS
 SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since
   FROM webhook_worker_status() w;
@@ -1818,7 +1821,6 @@ REVOKE ALL ON FUNCTION
     webhook_define_event_type(text, text, jsonb, jsonb),
     webhook_delivery_chart(bigint, interval, interval),
     webhook_wake(boolean),
-    webhook_worker_status(),
     webhook_statement(text),
     webhook_config_changed(),
     webhook_set_state(bigint, text, text, text),

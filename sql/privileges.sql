@@ -28,7 +28,8 @@ SELECT count(*) AS relations,
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'webhook')
    AND d.deptype = 'e' AND d.classid = 'pg_class'::regclass;
 -- PUBLIC may execute only pure helpers (validation and signing) and the
--- capture triggers (which run only where webhook_watch registered them)
+-- capture triggers (which run only where webhook_watch registered them), and
+-- webhook_worker_status (shared memory: what pg_stat_activity shows anyway)
 SELECT p.oid::regprocedure::text AS executable_by_public
   FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid,
        aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a

@@ -23,6 +23,8 @@
  */
 #include "webhook.h"
 
+#include <signal.h>
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -140,10 +142,21 @@ static void
 sync_slots(SlotProcess *procs)
 {
 	int			nslots = webhook_shared->nslots;
-	Oid		   *dbs = palloc(sizeof(Oid) * nslots);
-	NameData   *names = palloc(sizeof(NameData) * nslots);
-	int			n = list_databases(dbs, names, nslots);
+	Oid		   *dbs = palloc(sizeof(Oid) * (nslots + 1));
+	NameData   *names = palloc(sizeof(NameData) * (nslots + 1));
+	int			n = list_databases(dbs, names, nslots + 1);
 	TimestampTz now = GetCurrentTimestamp();
+	static bool logged_too_many = false;
+
+	if (n > nslots)
+	{
+		if (!logged_too_many)
+			ereport(LOG,
+					(errmsg("webhook: more than %d databases; the others are not served", nslots),
+					 errhint("Set webhook.database_name to the database to serve.")));
+		logged_too_many = true;
+		n = nslots;
+	}
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	webhook_shared->rescan = false;
@@ -165,8 +178,14 @@ sync_slots(SlotProcess *procs)
 	}
 	for (int k = 0; k < n; k++)
 	{
-		if (wake_find_slot(dbs[k]) != NULL)
+		WebhookDb  *known = wake_find_slot(dbs[k]);
+
+		if (known != NULL)
+		{
+			/* (a launcher started again finds the slots as they were) */
+			procs[known - webhook_shared->db].dbname = names[k];
 			continue;
+		}
 		for (int i = 0; i < nslots; i++)
 		{
 			WebhookDb  *db = &webhook_shared->db[i];
@@ -185,10 +204,28 @@ sync_slots(SlotProcess *procs)
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 
-	/* the workers of freed slots leave */
+	/*
+	 * The workers of freed slots leave; one a previous launcher started (it
+	 * is not ours to terminate by handle) is signalled by its pid.
+	 */
 	for (int i = 0; i < nslots; i++)
-		if (procs[i].handle != NULL && !OidIsValid(webhook_shared->db[i].dboid))
+	{
+		WebhookDb  *db = &webhook_shared->db[i];
+		pid_t		orphan = 0;
+
+		if (OidIsValid(db->dboid))
+			continue;
+		if (procs[i].handle != NULL)
 			TerminateBackgroundWorker(procs[i].handle);
+		else
+		{
+			SpinLockAcquire(&webhook_shared->mutex);
+			orphan = db->worker_pid;
+			SpinLockRelease(&webhook_shared->mutex);
+			if (orphan != 0)
+				kill(orphan, SIGTERM);
+		}
+	}
 	pfree(dbs);
 	pfree(names);
 }
@@ -290,13 +327,20 @@ webhook_launcher_main(Datum arg)
 			Oid			dboid;
 			WebhookDbState state;
 
+			pid_t		running;
+
 			if (procs[i].handle != NULL)
 				continue;
 			SpinLockAcquire(&webhook_shared->mutex);
 			dboid = db->dboid;
 			state = db->state;
+			running = db->worker_pid;
 			SpinLockRelease(&webhook_shared->mutex);
-			if (!OidIsValid(dboid) || state == DB_ABSENT)
+			/*
+			 * No extension here, or a worker a previous launcher started
+			 * still runs (this one was restarted): nothing to start.
+			 */
+			if (!OidIsValid(dboid) || state == DB_ABSENT || running != 0)
 				continue;
 			/* a CREATE EXTENSION asked for a probe: no delay */
 			if (state == DB_PROBE && probing >= MAX_PROBES)

@@ -6,9 +6,9 @@
  * A slot holds what backends, the launcher and the database's delivery
  * worker and fan-out helper tell each other: the state of the database
  * (being probed, served, without the extension, waiting for a worker
- * slot), the processes' latches and pids, and the worker's wake-up
- * requests.  Slots are found by database OID; there are as many as
- * max_worker_processes, since each served database needs a worker.  Every
+ * slot or for an update), the processes' latches and pids, and the
+ * worker's wake-up requests.  Slots are found by database OID; there are
+ * WEBHOOK_MAX_DATABASES of them.  Every
  * field is read and written under the one spinlock, for a few
  * instructions at a time.
  *
@@ -57,7 +57,7 @@ static Size
 shared_size(void)
 {
 	return add_size(offsetof(WebhookShared, db),
-					mul_size(max_worker_processes, sizeof(WebhookDb)));
+					mul_size(WEBHOOK_MAX_DATABASES, sizeof(WebhookDb)));
 }
 
 static void
@@ -82,7 +82,7 @@ wake_shmem_startup(void)
 	{
 		memset(webhook_shared, 0, shared_size());
 		SpinLockInit(&webhook_shared->mutex);
-		webhook_shared->nslots = max_worker_processes;
+		webhook_shared->nslots = WEBHOOK_MAX_DATABASES;
 		for (int i = 0; i < webhook_shared->nslots; i++)
 			pg_atomic_init_u64(&webhook_shared->db[i].config_generation, 0);
 	}
@@ -220,8 +220,11 @@ wake_probe(void)
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	db = wake_find_slot(MyDatabaseId);
-	if (db != NULL && db->state != DB_SERVED)
+	if (db != NULL && db->state != DB_SERVED && db->state != DB_OTHER_VERSION)
+	{
 		db->state = DB_PROBE;
+		db->state_since = GetCurrentTimestamp();
+	}
 	webhook_shared->rescan = true;
 	wake_launcher_locked();
 	SpinLockRelease(&webhook_shared->mutex);
@@ -322,6 +325,8 @@ wake_state_name(WebhookDbState state)
 			return "no extension";
 		case DB_NO_WORKER:
 			return "waiting for a worker slot";
+		case DB_OTHER_VERSION:
+			return "waiting for an update";
 	}
 	return "?";
 }

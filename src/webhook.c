@@ -94,7 +94,7 @@ _PG_init(void)
 							NULL, &webhook_max_retry_after, 86400, 0, 30 * 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("webhook.poll_interval",
-							"How often the worker looks for retries coming due when nothing wakes it.",
+							"How often the worker looks for work when nothing wakes it (rows changed by hand without webhook_wake).",
 							NULL, &webhook_poll_interval, 1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("webhook.batch_size",

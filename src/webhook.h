@@ -50,7 +50,8 @@ typedef enum WebhookDbState
 	DB_PROBE,					/* a worker is to start, or has, to look */
 	DB_SERVED,					/* the extension is here: a worker serves it */
 	DB_ABSENT,					/* no extension here (until a CREATE EXTENSION) */
-	DB_NO_WORKER				/* no background worker slot was free */
+	DB_NO_WORKER,				/* no background worker slot was free */
+	DB_OTHER_VERSION			/* a worker waits for ALTER EXTENSION ... UPDATE */
 } WebhookDbState;
 
 typedef struct WebhookDb
@@ -67,6 +68,12 @@ typedef struct WebhookDb
 	uint32		claims_due;		/* kinds of claim the worker should run */
 	pg_atomic_uint64 config_generation;
 } WebhookDb;
+
+/*
+ * How many databases the launcher looks after at most (a slot each, about
+ * 100 bytes); a database beyond that is said once in the log and not served.
+ */
+#define WEBHOOK_MAX_DATABASES 1024
 
 typedef struct WebhookShared
 {

@@ -780,7 +780,10 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	if (status == QUEUE_ABSENT)
 		leave_absent();			/* outcomes have nowhere to go */
 	if (status == QUEUE_OTHER_VERSION)
+	{
+		set_db_state(DB_OTHER_VERSION);
 		return false;			/* waiting for ALTER EXTENSION ... UPDATE */
+	}
 	set_db_state(DB_SERVED);
 	if (queue_installation() != cache.installation)
 	{

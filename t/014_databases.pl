@@ -95,6 +95,28 @@ ok($node->poll_query_until('postgres',
 $node->safe_psql('db1', "CREATE EXTENSION webhook; SELECT webhook_create_endpoint('ep', '$url/db1again/ok'); SELECT webhook_publish('again.e', '{}')");
 ok($node->poll_query_until('db1', "SELECT count(*) = 1 FROM webhook_deliveries WHERE status = 'delivered'"),
 	'... and a new CREATE EXTENSION is served again');
+# A launcher started again (killed here; the postmaster restarts it) finds
+# the slots and the workers as they were: it neither starts a second worker
+# nor stops the running ones
+my $workers_before = $node->safe_psql('db2',
+	"SELECT string_agg(database || ':' || worker_pid, ' ' ORDER BY database) FROM webhook_workers WHERE state = 'served'");
+my $log_before = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'webhook launcher'");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'webhook launcher'"),
+	'the launcher comes back');
+$node->safe_psql('db2', "SELECT webhook_publish('load.after_launcher', '{}')");
+ok($node->poll_query_until('db2', "SELECT count(*) = 1 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'load.after_launcher' AND d.status = 'delivered'"),
+	'the databases are served all along');
+# the new launcher lists the databases at once: give it one scan more
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'webhook worker' AND backend_start > now() - interval '1 s'"),
+	'no worker started meanwhile');
+is($node->safe_psql('db2',
+		"SELECT string_agg(database || ':' || worker_pid, ' ' ORDER BY database) FROM webhook_workers WHERE state = 'served'"),
+	$workers_before, 'the same workers serve the same databases');
+unlike(slurp_file($node->logfile, $log_before), qr/database ""|webhook worker serving database/,
+	'no nameless message, no worker serving anew');
 $node->stop;
 
 # No background worker slot left: one line in the log, a state in the view
