@@ -244,3 +244,17 @@ INSERT INTO sub_src SELECT id FROM a;
 SELECT data->'new'->>'id' AS id FROM webhook_events WHERE type = 'sub_t.created' ORDER BY (data->'new'->>'id')::int;
 DROP TABLE sub_t, sub_src;
 DROP FUNCTION sub_try(int), sub_src_trg();
+
+-- json columns are embedded as given, but text jsonb cannot hold (\u0000)
+-- would fail the fan-out's filter match: the write is refused instead,
+-- naming the column; the same value in a jsonb column is refused by jsonb
+CREATE TABLE json_t (id int PRIMARY KEY, doc json, docs json[]);
+SELECT webhook_watch('json_t');
+\set SHOW_CONTEXT errors
+INSERT INTO json_t VALUES (1, '{"a": "x\u0000y"}');
+INSERT INTO json_t VALUES (2, '{}', ARRAY['"\u0000"'::json]);
+\set SHOW_CONTEXT never
+INSERT INTO json_t VALUES (3, '{"b":  "caf\u00e9"}', ARRAY['1'::json]);
+SELECT data->'new' AS stored FROM webhook_events WHERE type LIKE 'json_t.%' ORDER BY id;
+SELECT webhook_unwatch('json_t');
+DROP TABLE json_t;

@@ -65,6 +65,8 @@ SELECT data::text FROM webhook_events WHERE id = :built;
 SELECT webhook_publish_json('forms.submitted', json_build_object('b', 1, 'a', 2)) AS built_json \gset
 SELECT data::text FROM webhook_events WHERE id = :built_json;
 SELECT webhook_publish_json('forms.submitted', '{"a": 1');
+-- valid json that jsonb cannot hold: the fan-out could not match filters
+SELECT webhook_publish_json('forms.submitted', '{"a": "x\u0000y"}');
 SELECT webhook_publish_json('forms.submitted', NULL);
 
 -- Transactional: a rolled-back publish leaves nothing

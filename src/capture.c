@@ -117,6 +117,7 @@ typedef struct Column
 	bool		included;
 	ColKind		kind;
 	Oid			base;			/* base type (domains looked through) */
+	bool		checked;		/* may hold json text jsonb refuses */
 	FmgrInfo	out;			/* output function, where used */
 } Column;
 
@@ -140,11 +141,12 @@ typedef struct CaptureInfo
 	char	   *key_head;		/* "<schema>.<table>/" */
 } CaptureInfo;
 
-/* Appends one column value as JSON. */
+/* Appends one column value, of column name, as JSON. */
 static void
-append_value(StringInfo buf, Datum value, bool isnull, Column *col)
+append_value(StringInfo buf, Datum value, bool isnull, Column *col, const char *name)
 {
 	char	   *s;
+	int			start = buf->len;
 
 	if (isnull)
 	{
@@ -176,19 +178,22 @@ append_value(StringInfo buf, Datum value, bool isnull, Column *col)
 			}
 		case COL_JSON:
 			appendStringInfoString(buf, OutputFunctionCall(&col->out, value));
-			return;
+			break;
 		case COL_ARRAY:
 			appendStringInfoString(buf, TextDatumGetCString(DirectFunctionCall1(array_to_json, value)));
-			return;
+			break;
 		case COL_ROW:
 			appendStringInfoString(buf, TextDatumGetCString(DirectFunctionCall1(row_to_json, value)));
-			return;
+			break;
 		case COL_TEXT:
 			s = OutputFunctionCall(&col->out, value);
 			escape_json(buf, s);
 			pfree(s);
 			return;
 	}
+	/* json, and arrays and rows that may hold json, are embedded as text */
+	if (col->checked)
+		check_event_json(buf->data + start, name);
 }
 
 /* Appends ,"key":{col:value,...} for the included columns of tuple. */
@@ -211,7 +216,7 @@ append_row(StringInfo buf, const char *key, HeapTuple tuple, TupleDesc desc, Col
 		first = false;
 		escape_json(buf, NameStr(TupleDescAttr(desc, i)->attname));
 		appendStringInfoChar(buf, ':');
-		append_value(buf, value, isnull, &cols[i]);
+		append_value(buf, value, isnull, &cols[i], NameStr(TupleDescAttr(desc, i)->attname));
 	}
 	appendStringInfoChar(buf, '}');
 }
@@ -705,6 +710,8 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 					type_is_rowtype(col->base) ? COL_ROW : COL_TEXT;
 				break;
 		}
+		col->checked = col->base == JSONOID || col->kind == COL_ROW ||
+			(col->kind == COL_ARRAY && getBaseType(get_element_type(col->base)) == JSONOID);
 		if (col->kind == COL_NUMBER || col->kind == COL_JSON || col->kind == COL_TEXT)
 		{
 			getTypeOutputInfo(col->kind == COL_TEXT ? att->atttypid : col->base,

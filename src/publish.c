@@ -270,6 +270,35 @@ publish(FunctionCallInfo fcinfo, char *data, const char *normalised)
 	PG_RETURN_INT64(id);
 }
 
+/* Names the column whose value check_event_json is checking. */
+static void
+column_context(void *arg)
+{
+	errcontext("column \"%s\" of the captured row", (const char *) arg);
+}
+
+/*
+ * Refuses json text that jsonb cannot hold (\u0000, or an escape the
+ * database encoding cannot represent): the fan-out matches subscription
+ * filters against data::jsonb, so such an event would fail it.  json's
+ * input function accepts both; this is the writer's error, not the
+ * worker's.  column names the captured column, NULL for a published event.
+ */
+void
+check_event_json(const char *json, const char *column)
+{
+	ErrorContextCallback cb;
+
+	cb.callback = column_context;
+	cb.arg = (void *) column;
+	cb.previous = error_context_stack;
+	if (column != NULL)
+		error_context_stack = &cb;
+	(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	if (column != NULL)
+		error_context_stack = cb.previous;
+}
+
 /* SQL: webhook_publish(event_type text, data jsonb, idempotency_key, ordering_key) */
 Datum
 webhook_publish(PG_FUNCTION_ARGS)
@@ -288,10 +317,15 @@ webhook_publish(PG_FUNCTION_ARGS)
 Datum
 webhook_publish_json(PG_FUNCTION_ARGS)
 {
+	char	   *data;
+
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event_type and data must not be NULL")));
-	/* json's input function has checked the text; it is stored as it is */
-	return publish(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(1)), NULL);
+	data = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	/* json's input function has checked the syntax; it is stored as it is */
+	check_event_json(data, NULL);
+	return publish(fcinfo, data, NULL);
 }

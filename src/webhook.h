@@ -107,6 +107,9 @@ extern void capture_init(void);
 /* redact.c */
 extern void redact_init(void);
 
+/* publish.c: ERRORs if jsonb cannot hold the json text. */
+extern void check_event_json(const char *json, const char *column);
+
 /* event.c: the rules of event types and patterns. */
 extern bool valid_event_type(const char *s, bool pattern);
 
