@@ -258,3 +258,21 @@ INSERT INTO json_t VALUES (3, '{"b":  "caf\u00e9"}', ARRAY['1'::json]);
 SELECT data->'new' AS stored FROM webhook_events WHERE type LIKE 'json_t.%' ORDER BY id;
 SELECT webhook_unwatch('json_t');
 DROP TABLE json_t;
+
+-- Two-phase commit: the events are written before PREPARE TRANSACTION and
+-- become visible with COMMIT PREPARED; ROLLBACK PREPARED leaves none
+CREATE TABLE tpc_t (id int PRIMARY KEY);
+SELECT webhook_watch('tpc_t');
+BEGIN;
+INSERT INTO tpc_t VALUES (1);
+SELECT webhook_publish('tpc.published', '{"id": 1}') IS NOT NULL AS published;
+PREPARE TRANSACTION 'webhook_tpc_1';
+BEGIN;
+INSERT INTO tpc_t VALUES (2);
+PREPARE TRANSACTION 'webhook_tpc_2';
+SELECT count(*) AS before_commit FROM webhook_events WHERE type LIKE 'tpc%';
+COMMIT PREPARED 'webhook_tpc_1';
+ROLLBACK PREPARED 'webhook_tpc_2';
+SELECT type, data->'new' AS new FROM webhook_events WHERE type LIKE 'tpc%' ORDER BY id;
+SELECT webhook_unwatch('tpc_t');
+DROP TABLE tpc_t;

@@ -482,6 +482,7 @@ capture_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
 			/* safety net: a statement trigger should have flushed already */
 			flush_buffer();
 			break;

@@ -885,7 +885,8 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	if (!fanout_lock(events, wait))
 		PG_RETURN_INT64(-1);
 	sql = psprintf(FANOUT_SQL, quote_identifier(get_namespace_name(nsp)));
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "webhook_fanout: SPI_connect failed");
 	n = fanout_result(SPI_execute_with_args(sql, 1, (Oid[]) {INT4OID},
 											(Datum[]) {Int32GetDatum(limit)}, NULL, false, 1));
 	SPI_finish();

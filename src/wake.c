@@ -29,6 +29,7 @@
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -103,12 +104,24 @@ wake_find_slot(Oid dboid)
 	return NULL;
 }
 
-/* The launcher's latch is set (under the mutex). */
-static void
-wake_launcher_locked(void)
+/*
+ * This backend's database's slot, or NULL; the caller holds the mutex.
+ * The index found is kept, and checked, as the database cannot change.
+ */
+static WebhookDb *
+my_slot(void)
 {
-	if (webhook_shared->launcher_latch != NULL)
-		SetLatch(webhook_shared->launcher_latch);
+	static int	cached = -1;
+
+	if (cached >= 0 && webhook_shared->db[cached].dboid == MyDatabaseId)
+		return &webhook_shared->db[cached];
+	for (int i = 0; i < webhook_shared->nslots; i++)
+		if (webhook_shared->db[i].dboid == MyDatabaseId)
+		{
+			cached = i;
+			return &webhook_shared->db[i];
+		}
+	return NULL;
 }
 
 /*
@@ -165,18 +178,21 @@ void
 webhook_wake_worker(uint32 claims)
 {
 	WebhookDb  *db;
+	Latch	   *latch = NULL;
 
 	if (webhook_shared == NULL)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
-	db = wake_find_slot(MyDatabaseId);
+	db = my_slot();
 	if (db != NULL)
 	{
 		db->claims_due |= claims;
-		if (db->worker_latch != NULL)
-			SetLatch(db->worker_latch);
+		latch = db->worker_latch;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
+	/* a latch stays valid shared memory: a stale one wakes another process */
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /*
@@ -189,24 +205,27 @@ static void
 wake_fanout(bool claims)
 {
 	WebhookDb  *db;
+	Latch	   *latch = NULL;
 
 	if (webhook_shared == NULL)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
-	db = wake_find_slot(MyDatabaseId);
+	db = my_slot();
 	if (db != NULL)
 	{
 		if (claims)
 			db->claims_due |= CLAIMS_ALL;
 		if (db->fanout_latch != NULL && !db->worker_idle)
-			SetLatch(db->fanout_latch);
+			latch = db->fanout_latch;
 		else if (db->worker_latch != NULL)
 		{
 			db->worker_fans_out = true;
-			SetLatch(db->worker_latch);
+			latch = db->worker_latch;
 		}
 	}
 	SpinLockRelease(&webhook_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /*
@@ -217,17 +236,23 @@ static void
 wake_probe(void)
 {
 	WebhookDb  *db;
+	Latch	   *latch;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	db = wake_find_slot(MyDatabaseId);
+	db = my_slot();
+	if (db != NULL)
+		db->probes++;
 	if (db != NULL && db->state != DB_SERVED && db->state != DB_OTHER_VERSION)
 	{
 		db->state = DB_PROBE;
-		db->state_since = GetCurrentTimestamp();
+		db->state_since = now;
 	}
 	webhook_shared->rescan = true;
-	wake_launcher_locked();
+	latch = webhook_shared->launcher_latch;
 	SpinLockRelease(&webhook_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 static void
@@ -235,6 +260,11 @@ wake_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			/* still in the transaction: was it this extension created? */
+			if (created_armed && !OidIsValid(get_extension_oid("webhook", true)))
+				created_armed = false;
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (webhook_shared != NULL && config_armed)
@@ -242,7 +272,7 @@ wake_xact_callback(XactEvent event, void *arg)
 				WebhookDb  *db;
 
 				SpinLockAcquire(&webhook_shared->mutex);
-				db = wake_find_slot(MyDatabaseId);
+				db = my_slot();
 				if (db != NULL)
 					pg_atomic_fetch_add_u64(&db->config_generation, 1);
 				SpinLockRelease(&webhook_shared->mutex);
@@ -257,6 +287,11 @@ wake_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/*
+			 * A prepared transaction's events wait for its COMMIT PREPARED,
+			 * perhaps in another session: the worker's poll finds them.
+			 */
 			wake_armed = config_armed = claims_armed = created_armed = false;
 			break;
 		default:

@@ -66,6 +66,7 @@ typedef struct WebhookDb
 	bool		worker_idle;	/* nothing in flight: commits wake the worker */
 	bool		worker_fans_out;	/* ... and it fans out what woke it */
 	uint32		claims_due;		/* kinds of claim the worker should run */
+	uint32		probes;			/* CREATE EXTENSIONs committed here, counted */
 	pg_atomic_uint64 config_generation;
 } WebhookDb;
 

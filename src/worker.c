@@ -156,6 +156,7 @@ static struct
 	TimestampTz drop_waited_since;	/* cycles skipped for a DROP since */
 	TimestampTz drop_retry_at;	/* ... and when to try the next one */
 	bool		drop_wait_logged;
+	uint32		probes_seen;	/* the slot's probe count before the snapshot */
 }			self = {.configured_sync_commit = -1};
 
 static void set_db_state(WebhookDbState state);
@@ -254,10 +255,13 @@ claims_of(const Endpoint *ep)
 static void
 wake_helper(void)
 {
+	Latch	   *latch;
+
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (self.db->fanout_latch != NULL)
-		SetLatch(self.db->fanout_latch);
+	latch = self.db->fanout_latch;
 	SpinLockRelease(&webhook_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /*
@@ -755,6 +759,10 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 */
 	if (claim)
 		mark_due(take_claims_due());
+	/* and the CREATE EXTENSIONs committed so far, for leave_absent */
+	SpinLockAcquire(&webhook_shared->mutex);
+	self.probes_seen = self.db->probes;
+	SpinLockRelease(&webhook_shared->mutex);
 	status = queue_begin();
 	if (status == QUEUE_BUSY)
 	{
@@ -1184,6 +1192,9 @@ set_db_state(WebhookDbState state)
 /*
  * No extension in this database (never, or dropped): the slot says so and
  * the worker leaves; a CREATE EXTENSION has the launcher start another.
+ * One that committed after this cycle's snapshot was taken (the probe
+ * count moved) leaves the slot probing instead, so that the launcher,
+ * told of this exit, starts a worker that sees it.
  */
 static void
 leave_absent(void)
@@ -1192,7 +1203,7 @@ leave_absent(void)
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	was_served = self.db->state == DB_SERVED;
-	self.db->state = DB_ABSENT;
+	self.db->state = self.db->probes == self.probes_seen ? DB_ABSENT : DB_PROBE;
 	self.db->state_since = GetCurrentTimestamp();
 	SpinLockRelease(&webhook_shared->mutex);
 	if (was_served)
