@@ -690,11 +690,14 @@ COMMENT ON FUNCTION webhook_endpoints_check() IS
   'trigger: checks every endpoint option, for the API and direct writes alike, with clear errors that never show a secret';
 
 -- webhook_create_endpoint and webhook_update_endpoint take two more
--- options, so they are created anew.  The EXECUTE grants an administrator
--- gave on the old ones are carried over as they were, written into the new
--- functions' ACLs rather than granted here: a GRANT in an extension script
--- would count as the extension's own initial privilege, and pg_dump would
--- then leave it out.
+-- options, so they are created anew.  Their initial privileges are a fresh
+-- installation's (EXECUTE revoked from PUBLIC, recorded in pg_init_privs by
+-- the REVOKE below).  The grants an administrator gave on the old ones are
+-- carried over as they were: not by GRANT, which in an extension script
+-- would count as the extension's initial privilege (and pg_dump would then
+-- leave it out), but as GRANT outside one leaves them, the ACL and a
+-- dependency of the function on each role in it (so that DROP ROLE refuses
+-- while a grant remains, and DROP OWNED and REASSIGN OWNED find it).
 SELECT pg_catalog.set_config('webhook_upgrade.create_acl', coalesce(p.proacl::text, ''), true)
   FROM pg_catalog.pg_proc p
  WHERE p.oid = 'webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
@@ -861,6 +864,14 @@ COMMENT ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, js
                                             text, float8) IS
   'changes an endpoint''s options; NULL leaves an option unchanged, an empty value (''{}'' for auth, 0 for rate_limit, a negative retry_jitter) clears an optional one; event_types replaces the subscriptions';
 
+REVOKE ALL ON FUNCTION
+    webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                            text, integer, text, text, text, text, jsonb, integer, boolean,
+                            text, float8),
+    webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                            integer, text, integer, text, text, text, text, jsonb, integer, boolean,
+                            text, float8)
+FROM PUBLIC;
 UPDATE pg_catalog.pg_proc
    SET proacl = NULLIF(pg_catalog.current_setting('webhook_upgrade.create_acl'), '')::pg_catalog.aclitem[]
  WHERE oid = 'webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
@@ -871,6 +882,20 @@ UPDATE pg_catalog.pg_proc
  WHERE oid = 'webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
                                       integer, text, integer, text, text, text, text, jsonb, integer, boolean,
                                       text, float8)'::pg_catalog.regprocedure;
+INSERT INTO pg_catalog.pg_shdepend (dbid, classid, objid, objsubid, refclassid, refobjid, deptype)
+SELECT DISTINCT d.oid, 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, 0,
+       'pg_catalog.pg_authid'::pg_catalog.regclass, r.role, 'a'
+  FROM pg_catalog.pg_proc p
+ CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+ CROSS JOIN LATERAL (VALUES (a.grantee), (a.grantor)) r(role)
+  JOIN pg_catalog.pg_database d ON d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+ WHERE p.oid IN ('webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+                                          text, integer, text, text, text, text, jsonb, integer, boolean,
+                                          text, float8)'::pg_catalog.regprocedure,
+                 'webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+                                          integer, text, integer, text, text, text, text, jsonb, integer, boolean,
+                                          text, float8)'::pg_catalog.regprocedure)
+   AND r.role OPERATOR(pg_catalog.<>) 0 AND r.role OPERATOR(pg_catalog.<>) p.proowner;
 
 -- retries (the third argument, as before) or max_attempts, by name
 DROP FUNCTION webhook_backoff(interval, float8, integer, interval);

@@ -153,19 +153,36 @@ my $describe = q{
 	    FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
 	    JOIN pg_policy p ON p.polrelid = c.oid
 	  UNION ALL
+	  -- (initial privileges that are the default are as good as none: the
+	  -- update's GRANT to PUBLIC leaves such a row, pg_dump sees no difference)
+	  SELECT 'initprivs ' || pg_describe_object(i.classoid, i.objoid, i.objsubid) || ' ' || i.privtype::text || ' ' || i.initprivs::text
+	    FROM members m JOIN pg_init_privs i ON i.classoid = m.classid AND i.objoid = m.objid
+	    LEFT JOIN pg_proc p ON i.classoid = 'pg_proc'::regclass AND p.oid = i.objoid
+	   WHERE p.oid IS NULL
+	      OR (SELECT array_agg(g::text ORDER BY g::text) FROM unnest(i.initprivs) g)
+	         IS DISTINCT FROM (SELECT array_agg(g::text ORDER BY g::text) FROM unnest(acldefault('f', p.proowner)) g)
+	  UNION ALL
 	  SELECT 'config ' || unnest(e.extconfig)::regclass::text || ' ' FROM pg_extension e, ext WHERE e.oid = ext.oid
 	) s};
+# the grants carried over are dependencies, as a GRANT's are: the role
+# cannot be dropped while they remain
+my ($rc, $out, $err) = $node->psql('postgres', 'DROP ROLE hook_admin');
+like($err, qr/privileges for function webhook_create_endpoint.*privileges for function webhook_update_endpoint/s,
+	'DROP ROLE sees the grants carried over');
 # (the administrator's grants are its own, not the schema's)
 $node->safe_psql('postgres', 'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM hook_admin');
+$node->safe_psql('postgres', 'DROP ROLE hook_admin');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION webhook');
 my $upgraded = $node->safe_psql('postgres', $describe);
 my $fresh = $node->safe_psql('fresh', $describe);
 cmp_ok(length $fresh, '>', 10000, 'the description covers the schema');
+like($fresh, qr/^initprivs function webhook_create_endpoint\(.*\{postgres=X\/postgres\}$/m,
+	'... initial privileges included');
 if ($upgraded ne $fresh)
 {
-	my %u = map { $_ => 1 } split /\n(?=(?:function|relation|column|constraint|index|trigger|policy|config) )/, $upgraded;
-	my %f = map { $_ => 1 } split /\n(?=(?:function|relation|column|constraint|index|trigger|policy|config) )/, $fresh;
+	my %u = map { $_ => 1 } split /\n(?=(?:function|relation|column|constraint|index|trigger|policy|initprivs|config) )/, $upgraded;
+	my %f = map { $_ => 1 } split /\n(?=(?:function|relation|column|constraint|index|trigger|policy|initprivs|config) )/, $fresh;
 	diag("only after the update: " . substr($_, 0, 300)) for grep { !$f{$_} } sort keys %u;
 	diag("only in a fresh install: " . substr($_, 0, 300)) for grep { !$u{$_} } sort keys %f;
 }
