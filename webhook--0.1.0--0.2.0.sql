@@ -146,6 +146,11 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '"%" is not a table', tbl USING ERRCODE = 'wrong_object_type';
     END IF;
+    -- dropped at the end of its session by no command: its registration
+    -- would outlive it (webhook_forget_dropped)
+    IF (SELECT relpersistence FROM pg_class WHERE oid = tbl) = 't' THEN
+        RAISE EXCEPTION 'cannot watch temporary table "%"', tbl USING ERRCODE = 'wrong_object_type';
+    END IF;
     prefix := coalesce(event_prefix, (SELECT relname FROM pg_class WHERE oid = tbl));
     IF length(prefix) > 200 OR NOT @extschema@.webhook_valid_event_type(prefix) THEN
         IF event_prefix IS NULL THEN
@@ -1003,3 +1008,30 @@ COMMENT ON FUNCTION webhook_statement(text) IS
   'internal: PREPARE name(types) AS <sql> for the worker''s statement called name, exactly as the library prepares it (the isolation tests run it)';
 
 REVOKE ALL ON FUNCTION webhook_statement(text) FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- A dropped table's registration goes with it
+-------------------------------------------------------------------------------
+
+-- A dropped table's registration goes with it: its OID may be reused, and
+-- a new table under it must not inherit the registration.  Runs for every
+-- command that drops something (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
+-- OWNED, ...), by any role: one index probe per dropped table.  Temporary
+-- tables, dropped at the end of a session without a command, cannot be
+-- watched.
+CREATE FUNCTION webhook_forget_dropped()
+RETURNS event_trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.webhook_watches w
+     USING pg_event_trigger_dropped_objects() o
+     WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND w.tbl = o.objid;
+END
+$$;
+COMMENT ON FUNCTION webhook_forget_dropped() IS
+  'event trigger on sql_drop: removes dropped tables from webhook_watches';
+CREATE EVENT TRIGGER webhook_forget_dropped ON sql_drop
+    EXECUTE FUNCTION webhook_forget_dropped();
+REVOKE ALL ON FUNCTION webhook_forget_dropped() FROM PUBLIC;

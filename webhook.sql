@@ -1162,6 +1162,11 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = tbl) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '"%" is not a table', tbl USING ERRCODE = 'wrong_object_type';
     END IF;
+    -- dropped at the end of its session by no command: its registration
+    -- would outlive it (webhook_forget_dropped)
+    IF (SELECT relpersistence FROM pg_class WHERE oid = tbl) = 't' THEN
+        RAISE EXCEPTION 'cannot watch temporary table "%"', tbl USING ERRCODE = 'wrong_object_type';
+    END IF;
     prefix := coalesce(event_prefix, (SELECT relname FROM pg_class WHERE oid = tbl));
     IF length(prefix) > 200 OR NOT @extschema@.webhook_valid_event_type(prefix) THEN
         IF event_prefix IS NULL THEN
@@ -1255,6 +1260,28 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION webhook_unwatch(regclass) IS 'stops emitting events for tbl: drops every capture trigger of it and its partitions, whatever their names';
+
+-- A dropped table's registration goes with it: its OID may be reused, and
+-- a new table under it must not inherit the registration.  Runs for every
+-- command that drops something (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
+-- OWNED, ...), by any role: one index probe per dropped table.  Temporary
+-- tables, dropped at the end of a session without a command, cannot be
+-- watched.
+CREATE FUNCTION webhook_forget_dropped()
+RETURNS event_trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.webhook_watches w
+     USING pg_event_trigger_dropped_objects() o
+     WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0 AND w.tbl = o.objid;
+END
+$$;
+COMMENT ON FUNCTION webhook_forget_dropped() IS
+  'event trigger on sql_drop: removes dropped tables from webhook_watches';
+CREATE EVENT TRIGGER webhook_forget_dropped ON sql_drop
+    EXECUTE FUNCTION webhook_forget_dropped();
 
 -- Every capture trigger of the database, as an administrator needs to see
 -- them: one row per table with one of its own (partitions' cloned triggers
@@ -1806,6 +1833,7 @@ REVOKE ALL ON FUNCTION
     webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
                             text, integer, text, text, text, text, jsonb, integer, boolean, text, float8),
     webhook_check_event_types(text[]),
+    webhook_forget_dropped(),
     webhook_endpoints_check(),
     webhook_get_endpoint(bigint),
     webhook_delete_endpoint(bigint),

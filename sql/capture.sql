@@ -76,6 +76,9 @@ SELECT webhook_watch('orders', event_prefix => 'orders.*');
 CREATE VIEW orders_v AS SELECT * FROM orders;
 SELECT webhook_watch('orders_v');
 SELECT webhook_watch('no_such_table');
+CREATE TEMPORARY TABLE temp_orders (id int);
+SELECT webhook_watch('temp_orders');
+DROP TABLE temp_orders;
 CREATE TABLE "Bad Name" (id int);
 SELECT webhook_watch('"Bad Name"');
 SELECT webhook_watch('"Bad Name"', event_prefix => 'bad_name');
@@ -276,3 +279,25 @@ ROLLBACK PREPARED 'webhook_tpc_2';
 SELECT type, data->'new' AS new FROM webhook_events WHERE type LIKE 'tpc%' ORDER BY id;
 SELECT webhook_unwatch('tpc_t');
 DROP TABLE tpc_t;
+
+-- A dropped table leaves no registration behind, however it was dropped:
+-- its OID may be reused by a table that must not inherit it
+CREATE SCHEMA drop_s;
+CREATE TABLE drop_s.a (id int);
+CREATE TABLE drop_b (id int);
+CREATE TABLE drop_c (id int);
+CREATE ROLE webhook_dropper;
+ALTER TABLE drop_b OWNER TO webhook_dropper;
+SELECT webhook_watch('drop_s.a'), webhook_watch('drop_b'), webhook_watch('drop_c');
+SELECT count(*) AS registered FROM webhook_watches WHERE tbl::oid IN ('drop_s.a'::regclass, 'drop_b'::regclass, 'drop_c'::regclass);
+SELECT 'drop_s.a'::regclass::oid AS a_oid, 'drop_b'::regclass::oid AS b_oid, 'drop_c'::regclass::oid AS c_oid \gset
+ALTER TABLE drop_c DROP COLUMN id;
+SELECT count(*) AS kept_after_drop_column FROM webhook_watches WHERE tbl = :c_oid;
+DROP SCHEMA drop_s CASCADE;
+-- by its owner, who has no rights on webhook_watches
+SET ROLE webhook_dropper;
+DROP TABLE drop_b;
+RESET ROLE;
+DROP TABLE drop_c;
+DROP ROLE webhook_dropper;
+SELECT count(*) AS left_behind FROM webhook_watches WHERE tbl::oid IN (:a_oid, :b_oid, :c_oid);
