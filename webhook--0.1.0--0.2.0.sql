@@ -3,8 +3,10 @@
  * Run by ALTER EXTENSION webhook UPDATE, in one transaction, while the
  * worker may run: the 0.2.0 library's worker waits (one LOG line) while the
  * schema is 0.1.0, and starts serving when this commits.  Nothing here
- * rewrites a table: columns are added without volatile defaults, indexes on
- * small configuration tables only.
+ * rewrites a table: columns are added without volatile defaults.  One
+ * index is built on webhook_deliveries (partial: the retries waiting), and
+ * while it is, the update holds a lock that makes the fan-out wait: on
+ * millions of deliveries, that is seconds.
  */
 
 \echo Use "ALTER EXTENSION webhook UPDATE TO '0.2.0'" to load this file. \quit

@@ -25,9 +25,11 @@
  * writer; the events are written without a permission check, as the
  * extension's own rows (insert_events), so writers need no rights on the
  * webhook tables.  The table is looked up in the schema the functions live
- * in, so no search_path can redirect it.  EXECUTE on both is revoked from PUBLIC:
- * only those allowed to may attach them (CREATE TRIGGER checks it), so
- * no table owner can forge events of any type.
+ * in, so no search_path can redirect it.  EXECUTE on both is PUBLIC's (the
+ * owner of a watched partitioned table needs it to add partitions), so any
+ * table owner may attach them; check_registered makes them capture only
+ * where webhook_watch registered them, with the arguments it gave, so no
+ * table owner can forge events of any type.
  *
  * Everything that depends only on the trigger and the table (which columns
  * are sent, how each is written, the event types) is worked out at the

@@ -115,7 +115,7 @@ extern void endpoint_read(Endpoint *ep, HeapTuple tup, TupleDesc desc);
 extern PayloadFormat format_of(const char *name);
 
 /*
- * message.c: the body of one request, in its endpoint's format: an event
+ * endpoint.c: the body of one request, in its endpoint's format: an event
  * envelope {"type","timestamp","data"}, the data alone (raw), or a batch
  * {"events":[...],"deliveredAt","source"} whose items are envelopes with
  * an "id" or, with batch_items = 'data', the events' data as published.

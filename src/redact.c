@@ -8,7 +8,11 @@
  * webhook_update_endpoint(1, url => 'ftp://...', secret => 'whsec_...')
  * carries a secret in it.  An emit_log_hook marks such a report so that
  * its STATEMENT line is left out (edata->hide_stmt); the message, detail
- * and context, which never hold an argument's value, are logged as usual.
+ * and context of the extension's own errors, which never hold an
+ * argument's value, are logged as usual.  An input function's data
+ * exception may quote the value (below): its detail is replaced in the
+ * log only, and its context is dropped for the client too (a report has
+ * no context for the log alone).
  * A report's statement is hidden when:
  *
  *	- the statement's text names an object of the extension (an identifier
