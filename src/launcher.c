@@ -138,24 +138,57 @@ list_databases(Oid *dbs, NameData *names, int max)
  * Gives every listed database a slot (new ones start in DB_PROBE), and
  * frees the slots of databases no longer listed, stopping their workers.
  */
+static int
+compare_oids(const void *a, const void *b)
+{
+	Oid			x = *(const Oid *) a;
+	Oid			y = *(const Oid *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 static void
 sync_slots(SlotProcess *procs)
 {
 	int			nslots = webhook_shared->nslots;
 	Oid		   *dbs = palloc(sizeof(Oid) * (nslots + 1));
 	NameData   *names = palloc(sizeof(NameData) * (nslots + 1));
+	NameData   *sorted_names;
+	bool	   *known;
+	Latch	  **leave = palloc0(sizeof(Latch *) * nslots);
 	int			n = list_databases(dbs, names, nslots + 1);
+	int			next_free = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	static bool logged_too_many = false;
 
 	if (n > nslots)
 	{
 		if (!logged_too_many)
-			ereport(LOG,
+			ereport(WARNING,
 					(errmsg("webhook: more than %d databases; the others are not served", nslots),
 					 errhint("Set webhook.database_name to the database to serve.")));
 		logged_too_many = true;
 		n = nslots;
+	}
+	/* sorted, so that each slot finds its database by binary search */
+	sorted_names = palloc(sizeof(NameData) * Max(n, 1));
+	known = palloc0(sizeof(bool) * Max(n, 1));
+	{
+		Oid		   *pairs = palloc(sizeof(Oid) * 2 * Max(n, 1));
+
+		/* (oid, index) pairs sort by oid; names follow their oid */
+		for (int k = 0; k < n; k++)
+		{
+			pairs[2 * k] = dbs[k];
+			pairs[2 * k + 1] = (Oid) k;
+		}
+		qsort(pairs, n, sizeof(Oid) * 2, compare_oids);
+		for (int k = 0; k < n; k++)
+		{
+			sorted_names[k] = names[pairs[2 * k + 1]];
+			dbs[k] = pairs[2 * k];
+		}
+		pfree(pairs);
 	}
 
 	SpinLockAcquire(&webhook_shared->mutex);
@@ -163,71 +196,68 @@ sync_slots(SlotProcess *procs)
 	for (int i = 0; i < nslots; i++)
 	{
 		WebhookDb  *db = &webhook_shared->db[i];
-		bool		listed = false;
+		Oid		   *hit;
 
 		if (!OidIsValid(db->dboid))
 			continue;
-		for (int k = 0; k < n && !listed; k++)
-			listed = dbs[k] == db->dboid;
-		if (!listed)
+		hit = bsearch(&db->dboid, dbs, n, sizeof(Oid), compare_oids);
+		if (hit != NULL)
 		{
-			db->dboid = InvalidOid;
-			db->state = DB_FREE;
-			db->claims_due = 0;
+			/* (a launcher started again finds the slots as they were) */
+			known[hit - dbs] = true;
+			procs[i].dbname = sorted_names[hit - dbs];
+			continue;
 		}
+		/* no longer listed: its worker sees the slot freed and leaves */
+		db->dboid = InvalidOid;
+		db->state = DB_FREE;
+		db->claims_due = 0;
+		leave[i] = db->worker_latch;
 	}
 	for (int k = 0; k < n; k++)
 	{
-		WebhookDb  *known = wake_find_slot(dbs[k]);
-
-		if (known != NULL)
-		{
-			/* (a launcher started again finds the slots as they were) */
-			procs[known - webhook_shared->db].dbname = names[k];
+		if (known[k])
 			continue;
-		}
-		for (int i = 0; i < nslots; i++)
+		for (; next_free < nslots; next_free++)
 		{
-			WebhookDb  *db = &webhook_shared->db[i];
+			WebhookDb  *db = &webhook_shared->db[next_free];
 
-			if (OidIsValid(db->dboid) || procs[i].handle != NULL)
-				continue;		/* in use, or its old worker still leaving */
+			/* in use, or its old processes still leaving */
+			if (OidIsValid(db->dboid) || procs[next_free].handle != NULL ||
+				db->worker_pid != 0 || db->fanout_pid != 0)
+				continue;
 			db->dboid = dbs[k];
 			db->state = DB_PROBE;
 			db->state_since = now;
 			db->claims_due = CLAIMS_ALL;
-			procs[i].retry_at = 0;
-			procs[i].logged_no_worker = false;
-			procs[i].dbname = names[k];
+			procs[next_free].retry_at = 0;
+			procs[next_free].logged_no_worker = false;
+			procs[next_free].dbname = sorted_names[k];
+			next_free++;
 			break;
 		}
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 
 	/*
-	 * The workers of freed slots leave; one a previous launcher started (it
-	 * is not ours to terminate by handle) is signalled by its pid.
+	 * The workers of freed slots leave: the launcher's own by their
+	 * handles; one a previous launcher started, when its latch wakes it
+	 * to see the slot freed.
 	 */
 	for (int i = 0; i < nslots; i++)
 	{
-		WebhookDb  *db = &webhook_shared->db[i];
-		pid_t		orphan = 0;
-
-		if (OidIsValid(db->dboid))
+		if (OidIsValid(webhook_shared->db[i].dboid))
 			continue;
 		if (procs[i].handle != NULL)
 			TerminateBackgroundWorker(procs[i].handle);
-		else
-		{
-			SpinLockAcquire(&webhook_shared->mutex);
-			orphan = db->worker_pid;
-			SpinLockRelease(&webhook_shared->mutex);
-			if (orphan != 0)
-				kill(orphan, SIGTERM);
-		}
+		if (leave[i] != NULL)
+			SetLatch(leave[i]);
 	}
 	pfree(dbs);
 	pfree(names);
+	pfree(sorted_names);
+	pfree(known);
+	pfree(leave);
 }
 
 /*
@@ -373,15 +403,26 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			nslots = webhook_shared ? webhook_shared->nslots : 0;
 	WebhookDb  *copy = palloc(sizeof(WebhookDb) * Max(nslots, 1));
+	int			used = 0;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (nslots > 0)
-	{
-		SpinLockAcquire(&webhook_shared->mutex);
-		memcpy(copy, webhook_shared->db, sizeof(WebhookDb) * nslots);
-		SpinLockRelease(&webhook_shared->mutex);
-	}
+	/* the slots in use, field by field: the lock is held briefly */
+	SpinLockAcquire(&webhook_shared->mutex);
 	for (int i = 0; i < nslots; i++)
+	{
+		WebhookDb  *db = &webhook_shared->db[i];
+
+		if (!OidIsValid(db->dboid))
+			continue;
+		copy[used].dboid = db->dboid;
+		copy[used].state = db->state;
+		copy[used].worker_pid = db->worker_pid;
+		copy[used].fanout_pid = db->fanout_pid;
+		copy[used].state_since = db->state_since;
+		used++;
+	}
+	SpinLockRelease(&webhook_shared->mutex);
+	for (int i = 0; i < used; i++)
 	{
 		Datum		values[6];
 		bool		nulls[6] = {0};

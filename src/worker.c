@@ -169,6 +169,8 @@ static void cycle_end(void);
 static void
 worker_exit(int code, Datum arg)
 {
+	Latch	   *launcher;
+
 	SpinLockAcquire(&webhook_shared->mutex);
 	if (self.db->worker_pid == MyProcPid)
 	{
@@ -177,7 +179,11 @@ worker_exit(int code, Datum arg)
 		self.db->worker_idle = false;
 		self.db->worker_fans_out = false;
 	}
+	launcher = webhook_shared->launcher_latch;
 	SpinLockRelease(&webhook_shared->mutex);
+	/* a launcher started after this worker has no handle to be told by */
+	if (launcher != NULL)
+		SetLatch(launcher);
 	/* the helper also leaves by itself once it sees the worker gone */
 	if (self.helper != NULL)
 		TerminateBackgroundWorker(self.helper);
@@ -1411,6 +1417,23 @@ worker_retention(LoopState *s, TimestampTz now)
 }
 
 /*
+ * Whether this worker still holds its database's slot.  The launcher frees
+ * the slot of a database no longer listed (dropped, or left out by
+ * webhook.database_name) and sets this worker's latch; a launcher started
+ * after this worker holds no handle to terminate it by.
+ */
+static bool
+slot_still_ours(void)
+{
+	bool		ours;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	ours = self.db->dboid == MyDatabaseId && self.db->worker_pid == MyProcPid;
+	SpinLockRelease(&webhook_shared->mutex);
+	return ours;
+}
+
+/*
  * The delivery worker of database arg: set up, then wait, reload, record
  * and claim, send, and keep retention, in turn, for ever.
  */
@@ -1440,11 +1463,17 @@ webhook_worker_main(Datum arg)
 	jobs.held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	jobs.next_token = ((int64) time(NULL)) << 20;
 
-	if (!claim_slot(dboid))
-		proc_exit(0);			/* the launcher no longer looks after it */
 	StartTransactionCommand();
 	strlcpy(self.dbname, get_database_name(MyDatabaseId), sizeof(self.dbname));
 	CommitTransactionCommand();
+	if (!claim_slot(dboid))
+	{
+		/* the launcher no longer looks after it, or a worker serves it */
+		ereport(LOG,
+				(errmsg("webhook worker for database \"%s\" exits: its slot is taken or gone",
+						self.dbname)));
+		proc_exit(0);
+	}
 	http_engine_init(webhook_max_connections);
 	before_shmem_exit(worker_exit, (Datum) 0);
 	loop.installed = true;
@@ -1455,6 +1484,8 @@ webhook_worker_main(Datum arg)
 		bool		latch_set = worker_wait(&loop);
 		TimestampTz now;
 
+		if (!slot_still_ours())
+			proc_exit(0);		/* the launcher freed it: the database is gone */
 		worker_reload();
 		now = GetCurrentTimestamp();
 		if (self.helper == NULL && self.helper_next_start != 0 && now >= self.helper_next_start &&
