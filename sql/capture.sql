@@ -251,19 +251,31 @@ DROP FUNCTION sub_try(int), sub_src_trg();
 -- json columns are embedded as given, but text jsonb cannot hold (\u0000)
 -- would fail the fan-out's filter match: the write is refused instead,
 -- naming the column; the same value in a jsonb column is refused by jsonb
-CREATE TABLE json_t (id int PRIMARY KEY, doc json, docs json[]);
+CREATE TYPE json_pair AS (label text, doc json);
+CREATE TABLE json_t (id int PRIMARY KEY, doc json, docs json[], pairs json_pair[]);
+INSERT INTO json_t VALUES (0, '"\u0000 before the watch"');
 SELECT webhook_watch('json_t');
 \set SHOW_CONTEXT errors
 INSERT INTO json_t VALUES (1, '{"a": "x\u0000y"}');
 INSERT INTO json_t VALUES (2, '{}', ARRAY['"\u0000"'::json]);
+INSERT INTO json_t VALUES (3, '{}', NULL, ARRAY[ROW('x', '"\u0000"')::json_pair]);
+-- a row that held such a value before the watch: its old image is refused
+-- too; unwatch, change it, and watch again
+UPDATE json_t SET doc = '"fixed"' WHERE id = 0;
 \set SHOW_CONTEXT never
-INSERT INTO json_t VALUES (3, '{"b":  "caf\u00e9"}', ARRAY['1'::json]);
+SELECT webhook_unwatch('json_t');
+UPDATE json_t SET doc = '"fixed"' WHERE id = 0;
+SELECT webhook_watch('json_t');
+INSERT INTO json_t VALUES (4, '{"b":  "caf\u00e9"}', ARRAY['1'::json], ARRAY[ROW('y', '[1,  2]')::json_pair]);
 SELECT data->'new' AS stored FROM webhook_events WHERE type LIKE 'json_t.%' ORDER BY id;
 SELECT webhook_unwatch('json_t');
 DROP TABLE json_t;
+DROP TYPE json_pair;
 
 -- Two-phase commit: the events are written before PREPARE TRANSACTION and
--- become visible with COMMIT PREPARED; ROLLBACK PREPARED leaves none
+-- become visible with COMMIT PREPARED; ROLLBACK PREPARED leaves none.
+-- (Each statement's end writes what it captured, so nothing is left for
+-- the flush before PREPARE, a safety net like the one before COMMIT.)
 CREATE TABLE tpc_t (id int PRIMARY KEY);
 SELECT webhook_watch('tpc_t');
 BEGIN;
@@ -279,6 +291,13 @@ ROLLBACK PREPARED 'webhook_tpc_2';
 SELECT type, data->'new' AS new FROM webhook_events WHERE type LIKE 'tpc%' ORDER BY id;
 SELECT webhook_unwatch('tpc_t');
 DROP TABLE tpc_t;
+-- endpoint changes cannot be prepared: no wake-up would reach the worker
+-- at COMMIT PREPARED, which would keep the old settings
+BEGIN;
+SELECT webhook_create_endpoint('tpc', 'https://tpc.example.com/') IS NOT NULL AS created;
+PREPARE TRANSACTION 'webhook_tpc_3';
+SELECT count(*) AS prepared FROM pg_prepared_xacts WHERE gid = 'webhook_tpc_3';
+SELECT count(*) AS endpoints FROM webhook_endpoints WHERE name = 'tpc';
 
 -- A dropped table leaves no registration behind, however it was dropped:
 -- its OID may be reused by a table that must not inherit it

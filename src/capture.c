@@ -119,7 +119,7 @@ typedef struct Column
 	bool		included;
 	ColKind		kind;
 	Oid			base;			/* base type (domains looked through) */
-	bool		checked;		/* may hold json text jsonb refuses */
+	bool		holds_json;		/* json (in an array or row too): checked */
 	FmgrInfo	out;			/* output function, where used */
 } Column;
 
@@ -193,8 +193,8 @@ append_value(StringInfo buf, Datum value, bool isnull, Column *col, const char *
 			pfree(s);
 			return;
 	}
-	/* json, and arrays and rows that may hold json, are embedded as text */
-	if (col->checked)
+	/* json, and arrays and rows that hold json, are embedded as text */
+	if (col->holds_json)
 		check_event_json(buf->data + start, name);
 }
 
@@ -646,6 +646,35 @@ check_registered(Trigger *tg, Relation rel, Oid nsp)
 				 errhint("Watch the table with webhook_watch(), or drop the trigger; webhook_watched_tables lists every capture trigger.")));
 }
 
+/*
+ * Whether values of type typid can hold json, whose text jsonb may refuse:
+ * json itself, or an array or composite with json inside.
+ */
+static bool
+type_holds_json(Oid typid)
+{
+	Oid			elem;
+
+	check_stack_depth();
+	typid = getBaseType(typid);
+	if (typid == JSONOID)
+		return true;
+	if (OidIsValid(elem = get_element_type(typid)))
+		return type_holds_json(elem);
+	if (type_is_rowtype(typid))
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
+		bool		holds = false;
+
+		for (int i = 0; i < desc->natts && !holds; i++)
+			holds = !TupleDescAttr(desc, i)->attisdropped &&
+				type_holds_json(TupleDescAttr(desc, i)->atttypid);
+		ReleaseTupleDesc(desc);
+		return holds;
+	}
+	return false;
+}
+
 static CaptureInfo *
 build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 {
@@ -713,8 +742,7 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 					type_is_rowtype(col->base) ? COL_ROW : COL_TEXT;
 				break;
 		}
-		col->checked = col->base == JSONOID || col->kind == COL_ROW ||
-			(col->kind == COL_ARRAY && getBaseType(get_element_type(col->base)) == JSONOID);
+		col->holds_json = type_holds_json(col->base);
 		if (col->kind == COL_NUMBER || col->kind == COL_JSON || col->kind == COL_TEXT)
 		{
 			getTypeOutputInfo(col->kind == COL_TEXT ? att->atttypid : col->base,

@@ -274,7 +274,7 @@ publish(FunctionCallInfo fcinfo, char *data, const char *normalised)
 static void
 column_context(void *arg)
 {
-	errcontext("column \"%s\" of the captured row", (const char *) arg);
+	errcontext("column \"%s\" of a row captured by webhook_watch", (const char *) arg);
 }
 
 /*

@@ -28,8 +28,11 @@
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
-#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -37,6 +40,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/fmgroids.h"
 #include "utils/timestamp.h"
 
 WebhookShared *webhook_shared = NULL;
@@ -255,15 +259,48 @@ wake_probe(void)
 		SetLatch(latch);
 }
 
+/* Whether this transaction created the extension webhook. */
+static bool
+created_here(void)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		here = false;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("webhook"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		here = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return here;
+}
+
 static void
 wake_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			/* still in the transaction: was it this extension created? */
-			if (created_armed && !OidIsValid(get_extension_oid("webhook", true)))
+			/* still in the transaction: was it this extension it created? */
+			if (created_armed && !created_here())
 				created_armed = false;
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			/*
+			 * No wake-up crosses to the session that runs COMMIT PREPARED:
+			 * the worker would keep old endpoint settings, and the launcher
+			 * would not look at this database again.  Events alone are
+			 * found by the worker's poll.
+			 */
+			if (config_armed || (created_armed && created_here()))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that changed webhook endpoints or created the extension webhook")));
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
