@@ -704,8 +704,10 @@ COMMENT ON FUNCTION webhook_endpoints_check() IS
 -- would count as the extension's initial privilege (and pg_dump would then
 -- leave it out), but as GRANT outside one leaves them, the ACL and a
 -- dependency of the function on each role in it (so that DROP ROLE refuses
--- while a grant remains, and DROP OWNED and REASSIGN OWNED find it).
-SELECT pg_catalog.set_config('webhook_upgrade.create_acl', coalesce(p.proacl::text, ''), true)
+-- while a grant remains, and DROP OWNED and REASSIGN OWNED find it), with
+-- the functions owned by the role that owned the old ones.
+SELECT pg_catalog.set_config('webhook_upgrade.create_acl', coalesce(p.proacl::text, ''), true),
+       pg_catalog.set_config('webhook_upgrade.owner', p.proowner::pg_catalog.regrole::text, true)
   FROM pg_catalog.pg_proc p
  WHERE p.oid = 'webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
                                         text, integer, text, text, text, text, jsonb, integer, boolean)'::pg_catalog.regprocedure;
@@ -871,6 +873,15 @@ COMMENT ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, js
                                             text, float8) IS
   'changes an endpoint''s options; NULL leaves an option unchanged, an empty value (''{}'' for auth, 0 for rate_limit, a negative retry_jitter) clears an optional one; event_types replaces the subscriptions';
 
+-- owned as before (the ACL's grantor), whoever runs the update
+DO $$
+BEGIN
+    EXECUTE pg_catalog.format('ALTER FUNCTION @extschema@.webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer, text, integer, text, text, text, text, jsonb, integer, boolean, text, float8) OWNER TO %s',
+                              pg_catalog.current_setting('webhook_upgrade.owner'));
+    EXECUTE pg_catalog.format('ALTER FUNCTION @extschema@.webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text, integer, text, integer, text, text, text, text, jsonb, integer, boolean, text, float8) OWNER TO %s',
+                              pg_catalog.current_setting('webhook_upgrade.owner'));
+END
+$$;
 REVOKE ALL ON FUNCTION
     webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
                             text, integer, text, text, text, text, jsonb, integer, boolean,
@@ -902,7 +913,9 @@ SELECT DISTINCT d.oid, 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, 0,
                  'webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
                                           integer, text, integer, text, text, text, text, jsonb, integer, boolean,
                                           text, float8)'::pg_catalog.regprocedure)
-   AND r.role OPERATOR(pg_catalog.<>) 0 AND r.role OPERATOR(pg_catalog.<>) p.proowner;
+   AND r.role OPERATOR(pg_catalog.<>) 0 AND r.role OPERATOR(pg_catalog.<>) p.proowner
+   -- pinned roles (below FirstUnpinnedObjectId) get no dependencies
+   AND r.role OPERATOR(pg_catalog.>=) 12000;
 
 -- retries (the third argument, as before) or max_attempts, by name
 DROP FUNCTION webhook_backoff(interval, float8, integer, interval);

@@ -50,6 +50,9 @@ $node->safe_psql('postgres', qq{
 	                          text, integer, text, text, text, text, jsonb, integer, boolean),
 	                          webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
 	                          integer, text, integer, text, text, text, text, jsonb, integer, boolean) TO hook_admin;
+	-- (a pinned role: PostgreSQL records no dependency on it)
+	GRANT EXECUTE ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+	                          text, integer, text, text, text, text, jsonb, integer, boolean) TO pg_monitor;
 	-- one delivery of each finished kind, and one that failed once
 	UPDATE webhook_deliveries SET status = 'dead', attempts = 1, last_status = 500, finished_at = now()
 	 WHERE id = (SELECT min(id) FROM webhook_deliveries WHERE endpoint_id = (SELECT id FROM webhook_endpoints WHERE name = 'doomed'));
@@ -164,16 +167,56 @@ my $describe = q{
 	  UNION ALL
 	  SELECT 'config ' || unnest(e.extconfig)::regclass::text || ' ' FROM pg_extension e, ext WHERE e.oid = ext.oid
 	) s};
-# the grants carried over are dependencies, as a GRANT's are: the role
-# cannot be dropped while they remain
+# updated by another superuser than the one that created the extension,
+# the functions that carry grants over stay the old owner's, who can
+# revoke them (the grantor of a grant is the function's owner)
+$node->safe_psql('postgres', 'CREATE DATABASE other_updater');
+$node->safe_psql('other_updater', q{
+	CREATE EXTENSION webhook VERSION '0.1.0';
+	GRANT EXECUTE ON FUNCTION webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+	                          integer, text, integer, text, text, text, text, jsonb, integer, boolean) TO hook_admin;
+	CREATE ROLE updater SUPERUSER;
+	SET ROLE updater;
+	ALTER EXTENSION webhook UPDATE;
+	RESET ROLE;
+	REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM hook_admin;
+});
+is($node->safe_psql('other_updater', q{
+	SELECT pg_get_userbyid(proowner) || ' ' || has_function_privilege('hook_admin', oid, 'EXECUTE')
+	  FROM pg_proc WHERE proname = 'webhook_update_endpoint'}),
+	'postgres false', 'the old owner keeps the function and can revoke the grant carried over');
+$node->safe_psql('postgres', 'DROP DATABASE other_updater');
+# the grants carried over are what the same GRANT makes on a fresh
+# installation: the ACL and the role dependencies
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', q{
+	CREATE EXTENSION webhook;
+	GRANT EXECUTE ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+	                          text, integer, text, text, text, text, jsonb, integer, boolean, text, float8),
+	                          webhook_update_endpoint(bigint, text, text, text[], text, jsonb, interval[], interval, text,
+	                          integer, text, integer, text, text, text, text, jsonb, integer, boolean, text, float8) TO hook_admin;
+	GRANT EXECUTE ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
+	                          text, integer, text, text, text, text, jsonb, integer, boolean, text, float8) TO pg_monitor;
+});
+my $grants = q{
+	SELECT p.proname || ' acl ' || p.proacl::text || ' deps ' ||
+	       coalesce((SELECT string_agg(pg_get_userbyid(d.refobjid) || ':' || d.deptype::text, ',' ORDER BY 1)
+	                   FROM pg_shdepend d
+	                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+	                    AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())), '')
+	  FROM pg_proc p WHERE p.proname IN ('webhook_create_endpoint', 'webhook_update_endpoint') ORDER BY 1};
+my $fresh_grants = $node->safe_psql('fresh', $grants);
+like($fresh_grants, qr/hook_admin:a/, 'a GRANT records a dependency');
+is($node->safe_psql('postgres', $grants), $fresh_grants, "the update's grants are a GRANT's");
 my ($rc, $out, $err) = $node->psql('postgres', 'DROP ROLE hook_admin');
 like($err, qr/privileges for function webhook_create_endpoint.*privileges for function webhook_update_endpoint/s,
 	'DROP ROLE sees the grants carried over');
 # (the administrator's grants are its own, not the schema's)
-$node->safe_psql('postgres', 'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM hook_admin');
+for my $db (qw(postgres fresh))
+{
+	$node->safe_psql($db, 'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM hook_admin, pg_monitor');
+}
 $node->safe_psql('postgres', 'DROP ROLE hook_admin');
-$node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', 'CREATE EXTENSION webhook');
 my $upgraded = $node->safe_psql('postgres', $describe);
 my $fresh = $node->safe_psql('fresh', $describe);
 cmp_ok(length $fresh, '>', 10000, 'the description covers the schema');
