@@ -195,7 +195,7 @@ append_value(StringInfo buf, Datum value, bool isnull, Column *col, const char *
 	}
 	/* json, and arrays and rows that hold json, are embedded as text */
 	if (col->holds_json)
-		check_event_json(buf->data + start, name);
+		publish_check_json(buf->data + start, name);
 }
 
 /* Appends ,"key":{col:value,...} for the included columns of tuple. */

@@ -270,7 +270,7 @@ publish(FunctionCallInfo fcinfo, char *data, const char *normalised)
 	PG_RETURN_INT64(id);
 }
 
-/* Names the column whose value check_event_json is checking. */
+/* Names the column whose value publish_check_json is checking. */
 static void
 column_context(void *arg)
 {
@@ -285,7 +285,7 @@ column_context(void *arg)
  * worker's.  column names the captured column, NULL for a published event.
  */
 void
-check_event_json(const char *json, const char *column)
+publish_check_json(const char *json, const char *column)
 {
 	ErrorContextCallback cb;
 
@@ -326,6 +326,6 @@ webhook_publish_json(PG_FUNCTION_ARGS)
 	data = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	/* json's input function has checked the syntax; it is stored as it is */
-	check_event_json(data, NULL);
+	publish_check_json(data, NULL);
 	return publish(fcinfo, data, NULL);
 }
