@@ -140,9 +140,12 @@ compat_dead_tuples(const PgStat_StatTabEntry *entry)
  * PostgreSQL 15 builds that memory and the buffer ring (BAS_VACUUM)
  * itself, under PortalContext, which is pointed at cxt for the call.
  * PostgreSQL 16 takes the memory context and leaves the ring to the
- * caller, sized by vacuum_buffer_usage_limit as ExecVacuum sizes it.
- * PostgreSQL 18 adds max_eager_freeze_failure_rate to the params, which
- * ExecVacuum takes from its setting (a table's own option still wins).
+ * caller, sized by vacuum_buffer_usage_limit as ExecVacuum sizes it; it
+ * also vacuums the table itself only when asked (VACOPT_PROCESS_MAIN,
+ * which VACUUM sets unless told PROCESS_MAIN false): without it, vacuum()
+ * silently does nothing to the table.  PostgreSQL 18 adds
+ * max_eager_freeze_failure_rate to the params, which ExecVacuum takes
+ * from its setting (a table's own option still wins).
  */
 static inline void
 compat_vacuum(List *rels, VacuumParams *params, MemoryContext cxt)
@@ -151,6 +154,7 @@ compat_vacuum(List *rels, VacuumParams *params, MemoryContext cxt)
 	BufferAccessStrategy bstrategy;
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
+	params->options |= VACOPT_PROCESS_MAIN;
 #if PG_VERSION_NUM >= 180000
 	params->max_eager_freeze_failure_rate = vacuum_max_eager_freeze_failure_rate;
 #endif
