@@ -62,7 +62,7 @@ run_here() {
   done
   t3=$SECONDS
   grep -E 'tests (passed|failed)|^Files=|^Result:|^fuzz: ' "$work/.installcheck.log" |
-    sed "s/^[# ]*/webhook-test: PostgreSQL $major: /"
+    sed "s/^[# ]*/webhook-test: PostgreSQL $major: /; s/ *$//"
   echo "webhook-test: PostgreSQL $major: packages $((t1 - t0)) s, build $((t2 - t1)) s, tests $((t3 - t2)) s"
   echo "all tests passed"
 }
