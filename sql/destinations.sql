@@ -3,7 +3,7 @@
 -- literal hosts through webhook_check_url: nothing here connects anywhere.
 -- This suite's webhook.allowed_networks is '127.0.0.1/32, ::1/128'.
 -- Each range is probed inside, at its edges and just outside, in several
--- notations; the refused host is shown as libcurl normalized it.
+-- notations; the refused host is shown as libcurl normalized it, in lower case.
 CREATE FUNCTION pg_temp.verdict(url text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -400,6 +400,9 @@ destination_check_url(const char *url, char **detail)
 		/* "127.0.0.1." and "x.localhost." name the same hosts */
 		if (hlen > 1 && host[hlen - 1] == '.' && host[0] != '[')
 			host[--hlen] = '\0';
+		/* as the message shows it, whatever libcurl's version kept of case */
+		for (char *c = host; *c; c++)
+			*c = pg_ascii_tolower((unsigned char) *c);
 
 		if (host[0] == '[')
 		{
