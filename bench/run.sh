@@ -23,7 +23,7 @@ LATE_N=${LATE_N:-100}         # retries whose lateness is measured
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
-install_packages nginx-light wrk
+install_packages "$(default_major)" nginx-light wrk
 install_receiver "$here"
 PGBIN=$(pg_config --bindir)
 
