@@ -143,6 +143,33 @@ typedef struct CaptureInfo
 	char	   *key_head;		/* "<schema>.<table>/" */
 } CaptureInfo;
 
+/* Names the column whose value check_json is checking. */
+static void
+column_context(void *arg)
+{
+	errcontext("column \"%s\" of a row captured by webhook_watch", (const char *) arg);
+}
+
+/*
+ * Refuses json text that jsonb cannot hold (\u0000, or an escape the
+ * database encoding cannot represent), as webhook_publish_json does: the
+ * fan-out matches subscription filters against data::jsonb, so such an
+ * event would fail it.  json's input function accepts both; this is the
+ * writer's error, not the worker's.
+ */
+static void
+check_json(const char *json, const char *column)
+{
+	ErrorContextCallback cb;
+
+	cb.callback = column_context;
+	cb.arg = (void *) column;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+	(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	error_context_stack = cb.previous;
+}
+
 /* Appends one column value, of column name, as JSON. */
 static void
 append_value(StringInfo buf, Datum value, bool isnull, Column *col, const char *name)
@@ -195,7 +222,7 @@ append_value(StringInfo buf, Datum value, bool isnull, Column *col, const char *
 	}
 	/* json, and arrays and rows that hold json, are embedded as text */
 	if (col->holds_json)
-		publish_check_json(buf->data + start, name);
+		check_json(buf->data + start, name);
 }
 
 /* Appends ,"key":{col:value,...} for the included columns of tuple. */
@@ -565,7 +592,6 @@ buffer_event(Oid nsp, const char *type, const char *data, int len, const char *k
 		flush_buffer();
 }
 
-/* Decides how each column is written and which columns are included. */
 /*
  * Refuses a capture trigger that webhook_watch did not install: the
  * trigger, or on a partition the one it was cloned from, must be named
@@ -675,6 +701,7 @@ type_holds_json(Oid typid)
 	return false;
 }
 
+/* Decides how each column is written and which columns are included. */
 static CaptureInfo *
 build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 {
@@ -742,7 +769,9 @@ build_capture_info(FmgrInfo *flinfo, Trigger *tg, Relation rel)
 					type_is_rowtype(col->base) ? COL_ROW : COL_TEXT;
 				break;
 		}
-		col->holds_json = type_holds_json(col->base);
+		/* (bool, number, date and text output never hold json) */
+		col->holds_json = (col->kind == COL_JSON || col->kind == COL_ARRAY || col->kind == COL_ROW) &&
+			type_holds_json(col->base);
 		if (col->kind == COL_NUMBER || col->kind == COL_JSON || col->kind == COL_TEXT)
 		{
 			getTypeOutputInfo(col->kind == COL_TEXT ? att->atttypid : col->base,

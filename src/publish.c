@@ -168,7 +168,7 @@ find_key(Datum *args)
 
 /*
  * The body of both functions: data is the JSON text to store, normalised
- * its jsonb text (computed only for a keyed event when NULL).
+ * its jsonb text (needed only for a keyed event: NULL otherwise).
  */
 static Datum
 publish(FunctionCallInfo fcinfo, char *data, const char *normalised)
@@ -219,9 +219,6 @@ publish(FunctionCallInfo fcinfo, char *data, const char *normalised)
 
 	if (key != NULL)
 	{
-		if (normalised == NULL)
-			normalised = DatumGetCString(DirectFunctionCall1(jsonb_out,
-															 DirectFunctionCall1(jsonb_in, CStringGetDatum(data))));
 		keyargs[0] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(caller, false)));
 		keyargs[1] = PointerGetDatum(key);
 		keyargs[2] = PointerGetDatum(event_digest(type, normalised));
@@ -270,35 +267,6 @@ publish(FunctionCallInfo fcinfo, char *data, const char *normalised)
 	PG_RETURN_INT64(id);
 }
 
-/* Names the column whose value publish_check_json is checking. */
-static void
-column_context(void *arg)
-{
-	errcontext("column \"%s\" of a row captured by webhook_watch", (const char *) arg);
-}
-
-/*
- * Refuses json text that jsonb cannot hold (\u0000, or an escape the
- * database encoding cannot represent): the fan-out matches subscription
- * filters against data::jsonb, so such an event would fail it.  json's
- * input function accepts both; this is the writer's error, not the
- * worker's.  column names the captured column, NULL for a published event.
- */
-void
-publish_check_json(const char *json, const char *column)
-{
-	ErrorContextCallback cb;
-
-	cb.callback = column_context;
-	cb.arg = (void *) column;
-	cb.previous = error_context_stack;
-	if (column != NULL)
-		error_context_stack = &cb;
-	(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	if (column != NULL)
-		error_context_stack = cb.previous;
-}
-
 /* SQL: webhook_publish(event_type text, data jsonb, idempotency_key, ordering_key) */
 Datum
 webhook_publish(PG_FUNCTION_ARGS)
@@ -318,6 +286,7 @@ Datum
 webhook_publish_json(PG_FUNCTION_ARGS)
 {
 	char	   *data;
+	Datum		jb;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -325,7 +294,13 @@ webhook_publish_json(PG_FUNCTION_ARGS)
 				 errmsg("event_type and data must not be NULL")));
 	data = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	/* json's input function has checked the syntax; it is stored as it is */
-	publish_check_json(data, NULL);
-	return publish(fcinfo, data, NULL);
+	/*
+	 * json's input function has checked the syntax, and the text is stored
+	 * as it is.  jsonb's refuses what it cannot hold (\u0000, an escape the
+	 * database encoding cannot represent), which the fan-out's filter match
+	 * (data::jsonb) could not read; its text is what a key's digest covers.
+	 */
+	jb = DirectFunctionCall1(jsonb_in, CStringGetDatum(data));
+	return publish(fcinfo, data,
+				   PG_ARGISNULL(2) ? NULL : DatumGetCString(DirectFunctionCall1(jsonb_out, jb)));
 }

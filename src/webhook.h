@@ -108,9 +108,6 @@ extern void capture_init(void);
 /* redact.c */
 extern void redact_init(void);
 
-/* publish.c: ERRORs if jsonb cannot hold the json text. */
-extern void publish_check_json(const char *json, const char *column);
-
 /* event.c: the rules of event types and patterns. */
 extern bool valid_event_type(const char *s, bool pattern);
 
