@@ -3,10 +3,11 @@
  * Run by ALTER EXTENSION webhook UPDATE, in one transaction, while the
  * worker may run: the 0.2.0 library's worker waits (one LOG line) while the
  * schema is 0.1.0, and starts serving when this commits.  Nothing here
- * rewrites a table: columns are added without volatile defaults.  One
- * index is built on webhook_deliveries (partial: the retries waiting), and
- * while it is, the update holds a lock that makes the fan-out wait: on
- * millions of deliveries, that is seconds.
+ * rewrites a table: columns are added without volatile defaults.  Two
+ * indexes are built: on webhook_deliveries (partial: the retries waiting)
+ * and on webhook_events (transaction id and id); while they are, the
+ * update holds locks that make the fan-out and writers of events wait: on
+ * millions of rows, that is seconds.
  */
 
 \echo Use "ALTER EXTENSION webhook UPDATE TO '0.2.0'" to load this file. \quit
@@ -343,7 +344,7 @@ BEGIN
         DELETE FROM @extschema@.webhook_events e
          WHERE e.id = ANY (ARRAY(SELECT cand.id FROM cand))
            AND e.occurred_at < now() - older_than
-           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_fanout_queue q WHERE q.event_id = e.id)
+           AND @extschema@.webhook_fanned_out(e.txid, e.id)
            -- OFFSET 0: a probe per event, never an anti-join over all deliveries
            AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d WHERE d.event_id = e.id OFFSET 0)
         RETURNING e.id
@@ -1050,3 +1051,95 @@ COMMENT ON FUNCTION webhook_forget_dropped() IS
 CREATE EVENT TRIGGER webhook_forget_dropped ON sql_drop
     EXECUTE FUNCTION webhook_forget_dropped();
 REVOKE ALL ON FUNCTION webhook_forget_dropped() FROM PUBLIC;
+
+-------------------------------------------------------------------------------
+-- The fan-out reads the log by snapshots (ticks); the fan-out queue goes
+-------------------------------------------------------------------------------
+
+-- Events already fanned out read '0' (the column's first default, which
+-- rewrites nothing); those still queued are stamped '1', which the first
+-- window holds (the cursor starts at '1:1:').  Events written by the 0.2.0
+-- library on the old schema were queued like 0.1.0's.
+ALTER TABLE @extschema@.webhook_events ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
+UPDATE @extschema@.webhook_events e SET txid = '1'
+ WHERE e.id IN (SELECT q.event_id FROM @extschema@.webhook_fanout_queue q);
+ALTER TABLE @extschema@.webhook_events ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
+-- The fan-out's path through the log: the events of one transaction, in id
+-- order.
+CREATE INDEX webhook_events_txid_idx ON webhook_events (txid, id);
+COMMENT ON TABLE webhook_events IS 'the outbox: one row per published or captured event, written in the writer''s transaction and never updated';
+ALTER EXTENSION webhook DROP TABLE @extschema@.webhook_fanout_queue;
+DROP TABLE @extschema@.webhook_fanout_queue;
+
+-- Ticks, as PgQ's: snapshots the worker takes when events may have been
+-- committed since the last one.  The events a tick's snapshot shows
+-- committed and the previous tick's does not are one window of the log;
+-- the fan-out works through the windows in turn, each in id order (for the
+-- events of one key, which writers lock in turn, that is commit order).
+-- Windows are taken as they come, so a window holds what committed in the
+-- meantime and no more however far the fan-out lags.  The fan-out removes
+-- the ticks it has passed.
+CREATE TABLE webhook_ticks (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    snapshot pg_snapshot NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE webhook_ticks IS 'snapshots that bound the fan-out''s windows of webhook_events; the fan-out removes those it has passed';
+
+-- Where the fan-out stands: every event whose transaction done shows
+-- committed is fanned out, and so are those of the window up to snapshot
+-- upto (the tick tick_id + 1 on) with an id up to last_id.  One row, made by
+-- the first fan-out.  It is dumped with the events: a restore (whose
+-- transaction ids are another cluster's) is recognised by the row having
+-- been written by the transaction that created the extension, and the
+-- fan-out then stamps the restored events it had not taken '1', the others
+-- '0', and starts again from nothing ('1:1:', in which 0 is committed and
+-- 1 is not).
+CREATE TABLE webhook_fanout_cursor (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    tick_id  bigint NOT NULL,
+    done     pg_snapshot NOT NULL,
+    upto     pg_snapshot,
+    last_id  bigint
+);
+COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
+
+-- The stretches of transaction ids from from_ up to upto's xmax that hold
+-- no transaction upto shows running: each running transaction's ids are
+-- left out by the bounds themselves, so that a walk of
+-- webhook_events_txid_idx through them never steps over the rows a long
+-- import has written and not yet committed.
+CREATE FUNCTION webhook_log_ranges(from_ xid8, upto pg_snapshot, OUT lo xid8, OUT hi xid8)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    WITH p AS (SELECT x FROM pg_snapshot_xip(upto) AS x WHERE x >= from_),
+         b AS (SELECT from_ AS lo
+               UNION ALL
+               SELECT (((p.x)::text)::bigint + 1)::text::xid8 FROM p),
+         r AS (SELECT b.lo, coalesce((SELECT min(p.x) FROM p WHERE p.x >= b.lo), pg_snapshot_xmax(upto)) AS hi
+                 FROM b)
+    SELECT r.lo, r.hi FROM r WHERE r.lo < r.hi;
+END;
+COMMENT ON FUNCTION webhook_log_ranges(xid8, pg_snapshot) IS
+  'internal: the stretches [lo, hi) of transaction ids from from_ to the snapshot''s xmax with no transaction it shows running';
+
+CREATE FUNCTION webhook_fanned_out(txid xid8, id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT pg_visible_in_snapshot(webhook_fanned_out.txid, coalesce(k.done, '1:1:'))
+               OR coalesce(pg_visible_in_snapshot(webhook_fanned_out.txid, k.upto)
+                           AND webhook_fanned_out.id <= k.last_id, false)
+          FROM (VALUES (1)) v LEFT JOIN webhook_fanout_cursor k ON true);
+COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
+  'whether the fan-out has taken the event of this transaction id and id';
+SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
+REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint), webhook_log_ranges(xid8, pg_snapshot) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'webhook_fanout'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
+  'creates the deliveries of up to lim committed events, in the order of the log, one fan-out at a time (without wait: -1 while another runs); returns the events taken; the worker and its fan-out helper run the same statement';
+

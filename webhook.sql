@@ -1,10 +1,12 @@
 /* webhook.sql: tables, functions and views of the webhook extension, the
  * current version (the Makefile builds webhook--<EXTVERSION>.sql from it).
  *
- * Data flow: writers insert into webhook_events and webhook_fanout_queue
- * (webhook_publish or the webhook_capture trigger) in their own transaction;
- * the worker fans each committed event out into webhook_deliveries (one per
- * matching endpoint) with the statement webhook_fanout() runs, claims due
+ * Data flow: writers insert into webhook_events (webhook_publish or the
+ * webhook_capture trigger) in their own transaction, each event stamped with
+ * the writer's transaction id; the worker records snapshots (webhook_ticks)
+ * and fans the events each new snapshot made visible out into
+ * webhook_deliveries (one per matching endpoint), in order, from where
+ * webhook_fanout_cursor stands, with the statement webhook_fanout() runs; it claims due
  * deliveries, sends them and records every HTTP request in webhook_attempts.
  * All tables are ordinary WAL-logged tables: a committed event survives any
  * crash.
@@ -179,9 +181,18 @@ CREATE TABLE webhook_events (
     occurred_at     timestamptz NOT NULL DEFAULT now(),
     idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
     -- ordered endpoints send the events of one key one after another
-    ordering_key    text CHECK (length(ordering_key) <= 255)
+    ordering_key    text CHECK (length(ordering_key) <= 255),
+    -- the writer's (top-level) transaction: the fan-out takes an event once
+    -- a tick's snapshot shows this transaction committed.  Nothing is ever
+    -- written back to the event.  After a restore or an update from 0.1.0
+    -- (see webhook_fanout_cursor): '0' if it was fanned out before, '1' if
+    -- not yet.
+    txid            xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
-COMMENT ON TABLE webhook_events IS 'the outbox: one row per published or captured event, written in the writer''s transaction';
+-- The fan-out's path through the log: the events of one transaction, in id
+-- order.
+CREATE INDEX webhook_events_txid_idx ON webhook_events (txid, id);
+COMMENT ON TABLE webhook_events IS 'the outbox: one row per published or captured event, written in the writer''s transaction and never updated';
 
 -- Idempotency keys, each in the namespace of the role that published it
 -- (current_user at the call): one role can neither squat nor probe
@@ -199,16 +210,68 @@ CREATE TABLE webhook_idempotency_keys (
 CREATE INDEX webhook_idempotency_keys_event_idx ON webhook_idempotency_keys (event_id);
 COMMENT ON TABLE webhook_idempotency_keys IS 'idempotency keys of webhook_publish, per publishing role, with a digest of the event they name';
 
--- The events not fanned out yet, by id: written with each event, in the same
--- transaction, and deleted by the fan-out that handles it.  A table of its
--- own rather than a flag on the event: setting a flag rewrote the whole
--- event, its JSON included, into the heap and the WAL with a new index entry.
--- No foreign key: an event deleted by hand before its fan-out leaves its
--- entry behind, and the fan-out drops it.
-CREATE TABLE webhook_fanout_queue (
-    event_id bigint PRIMARY KEY
+-- Ticks, as PgQ's: snapshots the worker takes when events may have been
+-- committed since the last one.  The events a tick's snapshot shows
+-- committed and the previous tick's does not are one window of the log;
+-- the fan-out works through the windows in turn, each in id order (for the
+-- events of one key, which writers lock in turn, that is commit order).
+-- Windows are taken as they come, so a window holds what committed in the
+-- meantime and no more however far the fan-out lags.  The fan-out removes
+-- the ticks it has passed.
+CREATE TABLE webhook_ticks (
+    id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    snapshot pg_snapshot NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE webhook_fanout_queue IS 'events committed and not fanned out yet; the fan-out reads and deletes them in id order';
+COMMENT ON TABLE webhook_ticks IS 'snapshots that bound the fan-out''s windows of webhook_events; the fan-out removes those it has passed';
+
+-- Where the fan-out stands: every event whose transaction done shows
+-- committed is fanned out, and so are those of the window up to snapshot
+-- upto (the tick tick_id + 1 on) with an id up to last_id.  One row, made by
+-- the first fan-out.  It is dumped with the events: a restore (whose
+-- transaction ids are another cluster's) is recognised by the row having
+-- been written by the transaction that created the extension, and the
+-- fan-out then stamps the restored events it had not taken '1', the others
+-- '0', and starts again from nothing ('1:1:', in which 0 is committed and
+-- 1 is not).
+CREATE TABLE webhook_fanout_cursor (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    tick_id  bigint NOT NULL,
+    done     pg_snapshot NOT NULL,
+    upto     pg_snapshot,
+    last_id  bigint
+);
+COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
+
+-- The stretches of transaction ids from from_ up to upto's xmax that hold
+-- no transaction upto shows running: each running transaction's ids are
+-- left out by the bounds themselves, so that a walk of
+-- webhook_events_txid_idx through them never steps over the rows a long
+-- import has written and not yet committed.
+CREATE FUNCTION webhook_log_ranges(from_ xid8, upto pg_snapshot, OUT lo xid8, OUT hi xid8)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    WITH p AS (SELECT x FROM pg_snapshot_xip(upto) AS x WHERE x >= from_),
+         b AS (SELECT from_ AS lo
+               UNION ALL
+               SELECT (((p.x)::text)::bigint + 1)::text::xid8 FROM p),
+         r AS (SELECT b.lo, coalesce((SELECT min(p.x) FROM p WHERE p.x >= b.lo), pg_snapshot_xmax(upto)) AS hi
+                 FROM b)
+    SELECT r.lo, r.hi FROM r WHERE r.lo < r.hi;
+END;
+COMMENT ON FUNCTION webhook_log_ranges(xid8, pg_snapshot) IS
+  'internal: the stretches [lo, hi) of transaction ids from from_ to the snapshot''s xmax with no transaction it shows running';
+
+CREATE FUNCTION webhook_fanned_out(txid xid8, id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT pg_visible_in_snapshot(webhook_fanned_out.txid, coalesce(k.done, '1:1:'))
+               OR coalesce(pg_visible_in_snapshot(webhook_fanned_out.txid, k.upto)
+                           AND webhook_fanned_out.id <= k.last_id, false)
+          FROM (VALUES (1)) v LEFT JOIN webhook_fanout_cursor k ON true);
+COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
+  'whether the fan-out has taken the event of this transaction id and id';
 
 CREATE TABLE webhook_deliveries (
     id              bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
@@ -626,7 +689,7 @@ SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('webhook_events', 'id
                          1 + (pg_catalog.random() * 4503599627370496)::bigint, false);
 
 -- pg_dump keeps the configuration and the queue: endpoints, subscriptions,
--- and the outbox (events, the queue of those not fanned out yet, and
+-- and the outbox (events, how far the fan-out has read them, and
 -- deliveries: committed events not yet sent are user data), with the id
 -- counters, since webhook-id derives from the event id and receivers
 -- deduplicate on it.  webhook_attempts is a log: not dumped.
@@ -634,7 +697,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook_endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_event_types', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
-SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');
@@ -1100,7 +1163,7 @@ AS 'MODULE_PATHNAME', 'webhook_fanout'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
-  'creates the deliveries of up to lim committed events, one fan-out at a time (without wait: -1 while another runs); returns the queue entries taken; the worker and its fan-out helper run the same statement';
+  'creates the deliveries of up to lim committed events, in the order of the log, one fan-out at a time (without wait: -1 while another runs); returns the events taken; the worker and its fan-out helper run the same statement';
 
 -------------------------------------------------------------------------------
 -- Capture
@@ -1776,7 +1839,7 @@ BEGIN
         DELETE FROM @extschema@.webhook_events e
          WHERE e.id = ANY (ARRAY(SELECT cand.id FROM cand))
            AND e.occurred_at < now() - older_than
-           AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_fanout_queue q WHERE q.event_id = e.id)
+           AND @extschema@.webhook_fanned_out(e.txid, e.id)
            -- OFFSET 0: a probe per event, never an anti-join over all deliveries
            AND NOT EXISTS (SELECT 1 FROM @extschema@.webhook_deliveries d WHERE d.event_id = e.id OFFSET 0)
         RETURNING e.id
@@ -1855,6 +1918,8 @@ REVOKE ALL ON FUNCTION
     webhook_publish(text, jsonb, text, text),
     webhook_publish_json(text, json, text, text),
     webhook_fanout(integer, boolean),
+    webhook_fanned_out(xid8, bigint),
+    webhook_log_ranges(xid8, pg_snapshot),
     webhook_watch(regclass, text, text[], text[]),
     webhook_unwatch(regclass),
     webhook_test(bigint, text, jsonb),

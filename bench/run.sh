@@ -90,13 +90,17 @@ rss_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }   # private memory, 
 # Waits until every delivery to endpoint $1 (default nginx) is finished.
 wait_drained() {
   local deadline=$((SECONDS + 900))
-  until [ "$(psql_ -c "SELECT NOT EXISTS (SELECT 1 FROM webhook_fanout_queue)
+  # (events the cursor's snapshot does not show committed, found by index
+  # probes: webhook_fanned_out would be called for each of a million events)
+  until [ "$(psql_ -c "SELECT EXISTS (SELECT FROM webhook_fanout_cursor) AND NOT EXISTS (SELECT 1 FROM webhook_events e, webhook_fanout_cursor k
+                                         WHERE e.txid >= pg_snapshot_xmax(k.done)
+                                            OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(k.done))))
                          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending','in_flight') AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE name = '${1:-nginx}'))")" = t ]; do
     [ $SECONDS -lt $deadline ] || { echo "timed out waiting for deliveries" >&2; exit 1; }
     sleep 0.2
   done
 }
-reset_queue() { psql_ -c "TRUNCATE webhook_attempts" -c "DELETE FROM webhook_events WHERE type IN ('bench.x', 'benchb.x')" -c "VACUUM webhook_deliveries, webhook_events, webhook_attempts, webhook_fanout_queue"; }
+reset_queue() { psql_ -c "TRUNCATE webhook_attempts" -c "DELETE FROM webhook_events WHERE type IN ('bench.x', 'benchb.x')" -c "VACUUM webhook_deliveries, webhook_events, webhook_attempts, webhook_ticks"; }
 
 # One throughput run: $3 (default N) events of type $1 (default bench.x)
 # committed at once for endpoint $2 (default nginx); prints events per
@@ -144,7 +148,7 @@ psql_ -c "INSERT INTO webhook_events (type, data) SELECT 'backlog.x', '{}' FROM 
 psql_ -c "INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at) SELECT e.id, (SELECT id FROM webhook_endpoints WHERE name = 'backlog'), now() + interval '1 day' FROM webhook_events e WHERE e.type = 'backlog.x'"
 # the setup's own writes are flushed first, so the runs below do not pay
 # for a checkpoint of a million inserted rows
-psql_ -c "VACUUM ANALYZE webhook_deliveries, webhook_events, webhook_fanout_queue" -c "CHECKPOINT"
+psql_ -c "VACUUM ANALYZE webhook_deliveries, webhook_events, webhook_ticks" -c "CHECKPOINT"
 brates=()
 for _ in $(seq "$RUNS"); do read -r r _c < <(throughput_run); brates+=("$r"); done
 BRATE=$(printf '%s\n' "${brates[@]}" | median)
@@ -187,11 +191,9 @@ for t in plain watched plpgsql; do
   echo "INSERT INTO $t VALUES (nextval('pgb_seq'), 'customer', 1.5, 'note');" > "$work/pgb_$t.sql"
 done
 chmod 644 "$work"/pgb_*.sql
-# The fan-out walks the queue's primary key from its oldest entry: the bulk
-# runs above leave hundreds of thousands of dead entries there until
-# autovacuum's next visit (within autovacuum_naptime, the table being tiny).
-# Each pgbench run starts from the queue as that visit leaves it.
-tps() { psql_ -c "TRUNCATE $1" -c "VACUUM webhook_fanout_queue" >/dev/null; $run_as pgbench -n -h "$work" -p "$PGPORT" -c 4 -j 2 -T 5 -f "$work/pgb_$1.sql" postgres 2>/dev/null | awk '/^tps/ {print $3}'; }
+# The ticks the fan-out passed are deleted rows until a vacuum: each
+# pgbench run starts from the ticks as a vacuum leaves them.
+tps() { psql_ -c "TRUNCATE $1" -c "VACUUM webhook_ticks" >/dev/null; $run_as pgbench -n -h "$work" -p "$PGPORT" -c 4 -j 2 -T 5 -f "$work/pgb_$1.sql" postgres 2>/dev/null | awk '/^tps/ {print $3}'; }
 tw=(); tp=()
 for _ in $(seq "$RUNS"); do
   a=$(tps plain); b=$(tps watched); c=$(tps plpgsql)

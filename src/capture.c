@@ -62,6 +62,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "utils/xid8.h"
 #include "utils/relcache.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_trigger.h"
@@ -84,7 +85,7 @@ PG_FUNCTION_INFO_V1(webhook_capture_flush);
 /* The columns of webhook_events that capture writes. */
 enum
 {
-	EV_ID, EV_TYPE, EV_DATA, EV_OCCURRED, EV_KEY, EV_NATTS
+	EV_ID, EV_TYPE, EV_DATA, EV_OCCURRED, EV_KEY, EV_TXID, EV_NATTS
 };
 static Oid	events_relid = InvalidOid;
 static Oid	events_seq = InvalidOid;	/* its identity sequence */
@@ -369,8 +370,8 @@ bulk_close(BulkTable *t)
 }
 
 /*
- * Writes n events into webhook_events of schema nsp, and their ids into
- * webhook_fanout_queue, as COPY writes rows: heap pages filled several rows
+ * Writes n events into webhook_events of schema nsp as COPY writes rows:
+ * heap pages filled several rows
  * at a time (one WAL record per page), then each row's index entries.  An
  * INSERT through SPI cost more around each row than the row itself: its
  * plan, its executor, the table's CHECK constraints compiled again for
@@ -381,9 +382,9 @@ bulk_close(BulkTable *t)
  * types come from a prefix checked by build_capture_info, keys are at most
  * 255 bytes (capture_row), data is JSON built here, and no other column is
  * set.  Every column not written here must have a default that is
- * computed here (id, occurred_at) or be NULL; a new column with another
- * default must be added here too (bulk_columns refuses the table
- * otherwise).  There are no triggers on either table.
+ * computed here (id, occurred_at, txid) or be NULL; a new column with
+ * another default must be added here too (bulk_columns refuses the table
+ * otherwise).  There are no triggers on the table.
  * No permission is checked: the rows are the extension's own, written by
  * its triggers, which only those allowed may attach.
  */
@@ -392,6 +393,7 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 {
 	BulkTable	ev;
 	BulkTable	queue;
+	bool		queued;
 	EState	   *estate;
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -399,20 +401,31 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 	int			att[EV_NATTS];	/* 0-based column numbers */
 	int			qatt[1];
 	static const char *const names[EV_NATTS] = {"id", "type", "data", "occurred_at",
-	"ordering_key"};
+	"ordering_key", "txid"};
 	static const Oid types_of[EV_NATTS] = {INT8OID, TEXTOID, JSONOID, TIMESTAMPTZOID,
-	TEXTOID};
+	TEXTOID, XID8OID};
+	/* pg_current_xact_id(): the top level's, with which the events commit */
+	Datum		txid = FullTransactionIdGetDatum(GetTopFullTransactionId());
 
 	bulk_open(&ev, "webhook_events", nsp, nslots, n >= BULK_INSERT_ROWS);
-	bulk_columns(&ev, EV_NATTS, names, types_of, att);
+
+	/*
+	 * The schema of 0.1.0, until ALTER EXTENSION UPDATE makes it 0.2.0: no
+	 * transaction id on the event, but an entry in webhook_fanout_queue.
+	 */
+	queued = get_attnum(RelationGetRelid(ev.rel), "txid") == InvalidAttrNumber;
+	bulk_columns(&ev, queued ? EV_TXID : EV_NATTS, names, types_of, att);
+	if (queued)
+	{
+		bulk_open(&queue, "webhook_fanout_queue", nsp, nslots, n >= BULK_INSERT_ROWS);
+		bulk_columns(&queue, 1, (const char *const[]) {"event_id"}, (const Oid[]) {INT8OID}, qatt);
+	}
 	if (RelationGetRelid(ev.rel) != events_relid)
 	{
 		/* the identity sequence, looked up once per table */
 		events_relid = RelationGetRelid(ev.rel);
 		events_seq = compat_identity_sequence(ev.rel, att[EV_ID] + 1);
 	}
-	bulk_open(&queue, "webhook_fanout_queue", nsp, nslots, n >= BULK_INSERT_ROWS);
-	bulk_columns(&queue, 1, (const char *const[]) {"event_id"}, (const Oid[]) {INT8OID}, qatt);
 
 	estate = CreateExecutorState();
 	for (int done = 0; done < n; done += nslots)
@@ -422,7 +435,6 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 		for (int k = 0; k < m; k++)
 		{
 			TupleTableSlot *slot = ev.slots[k];
-			TupleTableSlot *qslot = queue.slots[k];
 			int			e = done + k;
 			Datum		id = Int64GetDatum(nextval_internal(events_seq, false));
 
@@ -436,19 +448,30 @@ insert_events(Oid nsp, int n, Datum *types, Datum *data, Datum *keys, bool *keyn
 			slot->tts_isnull[att[EV_ID]] = slot->tts_isnull[att[EV_TYPE]] =
 				slot->tts_isnull[att[EV_DATA]] = slot->tts_isnull[att[EV_OCCURRED]] = false;
 			slot->tts_isnull[att[EV_KEY]] = keynulls[e];
+			if (!queued)
+			{
+				slot->tts_values[att[EV_TXID]] = txid;
+				slot->tts_isnull[att[EV_TXID]] = false;
+			}
 			ExecStoreVirtualTuple(slot);
+			if (queued)
+			{
+				TupleTableSlot *qslot = queue.slots[k];
 
-			ExecClearTuple(qslot);
-			memset(qslot->tts_isnull, true, sizeof(bool) * qslot->tts_tupleDescriptor->natts);
-			qslot->tts_values[qatt[0]] = id;
-			qslot->tts_isnull[qatt[0]] = false;
-			ExecStoreVirtualTuple(qslot);
+				ExecClearTuple(qslot);
+				memset(qslot->tts_isnull, true, sizeof(bool) * qslot->tts_tupleDescriptor->natts);
+				qslot->tts_values[qatt[0]] = id;
+				qslot->tts_isnull[qatt[0]] = false;
+				ExecStoreVirtualTuple(qslot);
+			}
 		}
 		bulk_write(&ev, m, estate, cid);
-		bulk_write(&queue, m, estate, cid);
+		if (queued)
+			bulk_write(&queue, m, estate, cid);
 	}
 
-	bulk_close(&queue);
+	if (queued)
+		bulk_close(&queue);
 	bulk_close(&ev);
 	FreeExecutorState(estate);
 	webhook_arm_wake(false, false);

@@ -23,12 +23,9 @@
 #include "postgres.h"
 
 #include "catalog/dependency.h"
-#include "commands/vacuum.h"
 #include "executor/executor.h"
 #include "lib/stringinfo.h"
-#include "pgstat.h"
 #include "miscadmin.h"
-#include "storage/bufmgr.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -116,65 +113,5 @@ typedef const void *CompatBinaryData;
 #else
 typedef const char *CompatBinaryData;
 #endif
-
-/*
- * Dead tuples of a table as its statistics entry counts them.  PostgreSQL
- * 16 renamed n_dead_tuples to dead_tuples.
- */
-static inline PgStat_Counter
-compat_dead_tuples(const PgStat_StatTabEntry *entry)
-{
-#if PG_VERSION_NUM >= 160000
-	return entry->dead_tuples;
-#else
-	return entry->n_dead_tuples;
-#endif
-}
-
-/*
- * Runs vacuum() on rels, outside any transaction block, as a VACUUM
- * command with those params would; what must outlive vacuum()'s own
- * transactions is allocated in cxt, which the caller resets afterwards
- * (also after an ERROR).
- *
- * PostgreSQL 15 builds that memory and the buffer ring (BAS_VACUUM)
- * itself, under PortalContext, which is pointed at cxt for the call.
- * PostgreSQL 16 takes the memory context and leaves the ring to the
- * caller, sized by vacuum_buffer_usage_limit as ExecVacuum sizes it; it
- * also vacuums the table itself only when asked (VACOPT_PROCESS_MAIN,
- * which VACUUM sets unless told PROCESS_MAIN false): without it, vacuum()
- * silently does nothing to the table.  PostgreSQL 18 adds
- * max_eager_freeze_failure_rate to the params, which ExecVacuum takes
- * from its setting (a table's own option still wins).
- */
-static inline void
-compat_vacuum(List *rels, VacuumParams *params, MemoryContext cxt)
-{
-#if PG_VERSION_NUM >= 160000
-	BufferAccessStrategy bstrategy;
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-
-	params->options |= VACOPT_PROCESS_MAIN;
-#if PG_VERSION_NUM >= 180000
-	params->max_eager_freeze_failure_rate = vacuum_max_eager_freeze_failure_rate;
-#endif
-	bstrategy = GetAccessStrategyWithSize(BAS_VACUUM, VacuumBufferUsageLimit);
-	MemoryContextSwitchTo(old);
-	vacuum(rels, params, bstrategy, cxt, true);
-#else
-	MemoryContext old_portal = PortalContext;
-
-	PortalContext = cxt;
-	PG_TRY();
-	{
-		vacuum(rels, params, NULL, true);
-	}
-	PG_FINALLY();
-	{
-		PortalContext = old_portal;
-	}
-	PG_END_TRY();
-#endif
-}
 
 #endif							/* WEBHOOK_COMPAT_H */

@@ -62,8 +62,6 @@ typedef enum QueueStatus
 extern QueueStatus queue_begin(void);
 extern void queue_commit(void);
 extern void queue_forget_plans(void);
-extern int64 queue_dead_entries(void);
-extern void queue_vacuum(void);
 extern Oid	queue_installation(void);
 extern int64 queue_recover_leases(bool all, int64 *repaired);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
@@ -100,7 +98,7 @@ typedef enum ClaimKind
 StaticAssertDecl(CLAIMS_ALL == (1 << CLAIM_PLAIN | 1 << CLAIM_BATCH | 1 << CLAIM_ORDERED),
 				 "CLAIMS_ALL names every ClaimKind");
 
-extern int64 queue_fanout(int limit, bool wait, uint32 *made);
+extern int64 queue_fanout(int limit, bool wait, uint32 *made, bool *more);
 extern Job *queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, HTAB *endpoints,
 						MemoryContext parent, int *nclaimed);
 extern void queue_record(Job *done);

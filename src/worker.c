@@ -78,14 +78,6 @@
  */
 #define MIN_CLAIM_GAP_US 5000
 /*
- * The fan-out helper VACUUMs the fan-out queue once this many entries are
- * dead, at most once per VACUUM_QUEUE_GAP_US: dead entries a long
- * transaction elsewhere keeps (VACUUM cannot remove them) must not make it
- * vacuum at every step.
- */
-#define VACUUM_QUEUE_DEAD 10000
-#define VACUUM_QUEUE_GAP_US (10 * USECS_PER_SEC)
-/*
  * While a DROP EXTENSION is pending, cycles are tried again this often (not
  * at every finished request), and the wait is logged once it lasts this long.
  */
@@ -915,7 +907,7 @@ cycle_claim(void)
 	TimestampTz now;
 	int64		token;
 	int64		fanned = 0;
-	bool		more;
+	bool		more = false;
 
 	/*
 	 * Woken while idle, the worker fans out itself; busy, it leaves that to
@@ -930,13 +922,11 @@ cycle_claim(void)
 		 */
 		uint32		made;
 
-		fanned = queue_fanout(webhook_batch_size, false, &made);
-		if (fanned < 0 || fanned >= webhook_batch_size)
+		fanned = queue_fanout(webhook_batch_size, false, &made, &more);
+		if (fanned < 0 || more)
 			wake_helper();
-		fanned = Max(fanned, 0);
 		mark_due(made);
 	}
-	more = fanned >= webhook_batch_size;
 	if (room <= 0)
 		return true;			/* no room to look: assume work waits */
 
@@ -1529,12 +1519,9 @@ parent_alive(pid_t parent)
 /* One step of the helper, for guarded(): its inputs and results. */
 typedef struct FanoutStep
 {
-	TimestampTz last_step;
-	TimestampTz last_vacuum;
-	int64		fanned;			/* out: queue entries taken */
+	int64		fanned;			/* out: events taken */
 	uint32		made;			/* out: kinds of deliveries made */
-	bool		more;			/* out: a full step: more may wait */
-	bool		vacuum_queue;	/* out: time to vacuum the queue */
+	bool		more;			/* out: more may wait */
 	long		pause;			/* out: ms to wait before the next step */
 } FanoutStep;
 
@@ -1546,11 +1533,7 @@ fanout_step(void *arg)
 
 	if (st == QUEUE_READY)
 	{
-		f->fanned = queue_fanout(webhook_batch_size, true, &f->made);
-		f->more = f->fanned >= webhook_batch_size;
-		/* caught up: the dead entries left behind go, if many */
-		f->vacuum_queue = !f->more && f->last_step - f->last_vacuum >= VACUUM_QUEUE_GAP_US &&
-			queue_dead_entries() >= VACUUM_QUEUE_DEAD;
+		f->fanned = queue_fanout(webhook_batch_size, true, &f->made, &f->more);
 		queue_commit();
 	}
 	else if (st == QUEUE_BUSY)
@@ -1558,14 +1541,6 @@ fanout_step(void *arg)
 		f->pause = DROP_RETRY_US / 1000;	/* the worker logs the wait */
 		f->more = true;
 	}
-}
-
-static void
-vacuum_step(void *arg)
-{
-	/* counts of deletes not yet sent would come back after it */
-	pgstat_report_stat(true);
-	queue_vacuum();
 }
 
 /* After an ERROR in the helper: its kept plans may be what broke. */
@@ -1592,7 +1567,6 @@ webhook_fanout_main(Datum arg)
 	pid_t		parent;
 	volatile bool more = true;	/* a first step: commits may precede our latch */
 	TimestampTz last_step = 0;
-	TimestampTz last_vacuum = 0;
 
 	memcpy(&parent, MyBgworkerEntry->bgw_extra, sizeof(pid_t));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1602,8 +1576,6 @@ webhook_fanout_main(Datum arg)
 	pgstat_report_appname("webhook fanout");
 	session_settings();
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-	/* it reads one table's dead-tuple count: no snapshot of all statistics */
-	SetConfigOption("stats_fetch_consistency", "none", PGC_USERSET, PGC_S_SESSION);
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	self.db = wake_find_slot(dboid);
@@ -1638,25 +1610,12 @@ webhook_fanout_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		step.last_step = last_step;
-		step.last_vacuum = last_vacuum;
 		if (!guarded(fanout_step, &step, forget_plans))
 		{
 			step.pause = 1000;
 			step.more = true;	/* what it was woken for is still to do */
-			step.vacuum_queue = false;
 		}
 		more = step.more;
-
-		/*
-		 * Its own error is logged and waits for the next gap: it is no
-		 * reason to forget the plans, or to pause the fan-out.
-		 */
-		if (step.vacuum_queue)
-		{
-			last_vacuum = last_step;
-			(void) guarded(vacuum_step, NULL, NULL);
-		}
 
 		/* the worker claims what was fanned out, or what a wake-up was for */
 		if (step.fanned > 0 || (rc & WL_LATCH_SET))

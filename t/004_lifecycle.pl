@@ -162,15 +162,26 @@ $node->safe_psql('postgres', 'DROP DATABASE restored');
 $node->safe_psql('postgres', 'CREATE DATABASE unserved');
 $node->safe_psql('unserved', "CREATE EXTENSION webhook;
 	SELECT webhook_create_endpoint('later', 'https://later.example.com/', event_types => '{q.*}');
-	SELECT count(webhook_publish('q.waiting', jsonb_build_object('i', i))) FROM generate_series(1, 3) i");
+	SELECT count(webhook_publish('q.done', jsonb_build_object('i', i))) FROM generate_series(1, 2) i");
+# two events fanned out before the dump, three not
+$node->safe_psql('unserved', 'SELECT webhook_fanout()');
+$node->safe_psql('unserved',
+	"SELECT count(webhook_publish('q.waiting', jsonb_build_object('i', i))) FROM generate_series(1, 3) i");
 $node->command_ok([ 'pg_dump', '-d', $node->connstr('unserved'), '-f', $dump ], 'pg_dump a database with queued events');
 $node->safe_psql('postgres', 'CREATE DATABASE unserved2');
 $node->command_ok([ 'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('unserved2'), '-f', $dump ],
 	'restore it in one transaction');
-my $queued = 'SELECT string_agg(e.id::text, \',\' ORDER BY e.id) FROM webhook_fanout_queue q JOIN webhook_events e ON e.id = q.event_id';
-is($node->safe_psql('unserved2', $queued), $node->safe_psql('unserved', $queued), 'the queue is restored with its events');
-is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '3', 'restored queued events are fanned out');
-is($node->safe_psql('unserved2', 'SELECT count(*) FROM webhook_deliveries'), '3', 'one delivery per restored event');
+my $queued = 'SELECT string_agg(e.id::text, \',\' ORDER BY e.id) FROM webhook_events e WHERE NOT webhook_fanned_out(e.txid, e.id)';
+my $waiting = $node->safe_psql('unserved', $queued);
+is(scalar(split /,/, $waiting), 3, 'three events wait for the fan-out');
+is($node->safe_psql('unserved2', $queued), $waiting, 'the fan-out cursor is restored with the events');
+is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '3', 'restored waiting events are fanned out, and only they');
+ok($node->log_contains('the fan-out starts again from the restored events not yet fanned out'),
+	'the restore is recognised');
+is($node->safe_psql('unserved2', 'SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries'), '5|5',
+	'one delivery per restored event');
+$node->safe_psql('unserved2', "SELECT webhook_publish('q.after', '{}')");
+is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '1', 'events published after the restore are fanned out');
 $node->safe_psql('postgres', 'DROP DATABASE unserved');
 $node->safe_psql('postgres', 'DROP DATABASE unserved2');
 

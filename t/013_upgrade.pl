@@ -43,7 +43,19 @@ $node->safe_psql('postgres', qq{
 	INSERT INTO orders SELECT i, i % 2 = 0, 'secret' FROM generate_series(1, 20) i;
 	SELECT webhook_publish('invoice.paid', jsonb_build_object('invoice', i), 'inv-' || i) FROM generate_series(1, 10) i;
 	SELECT webhook_publish('doomed.once', '{}');
-	SELECT webhook_fanout(100000);
+	-- the deliveries 0.1.0's worker made (the 0.2.0 library serves 0.1.0's
+	-- schema only once updated): one per event and matching endpoint, out
+	-- of the fan-out queue, ordered endpoints' on their key's line
+	WITH q AS (DELETE FROM webhook_fanout_queue RETURNING event_id)
+	INSERT INTO webhook_deliveries (event_id, endpoint_id, ordering_key)
+	SELECT e.id, s.endpoint_id, CASE WHEN p.ordered THEN webhook_line_key(e.ordering_key) END
+	  FROM q JOIN webhook_events e ON e.id = q.event_id
+	  JOIN webhook_subscriptions s
+	    ON (s.event_type = '*' OR s.event_type = e.type
+	        OR (s.event_type LIKE '%.*' AND starts_with(e.type, left(s.event_type, -1))))
+	   AND (s.filter IS NULL OR e.data::jsonb @> s.filter)
+	  JOIN webhook_endpoints p ON p.id = s.endpoint_id
+	 ORDER BY 1, 2;
 	-- an administrator's grants
 	CREATE ROLE hook_admin;
 	GRANT EXECUTE ON FUNCTION webhook_create_endpoint(text, text, text[], text, jsonb, interval[], interval, text, integer,
@@ -71,6 +83,10 @@ my %before = (
 $node->safe_psql('postgres', "CREATE TABLE waiting AS SELECT id FROM webhook_deliveries WHERE status = 'pending' AND endpoint_id <> (SELECT id FROM webhook_endpoints WHERE name = 'doomed')");
 cmp_ok($before{pending}, '>', 40, "$before{pending} deliveries wait");
 is(scalar @{ received($rcv) }, 0, 'nothing is sent while the schema is 0.1.0');
+
+my ($fanout_rc, $fanout_out, $fanout_err) = $node->psql('postgres', 'SELECT webhook_fanout()');
+like($fanout_err, qr/older than its library.*\n.*ALTER EXTENSION webhook UPDATE/,
+	'a fan-out by hand asks for the update');
 
 # writes to a watched table go on with the 0.2.0 library on the old schema
 $node->safe_psql('postgres', 'INSERT INTO orders VALUES (100, true, NULL)');

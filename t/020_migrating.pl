@@ -126,7 +126,7 @@ like(run_blocks('form', 'try'), qr/^t\|200\|$/, 'form: webhook_test as the guide
 run_blocks($_, 'try') for grep { $_ ne 'form' } @sections;
 run_blocks($_, 'publish') for @sections;
 ok($node->poll_query_until('postgres', q{
-	SELECT NOT EXISTS (SELECT 1 FROM webhook_fanout_queue)
+	SELECT NOT EXISTS (SELECT 1 FROM webhook_events e WHERE NOT webhook_fanned_out(e.txid, e.id))
 	   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending', 'in_flight'))}),
 	'every delivery of the guide ended');
 
