@@ -1087,9 +1087,10 @@ CREATE TABLE webhook_ticks (
 COMMENT ON TABLE webhook_ticks IS 'snapshots that bound the fan-out''s windows of webhook_events; the fan-out removes those it has passed';
 
 -- Where the fan-out stands: every event whose transaction done shows
--- committed is fanned out, and so are those of the window up to snapshot
--- upto (the tick tick_id + 1 on) with an id up to last_id.  One row, made by
--- the first fan-out.  It is dumped with the events: a restore (whose
+-- committed is fanned out.  While a window is open, upto is its snapshot
+-- (that of tick tick_id), hi_id its highest event id, and its events with
+-- an id below next_id are fanned out too; once it is done, done becomes
+-- upto.  One row, made by the first fan-out.  It is dumped with the events: a restore (whose
 -- transaction ids are another cluster's) is recognised by the row having
 -- been written by the transaction that created the extension, and the
 -- fan-out then stamps the restored events it had not taken '1', the others
@@ -1100,7 +1101,9 @@ CREATE TABLE webhook_fanout_cursor (
     tick_id  bigint NOT NULL,
     done     pg_snapshot NOT NULL,
     upto     pg_snapshot,
-    last_id  bigint
+    next_id  bigint,
+    hi_id    bigint,
+    CHECK ((upto IS NULL) = (next_id IS NULL) AND (upto IS NULL) = (hi_id IS NULL))
 );
 COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
 
@@ -1114,32 +1117,54 @@ RETURNS SETOF record
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 BEGIN ATOMIC
     WITH p AS (SELECT x FROM pg_snapshot_xip(upto) AS x WHERE x >= from_),
-         b AS (SELECT from_ AS lo
+         -- each gap ends at the next running transaction (lead), or at xmax
+         b AS (SELECT from_ AS lo, (SELECT min(p.x) FROM p) AS hi
                UNION ALL
-               SELECT (((p.x)::text)::bigint + 1)::text::xid8 FROM p),
-         r AS (SELECT b.lo, coalesce((SELECT min(p.x) FROM p WHERE p.x >= b.lo), pg_snapshot_xmax(upto)) AS hi
-                 FROM b)
+               SELECT (((p.x)::text)::bigint + 1)::text::xid8, lead(p.x) OVER (ORDER BY p.x) FROM p),
+         r AS (SELECT b.lo, coalesce(b.hi, pg_snapshot_xmax(upto)) AS hi FROM b)
     SELECT r.lo, r.hi FROM r WHERE r.lo < r.hi;
 END;
 COMMENT ON FUNCTION webhook_log_ranges(xid8, pg_snapshot) IS
   'internal: the stretches [lo, hi) of transaction ids from from_ to the snapshot''s xmax with no transaction it shows running';
+
+-- The snapshot a tick records: the current one, in which the ticking
+-- transaction, if it has an id, is still running (pg_current_snapshot
+-- leaves it out of the running ones, and shows it committed once a later
+-- transaction has ended): events it writes after the tick go in a later
+-- window, never in this one, which could end before they are written.
+CREATE FUNCTION webhook_tick_snapshot()
+RETURNS pg_snapshot
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+    SELECT CASE WHEN v.own IS NULL OR NOT pg_visible_in_snapshot(v.own, v.s) THEN v.s
+                ELSE (least(pg_snapshot_xmin(v.s), v.own)::text || ':' || pg_snapshot_xmax(v.s)::text || ':'
+                      || (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
+                            FROM (SELECT pg_snapshot_xip(v.s) UNION SELECT v.own) AS u(x)))::pg_snapshot
+           END
+      FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS own) AS v;
+END;
+COMMENT ON FUNCTION webhook_tick_snapshot() IS
+  'internal: the current snapshot, with the calling transaction shown running';
 
 CREATE FUNCTION webhook_fanned_out(txid xid8, id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (SELECT pg_visible_in_snapshot(webhook_fanned_out.txid, coalesce(k.done, '1:1:'))
                OR coalesce(pg_visible_in_snapshot(webhook_fanned_out.txid, k.upto)
-                           AND webhook_fanned_out.id <= k.last_id, false)
+                           AND webhook_fanned_out.id < k.next_id, false)
           FROM (VALUES (1)) v LEFT JOIN webhook_fanout_cursor k ON true);
 COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
   'whether the fan-out has taken the event of this transaction id and id';
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
-REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint), webhook_log_ranges(xid8, pg_snapshot) FROM PUBLIC;
+REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint), webhook_log_ranges(xid8, pg_snapshot),
+    webhook_tick_snapshot() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'webhook_fanout'
 LANGUAGE C VOLATILE STRICT
-SET search_path = pg_catalog, pg_temp;
+SET search_path = pg_catalog, pg_temp
+-- its statements are planned for each call: as the worker's, never compiled
+SET jit = off;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
   'creates the deliveries of up to lim committed events, in the order of the log, one fan-out at a time (without wait: -1 while another runs); returns the events taken; the worker and its fan-out helper run the same statement';
 

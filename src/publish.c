@@ -49,7 +49,6 @@ static Oid	plans_nsp = InvalidOid;
 static SPIPlanPtr plan_find_key = NULL;
 static SPIPlanPtr plan_claim_key = NULL;
 static SPIPlanPtr plan_insert = NULL;
-static bool plans_queued = false;	/* plan_insert writes a queue entry */
 
 /* Length of the digest that identifies a keyed event's type and data. */
 #define DIGEST_LEN 32
@@ -75,10 +74,8 @@ prepare_plans(Oid nsp)
 {
 	const char *schema;
 	char	   *seq;
-	/* the schema of 0.1.0, until ALTER EXTENSION UPDATE: a queue table */
-	bool		queued = OidIsValid(get_relname_relid("webhook_fanout_queue", nsp));
 
-	if (nsp == plans_nsp && plan_insert != NULL && queued == plans_queued)
+	if (nsp == plans_nsp && plan_insert != NULL)
 		return;
 	if (plan_find_key)
 		SPI_freeplan(plan_find_key);
@@ -111,21 +108,12 @@ prepare_plans(Oid nsp)
 								   " VALUES ($1, $2, pg_catalog.nextval(%s::pg_catalog.regclass), $3)"
 								   " ON CONFLICT DO NOTHING RETURNING event_id", schema, seq),
 						  3, (Oid[]) {NAMEOID, TEXTOID, BYTEAOID});
-	plan_insert = keep(psprintf(queued ?
-								"WITH e AS ("
-								"  INSERT INTO %1$s.webhook_events (id, type, data, idempotency_key, ordering_key)"
-								"  VALUES (COALESCE($1, pg_catalog.nextval(%2$s::pg_catalog.regclass)),"
-								"          $2, $3, $4, $5)"
-								"  RETURNING id)"
-								" INSERT INTO %1$s.webhook_fanout_queue (event_id) SELECT e.id FROM e"
-								" RETURNING event_id" :
-								"INSERT INTO %1$s.webhook_events (id, type, data, idempotency_key, ordering_key)"
+	plan_insert = keep(psprintf("INSERT INTO %1$s.webhook_events (id, type, data, idempotency_key, ordering_key)"
 								" VALUES (COALESCE($1, pg_catalog.nextval(%2$s::pg_catalog.regclass)),"
 								"         $2, $3, $4, $5)"
 								" RETURNING id", schema, seq),
 					   5, (Oid[]) {INT8OID, TEXTOID, JSONOID, TEXTOID, TEXTOID});
 	plans_nsp = nsp;
-	plans_queued = queued;
 }
 
 /* SHA-256 of type, a NUL, and data as jsonb writes it: how a reuse is recognised. */

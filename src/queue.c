@@ -63,6 +63,7 @@ static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *wha
 
 static SPIPlanPtr plan_fanout = NULL;
 static SPIPlanPtr plan_tick = NULL;
+static SPIPlanPtr plan_window = NULL;
 static Oid	fanout_lock_key = InvalidOid;	/* webhook_events' OID */
 static bool cursor_checked = false; /* CURSOR_SQL ran for these plans */
 static SPIPlanPtr plans_claim[CLAIM_KINDS];
@@ -83,7 +84,7 @@ static SPIPlanPtr plan_repair = NULL;
 void
 queue_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&plan_fanout, &plan_tick, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_name_recovered, &plan_endpoints,
+	SPIPlanPtr *plans[] = {&plan_fanout, &plan_tick, &plan_window, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_name_recovered, &plan_endpoints,
 	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock, &plan_next_due,
 	&plan_repair};
 
@@ -110,33 +111,26 @@ queue_installation(void)
 }
 
 /*
- * The fan-out: the next up to $1 events of the log, and one delivery for
- * each of them per matching endpoint.  The log is read window by window:
- * the events whose transaction the next tick's snapshot (upto) shows
- * committed and webhook_fanout_cursor's (done) does not, each window in id
- * order (for one key's events, which writers lock in turn, commit order),
- * from the cursor's last_id on.  A window's transactions are those in
- * done's list of running ones that upto shows committed, and those between
- * done's xmax and upto's, found by a skip scan of webhook_events_txid_idx
- * (one probe per transaction: a long import is one) that leaves out, by
- * its bounds, the transactions upto shows running (webhook_log_ranges:
- * their uncommitted rows are never stepped over); each gives its next
- * events in id order through the same index.  So a step reads what it
- * takes, plus a probe per transaction of the window.  The cursor moves in the same
- * statement, to the next window once this one is done, and the ticks it
- * passed go.  Returns how many events it took, whether it made deliveries
- * for the batch and the ordered claim, and whether more may wait.  One
- * statement, run by the worker and its helper (a kept generic plan) and by
- * webhook_fanout().  Names it does not qualify resolve with search_path =
- * pg_catalog, pg_temp: the worker's, and webhook_fanout's own.
+ * The fan-out reads the log window by window: a window is the events whose
+ * transaction a tick's snapshot (upto) shows committed and
+ * webhook_fanout_cursor's (done) does not.  WINDOW_SQL opens the next one,
+ * when none is open: its transactions are those in done's list of running
+ * ones that upto shows committed, and those between done's xmax and upto's,
+ * found by a skip scan of webhook_events_txid_idx (one probe per
+ * transaction: a long import is one) whose bounds leave out the
+ * transactions upto shows running (webhook_log_ranges: their uncommitted
+ * rows are never stepped over); two more probes per transaction give the
+ * window's lowest and highest event id.  So a window costs three probes per
+ * transaction once, however many steps take it.  A window with no event
+ * is passed at once.  The ticks before it go.
  */
-#define FANOUT_SQL \
+#define WINDOW_SQL \
 	"WITH RECURSIVE c AS (" \
-	"  SELECT k.done, coalesce(k.last_id, -9223372036854775808) AS last_id, t.id AS tick," \
-	"         t.snapshot AS upto" \
+	"  SELECT k.done, t.id AS tick, t.snapshot AS upto" \
 	"    FROM %1$s.webhook_fanout_cursor k" \
 	"   CROSS JOIN LATERAL (SELECT t.id, t.snapshot FROM %1$s.webhook_ticks t" \
 	"                        WHERE t.id > k.tick_id ORDER BY t.id LIMIT 1) t" \
+	"   WHERE k.upto IS NULL" \
 	"), r AS (" \
 	"  SELECT (SELECT e.txid FROM %1$s.webhook_events e" \
 	"           WHERE e.txid >= g.lo AND e.txid < g.hi ORDER BY e.txid LIMIT 1) AS txid, g.hi" \
@@ -150,14 +144,50 @@ queue_installation(void)
 	"  UNION ALL" \
 	"  SELECT s.txid FROM c CROSS JOIN LATERAL pg_snapshot_xip(c.done) AS s(txid)" \
 	"   WHERE pg_visible_in_snapshot(s.txid, c.upto)" \
+	"), b AS (" \
+	/* (a range on txid, not =, so that only the (txid, id) index gives \
+	 * the order) */ \
+	"  SELECT min((SELECT e.id FROM %1$s.webhook_events e" \
+	"               WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid, e.id LIMIT 1)) AS lo," \
+	"         max((SELECT e.id FROM %1$s.webhook_events e" \
+	"               WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid DESC, e.id DESC LIMIT 1)) AS hi" \
+	"    FROM x" \
+	"), passed AS (" \
+	"  DELETE FROM %1$s.webhook_ticks t WHERE t.id < (SELECT c.tick FROM c)" \
+	")" \
+	"UPDATE %1$s.webhook_fanout_cursor k" \
+	"   SET tick_id = c.tick," \
+	"       done = CASE WHEN b.lo IS NULL THEN c.upto ELSE k.done END," \
+	"       upto = CASE WHEN b.lo IS NULL THEN NULL ELSE c.upto END," \
+	"       next_id = b.lo, hi_id = b.hi" \
+	"  FROM c, b"
+
+/*
+ * The fan-out step: the open window's next up to $1 events, in id order
+ * (for one key's events, which writers lock in turn, commit order), walked
+ * on the primary key from the cursor's next_id up to the window's highest
+ * id, and one delivery for each of them per matching endpoint.  The cursor
+ * moves in the same statement; once the window is done, done becomes its
+ * snapshot and the ticks up to it go.  Returns how many events it took,
+ * whether it made deliveries for the batch and the ordered claim, and
+ * whether more may wait.  One statement, run by the worker and its helper
+ * (a kept generic plan) and by webhook_fanout().  Names it does not qualify
+ * resolve with search_path = pg_catalog, pg_temp: the worker's, and
+ * webhook_fanout's own.
+ */
+#define FANOUT_SQL \
+	"WITH c AS (" \
+	"  SELECT k.done, k.upto, k.next_id, k.hi_id, k.tick_id FROM %1$s.webhook_fanout_cursor k" \
+	"   WHERE k.upto IS NOT NULL" \
 	"), pick AS (" \
-	"  SELECT p.id FROM c CROSS JOIN x CROSS JOIN LATERAL (" \
+	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
-	"     WHERE (e.txid, e.id) > (x.txid, c.last_id) AND e.txid <= x.txid" \
-	"     ORDER BY e.txid, e.id LIMIT $1) p" \
-	"   ORDER BY p.id LIMIT $1" \
+	"     WHERE e.id >= c.next_id AND e.id <= c.hi_id" \
+	"       AND pg_visible_in_snapshot(e.txid, c.upto) AND NOT pg_visible_in_snapshot(e.txid, c.done)" \
+	"     ORDER BY e.id LIMIT $1) p" \
 	"), f AS (" \
-	"  SELECT count(*) AS n, max(pick.id) AS last FROM pick" \
+	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT c.hi_id FROM c) AS whole," \
+	"         count(*) AS n, max(pick.id) AS last FROM pick" \
 	"), ev AS (" \
 	/* the lock the deliveries' foreign key would take: an event being \
 	 * deleted by hand is waited for and skipped, as is one already gone \
@@ -188,22 +218,21 @@ queue_installation(void)
 	"  ORDER BY 1, 2" \
 	"  ON CONFLICT DO NOTHING" \
 	"), adv AS (" \
-	/* a window taken in part keeps its snapshot in the cursor, for a \
-	 * restore to tell what of it was taken */ \
 	"  UPDATE %1$s.webhook_fanout_cursor k" \
-	"     SET tick_id = CASE WHEN f.n < $1 THEN c.tick ELSE k.tick_id END," \
-	"         done = CASE WHEN f.n < $1 THEN c.upto ELSE k.done END," \
-	"         upto = CASE WHEN f.n < $1 THEN NULL ELSE c.upto END," \
-	"         last_id = CASE WHEN f.n < $1 THEN NULL ELSE f.last END" \
+	"     SET done = CASE WHEN f.whole THEN c.upto ELSE k.done END," \
+	"         upto = CASE WHEN f.whole THEN NULL ELSE k.upto END," \
+	"         next_id = CASE WHEN f.whole THEN NULL ELSE f.last + 1 END," \
+	"         hi_id = CASE WHEN f.whole THEN NULL ELSE k.hi_id END" \
 	"    FROM c, f" \
 	"), passed AS (" \
 	"  DELETE FROM %1$s.webhook_ticks t" \
-	"   WHERE t.id <= (SELECT c.tick FROM c) AND (SELECT f.n < $1 FROM f)" \
+	"   WHERE t.id <= (SELECT c.tick_id FROM c) AND (SELECT f.whole FROM f)" \
 	")" \
 	"SELECT f.n," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
 	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
-	"       f.n >= $1 OR EXISTS (SELECT FROM c, %1$s.webhook_ticks t WHERE t.id > c.tick)" \
+	"       NOT coalesce(f.whole, true)" \
+	"       OR EXISTS (SELECT FROM %1$s.webhook_ticks t, %1$s.webhook_fanout_cursor k WHERE t.id > k.tick_id)" \
 	"  FROM f"
 
 /*
@@ -212,11 +241,13 @@ queue_installation(void)
  * event of a transaction that was not running then and is not now, or of
  * one that was and has committed since.  Running transactions are left out
  * by the bounds of the probes (webhook_log_ranges), so that a long import
- * costs nothing here until it commits.
+ * costs nothing here until it commits.  The snapshot shows the ticking
+ * transaction itself running (webhook_tick_snapshot): events it writes
+ * after the tick belong to a later window.
  */
 #define TICK_SQL \
 	"INSERT INTO %1$s.webhook_ticks (snapshot)" \
-	"SELECT pg_current_snapshot()" \
+	"SELECT %1$s.webhook_tick_snapshot()" \
 	"  FROM (SELECT coalesce((SELECT t.snapshot FROM %1$s.webhook_ticks t ORDER BY t.id DESC LIMIT 1)," \
 	"                        (SELECT k.done FROM %1$s.webhook_fanout_cursor k)) AS snapshot) l" \
 	" WHERE EXISTS (SELECT FROM %1$s.webhook_log_ranges(pg_snapshot_xmax(l.snapshot), pg_current_snapshot()) g" \
@@ -253,7 +284,8 @@ queue_installation(void)
 	"                     ELSE '1'::xid8 END" \
 	"    FROM k WHERE e.xmin = k.xmin" \
 	")" \
-	"UPDATE %1$s.webhook_fanout_cursor c SET tick_id = 0, done = '1:1:', upto = NULL, last_id = NULL" \
+	"UPDATE %1$s.webhook_fanout_cursor c" \
+	"   SET tick_id = 0, done = '1:1:', upto = NULL, next_id = NULL, hi_id = NULL" \
 	"  FROM k"
 
 /*
@@ -322,6 +354,7 @@ prepare_all(Oid ext)
 
 	plan_fanout = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	plan_tick = prepare("tick", TICK_SQL, schema, 0, NULL);
+	plan_window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
 	fanout_lock_key = get_relname_relid("webhook_events", nsp);
 
 	/* NULL ages (retention 0) keep rows for ever */
@@ -969,6 +1002,7 @@ queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 		cursor_checked = true;
 	}
 	run_plan(plan_tick, NULL, SPI_OK_INSERT, "tick");
+	run_plan(plan_window, NULL, SPI_OK_UPDATE, "opening a window");
 	return fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
 										  NULL, false, 1), made, more);
 }
@@ -988,6 +1022,7 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	Oid			events = get_relname_relid("webhook_events", nsp);
 	const char *schema;
+	char	   *window;
 	char	   *sql;
 	int64		n = 0;
 	uint32		made;
@@ -1005,6 +1040,8 @@ webhook_fanout(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the webhook extension is older than its library"),
 				 errhint("Run ALTER EXTENSION webhook UPDATE.")));
+	if (limit == 0)
+		PG_RETURN_INT64(0);
 	if (!fanout_lock(events, wait))
 		PG_RETURN_INT64(-1);
 	schema = quote_identifier(get_namespace_name(nsp));
@@ -1014,9 +1051,12 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	if (SPI_execute(psprintf(TICK_SQL, schema), false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "webhook: tick failed");
 	/* window after window, up to limit events in all */
+	window = psprintf(WINDOW_SQL, schema);
 	sql = psprintf(FANOUT_SQL, schema);
 	do
 	{
+		if (SPI_execute(window, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "webhook: opening a window failed");
 		n += fanout_result(SPI_execute_with_args(sql, 1, (Oid[]) {INT4OID},
 												 (Datum[]) {Int32GetDatum(limit - n)}, NULL, false, 1),
 						   &made, &more);

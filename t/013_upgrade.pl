@@ -91,6 +91,10 @@ like($fanout_err, qr/older than its library.*\n.*ALTER EXTENSION webhook UPDATE/
 # writes to a watched table go on with the 0.2.0 library on the old schema
 $node->safe_psql('postgres', 'INSERT INTO orders VALUES (100, true, NULL)');
 
+# a dump of 0.1.0, with that event still queued (restored below)
+my $dump010 = PostgreSQL::Test::Utils::tempdir() . '/v010.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump010 ], 'pg_dump of 0.1.0');
+
 $node->safe_psql('postgres', 'ALTER EXTENSION webhook UPDATE');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'webhook'"),
 	$latest, "updated to $latest");
@@ -183,6 +187,25 @@ my $describe = q{
 	  UNION ALL
 	  SELECT 'config ' || unnest(e.extconfig)::regclass::text || ' ' FROM pg_extension e, ext WHERE e.oid = ext.oid
 	) s};
+# A dump of 0.1.0 restores into 0.1.0 (the dump's CREATE EXTENSION IF NOT
+# EXISTS then does nothing), and the update fans out what was queued in it,
+# exactly as it did in the database dumped
+$node->safe_psql('postgres', 'CREATE DATABASE from_dump');
+$node->safe_psql('from_dump', "CREATE EXTENSION webhook VERSION '0.1.0'");
+$node->command_ok([ 'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('from_dump'), '-f', $dump010 ],
+	'the dump of 0.1.0 restores into 0.1.0');
+$node->safe_psql('from_dump', 'ALTER EXTENSION webhook UPDATE');
+# (the worker serves "postgres" only: the fan-out is run by hand)
+is($node->safe_psql('from_dump', 'SELECT webhook_fanout()'), '1', 'after the update, the queued event is fanned out');
+is($node->safe_psql('from_dump', 'SELECT count(*) FROM webhook_events e WHERE NOT webhook_fanned_out(e.txid, e.id)'),
+	'0', '... and nothing else waits');
+my $made = q{SELECT string_agg(d.event_id || ':' || d.endpoint_id, ',' ORDER BY d.event_id, d.endpoint_id)
+	FROM webhook_deliveries d WHERE d.event_id <= %s};
+my $last_dumped = $node->safe_psql('from_dump', 'SELECT max(id) FROM webhook_events');
+is($node->safe_psql('from_dump', sprintf($made, $last_dumped)), $node->safe_psql('postgres', sprintf($made, $last_dumped)),
+	'the same deliveries as in the database dumped, none twice');
+$node->safe_psql('postgres', 'DROP DATABASE from_dump');
+
 # updated by another superuser than the one that created the extension,
 # the functions that carry grants over stay the old owner's, who can
 # revoke them (the grantor of a grant is the function's owner)
