@@ -229,12 +229,13 @@ COMMENT ON TABLE webhook_ticks IS 'snapshots that bound the fan-out''s windows o
 -- committed is fanned out.  While a window is open, upto is its snapshot
 -- (that of tick tick_id), hi_id its highest event id, and its events with
 -- an id below next_id are fanned out too; once it is done, done becomes
--- upto.  One row, made by the first fan-out.  It is dumped with the events: a restore (whose
--- transaction ids are another cluster's) is recognised by the row having
--- been written by the transaction that created the extension, and the
--- fan-out then stamps the restored events it had not taken '1', the others
--- '0', and starts again from nothing ('1:1:', in which 0 is committed and
--- 1 is not).
+-- upto.  One row, made by the first fan-out.  It is dumped with the
+-- events: a restore (whose transaction ids are another cluster's) is
+-- recognised by the row naming another installation and having been
+-- written by the transaction that created the extension, and the fan-out
+-- then stamps the restored events it had not taken '1', the others '0',
+-- and starts again from nothing ('1:1:', in which 0 is committed and 1 is
+-- not).
 CREATE TABLE webhook_fanout_cursor (
     only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     tick_id  bigint NOT NULL,
@@ -242,6 +243,8 @@ CREATE TABLE webhook_fanout_cursor (
     upto     pg_snapshot,
     next_id  bigint,
     hi_id    bigint,
+    -- who wrote the row: '<system identifier>/<database OID>/<extension OID>'
+    installation text NOT NULL,
     CHECK ((upto IS NULL) = (next_id IS NULL) AND (upto IS NULL) = (hi_id IS NULL))
 );
 COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
@@ -1184,8 +1187,10 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'webhook_fanout'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
--- its statements are planned for each call: as the worker's, never compiled
-SET jit = off;
+-- its statements are planned for each call: as the worker's, never
+-- compiled, and the step's walk of the primary key an index scan
+SET jit = off
+SET enable_bitmapscan = off;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
   'creates the deliveries of up to lim committed events, in the order of the log, one fan-out at a time (without wait: -1 while another runs); returns the events taken; the worker and its fan-out helper run the same statement';
 

@@ -69,6 +69,16 @@ SELECT count(*) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.even
 SELECT count(*) AS queued_kept FROM webhook_events e
  WHERE e.id = :queued_ev AND NOT webhook_fanned_out(e.txid, e.id);
 SELECT webhook_fanout(100000) >= 1 AS fanned_out;
+-- A transaction that changes the extension's row and moves the fan-out's
+-- cursor is no restore (only a cursor of another installation is): nothing
+-- is taken twice, and its own event goes after its commit
+BEGIN;
+UPDATE pg_extension SET extversion = extversion WHERE extname = 'webhook';
+SELECT webhook_publish('ops.own', '{}') IS NOT NULL AS published;
+SELECT webhook_fanout(100000) AS taken;
+SELECT webhook_fanout(100000) AS taken_again;
+COMMIT;
+SELECT webhook_fanout(100000) AS taken_after_commit;
 SELECT webhook_delete_endpoint(:ep);
 
 -- States: every change is kept with its reason; enable and resume return

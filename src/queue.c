@@ -27,6 +27,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -177,8 +178,11 @@ queue_installation(void)
  */
 #define FANOUT_SQL \
 	"WITH c AS (" \
-	"  SELECT k.done, k.upto, k.next_id, k.hi_id, k.tick_id FROM %1$s.webhook_fanout_cursor k" \
-	"   WHERE k.upto IS NOT NULL" \
+	/* (the snapshots decompressed once, not for each row walked: with many \
+	 * transactions running at a tick they are stored compressed) */ \
+	"  SELECT k.done::text::pg_snapshot AS done, k.upto::text::pg_snapshot AS upto," \
+	"         k.next_id, k.hi_id, k.tick_id" \
+	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
 	"), pick AS (" \
 	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
@@ -260,33 +264,46 @@ queue_installation(void)
  * The cursor, made by the first fan-out, which stamps the events committed
  * until then '1', the first window's: none was fanned out, and those of a
  * restore made before any fan-out carry another cluster's transaction ids
- * (writers that commit meanwhile stamp theirs).  One that came with the
- * extension's creation was restored from a dump, with the events: their
+ * (writers that commit meanwhile stamp theirs).  The row names the
+ * installation that wrote it (system identifier, database and extension
+ * OIDs).  One of another installation that came with the extension's
+ * creation was restored from a dump, with the events: their
  * transaction ids are another cluster's (or of the past), so the restored
  * events are stamped again, in one pass: '1' if the dumped cursor had not
  * taken them, '0' otherwise, and the cursor starts again from nothing
  * ('1:1:': 0 is done, 1 the first window's).  Restored rows are those the
- * restoring transaction wrote: restore in one transaction.
+ * restoring transaction wrote: restore in one transaction.  One of
+ * another installation written by an earlier transaction came through
+ * pg_upgrade, which keeps transaction ids: it only takes this
+ * installation's name.  (Comparing the writing transactions alone would
+ * take a transaction that changed the extension's row and moved the
+ * cursor for a restore.)
  */
 #define CURSOR_SQL \
 	"WITH made AS (" \
-	"  INSERT INTO %1$s.webhook_fanout_cursor (tick_id, done) VALUES (0, '1:1:')" \
+	"  INSERT INTO %1$s.webhook_fanout_cursor (tick_id, done, installation) VALUES (0, '1:1:', %2$s)" \
 	"  ON CONFLICT DO NOTHING RETURNING 1" \
 	"), first AS (" \
 	"  UPDATE %1$s.webhook_events e SET txid = '1'" \
 	"   WHERE e.txid > '1' AND EXISTS (SELECT FROM made)" \
 	"), k AS (" \
-	"  SELECT k.xmin FROM %1$s.webhook_fanout_cursor k" \
-	"   WHERE k.xmin = (SELECT x.xmin FROM pg_extension x WHERE x.extname = 'webhook')" \
+	"  SELECT k.xmin, k.xmin = (SELECT x.xmin FROM pg_extension x WHERE x.extname = 'webhook') AS restored" \
+	"    FROM %1$s.webhook_fanout_cursor k WHERE k.installation IS DISTINCT FROM %2$s" \
 	"), stamp AS (" \
 	"  UPDATE %1$s.webhook_events e" \
 	"     SET txid = CASE WHEN %1$s.webhook_fanned_out(e.txid, e.id) THEN '0'::xid8" \
 	"                     ELSE '1'::xid8 END" \
-	"    FROM k WHERE e.xmin = k.xmin" \
+	"    FROM k WHERE k.restored AND e.xmin = k.xmin" \
 	")" \
 	"UPDATE %1$s.webhook_fanout_cursor c" \
-	"   SET tick_id = 0, done = '1:1:', upto = NULL, next_id = NULL, hi_id = NULL" \
-	"  FROM k"
+	"   SET installation = %2$s," \
+	"       tick_id = CASE WHEN k.restored THEN 0 ELSE c.tick_id END," \
+	"       done = CASE WHEN k.restored THEN '1:1:' ELSE c.done END," \
+	"       upto = CASE WHEN k.restored THEN NULL ELSE c.upto END," \
+	"       next_id = CASE WHEN k.restored THEN NULL ELSE c.next_id END," \
+	"       hi_id = CASE WHEN k.restored THEN NULL ELSE c.hi_id END" \
+	"  FROM k" \
+	" RETURNING k.restored"
 
 /*
  * Prepares one statement, %1$s standing for the quoted extension schema.
@@ -971,15 +988,20 @@ fanout_result(int rc, uint32 *made, bool *more)
 static void
 fanout_cursor(const char *schema)
 {
-	char	   *sql = psprintf(CURSOR_SQL, schema);
+	char	   *installation = psprintf("'" UINT64_FORMAT "/%u/%u'", GetSystemIdentifier(),
+										MyDatabaseId, get_extension_oid("webhook", false));
+	char	   *sql = psprintf(CURSOR_SQL, schema, installation);
 	int			rc = SPI_execute(sql, false, 0);
+	bool		isnull;
 
-	if (rc != SPI_OK_UPDATE)
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "webhook: reading the fan-out cursor failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0)
+	if (SPI_processed > 0 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		ereport(LOG,
 				(errmsg("webhook: the fan-out starts again from the restored events not yet fanned out")));
 	pfree(sql);
+	pfree(installation);
 }
 
 /*
@@ -992,6 +1014,9 @@ fanout_cursor(const char *schema)
 int64
 queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 {
+	int			nest;
+	int64		n;
+
 	*made = 0;
 	*more = false;
 	if (!fanout_lock(fanout_lock_key, wait))
@@ -1003,8 +1028,21 @@ queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 	}
 	run_plan(plan_tick, NULL, SPI_OK_INSERT, "tick");
 	run_plan(plan_window, NULL, SPI_OK_UPDATE, "opening a window");
-	return fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
-										  NULL, false, 1), made, more);
+
+	/*
+	 * The step's walk of the primary key must be an index scan, whatever
+	 * the statistics when its generic plan is made: planned on an empty
+	 * table, a bitmap scan and a sort of the rest of the window came out,
+	 * which reads the whole window again at every step.  (webhook_fanout
+	 * sets the same for its calls.)
+	 */
+	nest = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	n = fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
+									   NULL, false, 1), made, more);
+	AtEOXact_GUC(true, nest);
+	return n;
 }
 
 /*
