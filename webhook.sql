@@ -1187,10 +1187,8 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'webhook_fanout'
 LANGUAGE C VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
--- its statements are planned for each call: as the worker's, never
--- compiled, and the step's walk of the primary key an index scan
-SET jit = off
-SET enable_bitmapscan = off;
+-- its statements are planned for each call: as the worker's, never compiled
+SET jit = off;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
   'creates the deliveries of up to lim committed events, in the order of the log, one fan-out at a time (without wait: -1 while another runs); returns the events taken; the worker and its fan-out helper run the same statement';
 

@@ -1005,6 +1005,29 @@ fanout_cursor(const char *schema)
 }
 
 /*
+ * Opens the next window if none is open, and takes the next step of it (see
+ * fanout_result for *made and *more).  The step's walk of the primary key
+ * must be an index scan, whatever the statistics when its plan is made:
+ * planned on an empty table, a bitmap scan and a sort of the rest of the
+ * window came out, which reads the whole window again at every step.
+ */
+static int64
+window_step(SPIPlanPtr window, SPIPlanPtr step, int limit, uint32 *made, bool *more)
+{
+	int			nest;
+	int64		n;
+
+	run_plan(window, NULL, SPI_OK_UPDATE, "opening a window");
+	nest = NewGUCNestLevel();
+	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	n = fanout_result(SPI_execute_plan(step, (Datum[]) {Int32GetDatum(limit)}, NULL, false, 1),
+					  made, more);
+	AtEOXact_GUC(true, nest);
+	return n;
+}
+
+/*
  * Takes a tick if one is due, and fans out up to limit events of the next
  * window; returns how many it took (see fanout_result for *made and
  * *more).  With wait, waits for a fan-out running elsewhere to commit;
@@ -1014,9 +1037,6 @@ fanout_cursor(const char *schema)
 int64
 queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 {
-	int			nest;
-	int64		n;
-
 	*made = 0;
 	*more = false;
 	if (!fanout_lock(fanout_lock_key, wait))
@@ -1027,29 +1047,14 @@ queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 		cursor_checked = true;
 	}
 	run_plan(plan_tick, NULL, SPI_OK_INSERT, "tick");
-	run_plan(plan_window, NULL, SPI_OK_UPDATE, "opening a window");
-
-	/*
-	 * The step's walk of the primary key must be an index scan, whatever
-	 * the statistics when its generic plan is made: planned on an empty
-	 * table, a bitmap scan and a sort of the rest of the window came out,
-	 * which reads the whole window again at every step.  (webhook_fanout
-	 * sets the same for its calls.)
-	 */
-	nest = NewGUCNestLevel();
-	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	n = fanout_result(SPI_execute_plan(plan_fanout, (Datum[]) {Int32GetDatum(limit)},
-									   NULL, false, 1), made, more);
-	AtEOXact_GUC(true, nest);
-	return n;
+	return window_step(plan_window, plan_fanout, limit, made, more);
 }
 
 /*
  * webhook_fanout(lim, wait): the same, by hand, window after window, up to
- * lim events in all.  Planned for each call:
- * such calls are rare, and a kept plan would outlive a DROP EXTENSION.
- * The function's SET search_path applies while it runs.
+ * lim events in all.  The statements are prepared for each call and freed
+ * after it, whatever happens: such calls are rare, and a kept plan would
+ * outlive a DROP EXTENSION.  The function's SET search_path applies while it runs.
  */
 PG_FUNCTION_INFO_V1(webhook_fanout);
 Datum
@@ -1060,8 +1065,9 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	Oid			events = get_relname_relid("webhook_events", nsp);
 	const char *schema;
-	char	   *window;
-	char	   *sql;
+	SPIPlanPtr	tick;
+	SPIPlanPtr	window;
+	SPIPlanPtr	step;
 	int64		n = 0;
 	uint32		made;
 	bool		more;
@@ -1086,19 +1092,23 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook_fanout: SPI_connect failed");
 	fanout_cursor(schema);
-	if (SPI_execute(psprintf(TICK_SQL, schema), false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "webhook: tick failed");
-	/* window after window, up to limit events in all */
-	window = psprintf(WINDOW_SQL, schema);
-	sql = psprintf(FANOUT_SQL, schema);
-	do
+	tick = prepare("tick", TICK_SQL, schema, 0, NULL);
+	window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
+	step = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
+	PG_TRY();
 	{
-		if (SPI_execute(window, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "webhook: opening a window failed");
-		n += fanout_result(SPI_execute_with_args(sql, 1, (Oid[]) {INT4OID},
-												 (Datum[]) {Int32GetDatum(limit - n)}, NULL, false, 1),
-						   &made, &more);
-	} while (more && n < limit);
+		run_plan(tick, NULL, SPI_OK_INSERT, "tick");
+		do
+			n += window_step(window, step, limit - n, &made, &more);
+		while (more && n < limit);
+	}
+	PG_FINALLY();
+	{
+		SPI_freeplan(tick);
+		SPI_freeplan(window);
+		SPI_freeplan(step);
+	}
+	PG_END_TRY();
 	SPI_finish();
 	/* what it made may be for any kind of claim: the worker looks for all */
 	if (n > 0)

@@ -906,7 +906,6 @@ cycle_claim(void)
 	Job		  **tail = &jobs.claimed;
 	TimestampTz now;
 	int64		token;
-	int64		fanned = 0;
 	bool		more = false;
 
 	/*
@@ -922,8 +921,7 @@ cycle_claim(void)
 		 */
 		uint32		made;
 
-		fanned = queue_fanout(webhook_batch_size, false, &made, &more);
-		if (fanned < 0 || more)
+		if (queue_fanout(webhook_batch_size, false, &made, &more) < 0 || more)
 			wake_helper();
 		mark_due(made);
 	}
