@@ -245,9 +245,13 @@ is(value($s, 'webhook_endpoint_5m_p50_seconds', 'hang'), 'NaN', 'no request reco
 
 # Cheap at every scrape: on filled tables, the exporter still counts right
 # and the plans of its queries, run as its role, scan neither big table.
+# One transaction: the worker's fan-out reads every committed event, so the
+# events must commit with their deliveries already written (the fan-out then
+# finds each delivery there and adds none).
 $node->safe_psql('postgres', q{
 	SELECT webhook_create_endpoint('bulk', 'http://127.0.0.1:1/bulk', event_types => '{bulk.*}');
 	SELECT webhook_disable(id, 'rows by hand') FROM webhook_endpoints WHERE name = 'bulk';
+	BEGIN;
 	INSERT INTO webhook_events (type, data, occurred_at)
 	SELECT 'bulk.x', '{}', now() - interval '1 day' FROM generate_series(1, 100000);
 	-- 20,000 pending, 20,000 dead, 60,000 delivered
@@ -261,6 +265,7 @@ $node->safe_psql('postgres', q{
 	INSERT INTO webhook_attempts (endpoint_id, attempt, started_at, duration_ms, ok, status_code)
 	SELECT e.id, 1, now() - i * interval '864 ms', 5, true, 200
 	  FROM webhook_endpoints e, generate_series(1, 200000) i WHERE e.name = 'bulk';
+	COMMIT;
 	ANALYZE webhook_endpoints, webhook_deliveries, webhook_attempts;
 });
 $s = scrape();
