@@ -1130,25 +1130,6 @@ END;
 COMMENT ON FUNCTION webhook_log_ranges(xid8, pg_snapshot) IS
   'internal: the stretches [lo, hi) of transaction ids from from_ to the snapshot''s xmax with no transaction it shows running';
 
--- The snapshot a tick records: the current one, in which the ticking
--- transaction, if it has an id, is still running (pg_current_snapshot
--- leaves it out of the running ones, and shows it committed once a later
--- transaction has ended): events it writes after the tick go in a later
--- window, never in this one, which could end before they are written.
-CREATE FUNCTION webhook_tick_snapshot()
-RETURNS pg_snapshot
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
-BEGIN ATOMIC
-    SELECT CASE WHEN v.own IS NULL OR NOT pg_visible_in_snapshot(v.own, v.s) THEN v.s
-                ELSE (least(pg_snapshot_xmin(v.s), v.own)::text || ':' || pg_snapshot_xmax(v.s)::text || ':'
-                      || (SELECT string_agg(u.x::text, ',' ORDER BY u.x)
-                            FROM (SELECT pg_snapshot_xip(v.s) UNION SELECT v.own) AS u(x)))::pg_snapshot
-           END
-      FROM (SELECT pg_current_snapshot() AS s, pg_current_xact_id_if_assigned() AS own) AS v;
-END;
-COMMENT ON FUNCTION webhook_tick_snapshot() IS
-  'internal: the current snapshot, with the calling transaction shown running';
-
 CREATE FUNCTION webhook_fanned_out(txid xid8, id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -1159,8 +1140,8 @@ RETURN (SELECT pg_visible_in_snapshot(webhook_fanned_out.txid, coalesce(k.done, 
 COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
   'whether the fan-out has taken the event of this transaction id and id';
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
-REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint), webhook_log_ranges(xid8, pg_snapshot),
-    webhook_tick_snapshot() FROM PUBLIC;
+REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint), webhook_log_ranges(xid8, pg_snapshot)
+    FROM PUBLIC;
 CREATE OR REPLACE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'webhook_fanout'

@@ -67,6 +67,7 @@ static SPIPlanPtr plan_tick = NULL;
 static SPIPlanPtr plan_window = NULL;
 static Oid	fanout_lock_key = InvalidOid;	/* webhook_events' OID */
 static bool cursor_checked = false; /* CURSOR_SQL ran for these plans */
+
 static SPIPlanPtr plans_claim[CLAIM_KINDS];
 static SPIPlanPtr plan_record = NULL;
 static SPIPlanPtr plan_recover = NULL;
@@ -245,20 +246,40 @@ queue_installation(void)
  * event of a transaction that was not running then and is not now, or of
  * one that was and has committed since.  Running transactions are left out
  * by the bounds of the probes (webhook_log_ranges), so that a long import
- * costs nothing here until it commits.  The snapshot shows the ticking
- * transaction itself running (webhook_tick_snapshot): events it writes
- * after the tick belong to a later window.
+ * costs nothing here until it commits.  The snapshot recorded shows the
+ * ticking transaction itself running (pg_current_snapshot shows it
+ * committed): events it writes after the tick belong to a later window,
+ * never to this one, which could end before they are written.  (l is
+ * materialized so that webhook_log_ranges' arguments are plain values and
+ * its body is planned once, inside this plan, instead of at every call.)
+ * Returns whether there is a window to open or to step through: without
+ * one, the fan-out runs nothing more (the idle path, at every commit that
+ * wakes the worker).
  */
 #define TICK_SQL \
-	"INSERT INTO %1$s.webhook_ticks (snapshot)" \
-	"SELECT %1$s.webhook_tick_snapshot()" \
-	"  FROM (SELECT coalesce((SELECT t.snapshot FROM %1$s.webhook_ticks t ORDER BY t.id DESC LIMIT 1)," \
-	"                        (SELECT k.done FROM %1$s.webhook_fanout_cursor k)) AS snapshot) l" \
-	" WHERE EXISTS (SELECT FROM %1$s.webhook_log_ranges(pg_snapshot_xmax(l.snapshot), pg_current_snapshot()) g" \
-	"                WHERE EXISTS (SELECT FROM %1$s.webhook_events e WHERE e.txid >= g.lo AND e.txid < g.hi))" \
-	"    OR EXISTS (SELECT FROM pg_snapshot_xip(l.snapshot) AS s(txid)" \
-	"                WHERE pg_visible_in_snapshot(s.txid, pg_current_snapshot())" \
-	"                  AND EXISTS (SELECT FROM %1$s.webhook_events e WHERE e.txid = s.txid))"
+	"WITH l AS MATERIALIZED (" \
+	"  SELECT coalesce((SELECT t.snapshot FROM %1$s.webhook_ticks t ORDER BY t.id DESC LIMIT 1)," \
+	"                  (SELECT k.done FROM %1$s.webhook_fanout_cursor k)) AS snapshot," \
+	"         pg_current_snapshot() AS now, pg_current_xact_id_if_assigned() AS own" \
+	"), tick AS (" \
+	"  INSERT INTO %1$s.webhook_ticks (snapshot)" \
+	"  SELECT CASE WHEN l.own IS NULL OR NOT pg_visible_in_snapshot(l.own, l.now) THEN l.now" \
+	"              ELSE (least(pg_snapshot_xmin(l.now), l.own)::text || ':' || pg_snapshot_xmax(l.now)::text" \
+	"                    || ':' || (SELECT string_agg(u.x::text, ',' ORDER BY u.x)" \
+	"                                 FROM (SELECT pg_snapshot_xip(l.now) UNION SELECT l.own) AS u(x)))::pg_snapshot" \
+	"         END" \
+	"    FROM l" \
+	"   WHERE EXISTS (SELECT FROM %1$s.webhook_log_ranges(pg_snapshot_xmax(l.snapshot), l.now) g" \
+	"                  WHERE EXISTS (SELECT FROM %1$s.webhook_events e WHERE e.txid >= g.lo AND e.txid < g.hi))" \
+	"      OR EXISTS (SELECT FROM pg_snapshot_xip(l.snapshot) AS s(txid)" \
+	"                  WHERE pg_visible_in_snapshot(s.txid, l.now)" \
+	"                    AND EXISTS (SELECT FROM %1$s.webhook_events e WHERE e.txid = s.txid))" \
+	"  RETURNING 1" \
+	")" \
+	"SELECT EXISTS (SELECT FROM tick)" \
+	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor k" \
+	"                   WHERE k.upto IS NOT NULL" \
+	"                      OR EXISTS (SELECT FROM %1$s.webhook_ticks t WHERE t.id > k.tick_id))"
 
 /*
  * The cursor, made by the first fan-out, which stamps the events committed
@@ -1004,6 +1025,17 @@ fanout_cursor(const char *schema)
 	pfree(installation);
 }
 
+/* Runs TICK_SQL; returns whether a window waits. */
+static bool
+tick(SPIPlanPtr plan)
+{
+	bool		isnull;
+
+	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "webhook: the tick failed");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /*
  * Opens the next window if none is open, and takes the next step of it (see
  * fanout_result for *made and *more).  The step's walk of the primary key
@@ -1046,7 +1078,8 @@ queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 		fanout_cursor(quote_identifier(get_namespace_name(get_rel_namespace(fanout_lock_key))));
 		cursor_checked = true;
 	}
-	run_plan(plan_tick, NULL, SPI_OK_INSERT, "tick");
+	if (!tick(plan_tick))
+		return 0;
 	return window_step(plan_window, plan_fanout, limit, made, more);
 }
 
@@ -1065,7 +1098,7 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	Oid			nsp = get_func_namespace(fcinfo->flinfo->fn_oid);
 	Oid			events = get_relname_relid("webhook_events", nsp);
 	const char *schema;
-	SPIPlanPtr	tick;
+	SPIPlanPtr	ticker;
 	SPIPlanPtr	window;
 	SPIPlanPtr	step;
 	int64		n = 0;
@@ -1092,19 +1125,19 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "webhook_fanout: SPI_connect failed");
 	fanout_cursor(schema);
-	tick = prepare("tick", TICK_SQL, schema, 0, NULL);
+	ticker = prepare("tick", TICK_SQL, schema, 0, NULL);
 	window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
 	step = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	PG_TRY();
 	{
-		run_plan(tick, NULL, SPI_OK_INSERT, "tick");
-		do
-			n += window_step(window, step, limit - n, &made, &more);
-		while (more && n < limit);
+		if (tick(ticker))
+			do
+				n += window_step(window, step, limit - n, &made, &more);
+			while (more && n < limit);
 	}
 	PG_FINALLY();
 	{
-		SPI_freeplan(tick);
+		SPI_freeplan(ticker);
 		SPI_freeplan(window);
 		SPI_freeplan(step);
 	}
