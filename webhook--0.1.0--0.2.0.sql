@@ -1130,12 +1130,21 @@ END;
 COMMENT ON FUNCTION webhook_log_ranges(xid8, pg_snapshot) IS
   'internal: the stretches [lo, hi) of transaction ids from from_ to the snapshot''s xmax with no transaction it shows running';
 
+-- The rule of what the fan-out has taken, from its cursor's columns (no
+-- cursor yet: only the events stamped '0').  A pure function, inlined where
+-- it is called: webhook_fanned_out and the lag of webhook_endpoint_health.
+CREATE FUNCTION webhook_taken(txid xid8, id bigint, done pg_snapshot, upto pg_snapshot, next_id bigint)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_visible_in_snapshot(txid, coalesce(done, '1:1:'))
+       OR coalesce(pg_visible_in_snapshot(txid, upto) AND id < next_id, false);
+COMMENT ON FUNCTION webhook_taken(xid8, bigint, pg_snapshot, pg_snapshot, bigint) IS
+  'internal: whether a fan-out cursor at (done, upto, next_id) has taken the event of this transaction id and id';
+
 CREATE FUNCTION webhook_fanned_out(txid xid8, id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN (SELECT pg_visible_in_snapshot(webhook_fanned_out.txid, coalesce(k.done, '1:1:'))
-               OR coalesce(pg_visible_in_snapshot(webhook_fanned_out.txid, k.upto)
-                           AND webhook_fanned_out.id < k.next_id, false)
+RETURN (SELECT webhook_taken(webhook_fanned_out.txid, webhook_fanned_out.id, k.done, k.upto, k.next_id)
           FROM (VALUES (1)) v LEFT JOIN webhook_fanout_cursor k ON true);
 COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
   'whether the fan-out has taken the event of this transaction id and id';
@@ -1152,3 +1161,91 @@ SET jit = off;
 COMMENT ON FUNCTION webhook_fanout(integer, boolean) IS
   'creates the deliveries of up to lim committed events, in the order of the log, one fan-out at a time (without wait: -1 while another runs); returns the events taken; the worker and its fan-out helper run the same statement';
 
+-------------------------------------------------------------------------------
+-- Consumer lag in webhook_endpoint_health; the subscription rule in one place
+-------------------------------------------------------------------------------
+
+-- Whether a subscription (event_type pattern and filter) takes an event of
+-- this type and data: the pattern '*', the type itself, or 'prefix.*' for
+-- the types that start with 'prefix.'; and the filter, if any, contained
+-- in the data.  The fan-out and the lag of webhook_endpoint_health ask this
+-- one rule (inlined: data is read only when there is a filter).
+CREATE FUNCTION webhook_subscribed(pattern text, filter jsonb, type text, data json)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (pattern = '*' OR pattern = type OR (pattern LIKE '%.*' AND starts_with(type, left(pattern, -1))))
+       AND (filter IS NULL OR data::jsonb @> filter);
+COMMENT ON FUNCTION webhook_subscribed(text, jsonb, text, json) IS
+  'internal: whether a subscription with this event_type pattern and filter takes an event of this type and data';
+
+CREATE OR REPLACE VIEW webhook_endpoint_health WITH (security_barrier) AS
+-- the events committed that the fan-out has not taken yet: those of the
+-- transactions at or after the cursor's xmin (the index on txid), then the rule
+WITH waiting AS MATERIALIZED (
+    SELECT ev.type, ev.data, ev.occurred_at
+      FROM (VALUES (1)) v
+      LEFT JOIN webhook_fanout_cursor k ON true
+      JOIN webhook_events ev ON ev.txid >= pg_snapshot_xmin(coalesce(k.done, '1:1:'))
+     WHERE pg_visible_in_snapshot(ev.txid, pg_current_snapshot())
+       AND NOT webhook_taken(ev.txid, ev.id, k.done, k.upto, k.next_id))
+SELECT e.id AS endpoint_id,
+       e.name,
+       e.url,
+       e.state,
+       coalesce(d.pending, 0)   AS pending,
+       coalesce(d.in_flight, 0) AS in_flight,
+       coalesce(d.delivered, 0) AS delivered,
+       coalesce(d.dead, 0)      AS dead,
+       now() - d.oldest_pending AS oldest_pending_age,
+       (SELECT a.started_at FROM webhook_attempts a
+         WHERE a.endpoint_id = e.id AND a.ok ORDER BY a.id DESC LIMIT 1) AS last_success_at,
+       lf.started_at AS last_failure_at,
+       lf.error      AS last_error,
+       h.success_rate AS success_rate_1h,
+       round(h.p50_ms::numeric, 1)::float8 AS p50_ms_1h,
+       round(h.p95_ms::numeric, 1)::float8 AS p95_ms_1h,
+       e.state_reason,
+       e.state_since,
+       e.consecutive_failures,
+       CASE e.state
+           WHEN 'active' THEN d.next_due
+           WHEN 'circuit_open' THEN greatest(d.next_due, e.circuit_until)
+       END AS next_attempt_at,
+       -- deliveries are due but the endpoint has max_in_flight requests out
+       coalesce(e.state = 'active' AND d.in_flight >= e.max_in_flight AND d.next_due <= now(), false)
+           AS throttled,
+       -- consumer lag: the events committed that the endpoint has still to
+       -- receive (deliveries pending or in flight, and events the fan-out
+       -- has not taken yet that it subscribes to), and how long the oldest
+       -- of them has waited
+       coalesce(d.pending, 0) + coalesce(d.in_flight, 0) + w.events AS lag_events,
+       coalesce(now() - least(d.oldest_open, w.oldest), interval '0') AS lag
+  FROM webhook_endpoints e
+  LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE x.status = 'pending')   AS pending,
+               count(*) FILTER (WHERE x.status = 'in_flight') AS in_flight,
+               count(*) FILTER (WHERE x.status = 'delivered') AS delivered,
+               count(*) FILTER (WHERE x.status = 'dead')      AS dead,
+               min(x.created_at) FILTER (WHERE x.status = 'pending') AS oldest_pending,
+               min(x.created_at) FILTER (WHERE x.status IN ('pending', 'in_flight')) AS oldest_open,
+               min(x.next_attempt_at) FILTER (WHERE x.status = 'pending') AS next_due
+          FROM webhook_deliveries x WHERE x.endpoint_id = e.id) d ON true
+  CROSS JOIN LATERAL (
+        SELECT count(*) AS events, min(u.occurred_at) AS oldest
+          FROM waiting u
+         WHERE EXISTS (SELECT FROM webhook_subscriptions s
+                        WHERE s.endpoint_id = e.id
+                          AND webhook_subscribed(s.event_type, s.filter, u.type, u.data))) w
+  LEFT JOIN LATERAL (
+        SELECT a.started_at,
+               coalesce(a.error, 'HTTP ' || a.status_code) AS error
+          FROM webhook_attempts a
+         WHERE a.endpoint_id = e.id AND NOT a.ok
+         ORDER BY a.id DESC LIMIT 1) lf ON true
+  LEFT JOIN LATERAL (
+        SELECT round(avg(a.ok::int)::numeric, 4) AS success_rate,
+               percentile_cont(0.5)  WITHIN GROUP (ORDER BY a.duration_ms) AS p50_ms,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms
+          FROM webhook_attempts a
+         WHERE a.endpoint_id = e.id AND a.started_at > now() - interval '1 hour') h ON true;
+COMMENT ON VIEW webhook_endpoint_health IS 'one row per endpoint: state, queue counts, last success and failure, last-hour success rate and latency, consumer lag';

@@ -24,6 +24,29 @@ SELECT count(*) FROM webhook_endpoint_health h WHERE h::text LIKE '%whsec_%';
 SELECT event_type, data, attempts, last_status, last_error, died_at IS NOT NULL AS died
   FROM webhook_dead_letters WHERE endpoint_id = :ep;
 
+-- Consumer lag: the events committed that an endpoint has still to receive,
+-- taken by the fan-out or not, and how long the oldest has waited; by its
+-- subscriptions (types and filters), so an unrelated endpoint shows none
+SELECT webhook_fanout() >= 0 AS flushed_earlier_events;
+SELECT webhook_create_endpoint('lag_a', 'https://lag-a.example.com/', event_types => '{lag.a.*}') AS lag_a \gset
+SELECT webhook_create_endpoint('lag_f', 'https://lag-f.example.com/', event_types => '{lag.*}') AS lag_f \gset
+SELECT webhook_subscribe(:lag_f, 'lag.*', '{"hot": true}');
+SELECT webhook_create_endpoint('lag_none', 'https://lag-none.example.com/', event_types => '{other.x}') AS lag_none \gset
+SELECT name, lag_events, lag FROM webhook_endpoint_health WHERE name LIKE 'lag%' ORDER BY name;
+INSERT INTO webhook_events (type, data, occurred_at)
+SELECT 'lag.a.x', json_build_object('hot', i % 2 = 0), now() - interval '1 hour' FROM generate_series(1, 3) i;
+SELECT webhook_publish('lag.b.x', '{"hot": true}') > 0 AS published;
+-- not fanned out yet
+SELECT name, lag_events, lag >= interval '1 hour' AS an_hour_behind, lag > interval '0' AS behind
+  FROM webhook_endpoint_health WHERE name LIKE 'lag%' ORDER BY name;
+-- the same count once fanned out (its deliveries), and none once sent
+SELECT webhook_fanout();
+SELECT name, lag_events, pending FROM webhook_endpoint_health WHERE name LIKE 'lag%' ORDER BY name;
+UPDATE webhook_deliveries SET status = 'delivered', attempts = 1, finished_at = now()
+ WHERE endpoint_id IN (:lag_a, :lag_f);
+SELECT name, lag_events, lag FROM webhook_endpoint_health WHERE name LIKE 'lag%' ORDER BY name;
+SELECT webhook_delete_endpoint(id) FROM webhook_endpoints WHERE name LIKE 'lag%';
+
 -- Direct writes to deliveries are checked too
 \set VERBOSITY terse
 UPDATE webhook_deliveries SET status = 'lost' WHERE endpoint_id = :ep;

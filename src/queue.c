@@ -203,10 +203,8 @@ queue_installation(void)
 	"), m AS (" \
 	"  SELECT DISTINCT ev.id, ev.ordering_key, s.endpoint_id" \
 	"    FROM ev JOIN %1$s.webhook_subscriptions s" \
-	"      ON (s.event_type = '*' OR s.event_type = ev.type" \
-	"          OR (s.event_type LIKE '%%.*' AND starts_with(ev.type, left(s.event_type, -1))))" \
-	"     AND (s.filter IS NULL" \
-	"          OR (SELECT x.data::jsonb @> s.filter FROM %1$s.webhook_events x WHERE x.id = ev.id))" \
+	"      ON %1$s.webhook_subscribed(s.event_type, s.filter, ev.type," \
+	"                                 (SELECT x.data FROM %1$s.webhook_events x WHERE x.id = ev.id))" \
 	"), eps AS (" \
 	/* the lock the deliveries' foreign key would take, taken first and \
 	 * only on the endpoints that receive something: an endpoint being \
