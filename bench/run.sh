@@ -20,6 +20,7 @@ LAT_N=${LAT_N:-200}
 LAT_WARMUP=${LAT_WARMUP:-100}  # sent first (2 s), not counted
 
 LATE_N=${LATE_N:-100}         # retries whose lateness is measured
+HOL_ROWS=${HOL_ROWS:-1000000} # rows of the watched INSERT in the head-of-line run
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -212,7 +213,7 @@ kill "$(cat "$work/nginx.pid")"; while [ -f "$work/nginx.pid" ]; do sleep 0.05; 
 sed -i "s|access_log off;|log_format t '\$msec \$http_webhook_id'; access_log $work/ng/access.log t;|" "$work/ng/nginx.conf"
 nginx -c "$work/ng/nginx.conf"
 psql_ -c "ALTER SYSTEM SET webhook.poll_interval = '10s'" -c "SELECT pg_reload_conf()" >/dev/null
-read -r P50 P99 COMMIT50 < <(python3 "$here/bench/latency.py" \
+read -r P50 P99 COMMIT50 _ < <(python3 "$here/bench/latency.py" \
   "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N" "$LAT_WARMUP")
 
 # 9. retry lateness at idle: a receiver that fails the first request of
@@ -247,6 +248,37 @@ print("%.1f %.1f" % (q(0.5), q(0.99)))
 PY
 )
 
+# 10. head-of-line: an unrelated endpoint's events (nginx, one every 20
+# ms, as in 6.) sent from the start of a HOL_ROWS-row INSERT into the
+# watched table until the fan-out has taken every event it captured; the
+# import's endpoint (capture) is disabled, so its deliveries are made and
+# wait.  Latency is commit -> request, as in 6.
+psql_ -c "TRUNCATE watched" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+rm -f "$work/hol.done"
+(
+  t0=$(date +%s.%N)
+  # the import's last event: the fan-out takes a window in id order
+  last=$(psql_ <<EOF
+BEGIN;
+INSERT INTO watched SELECT i, 'customer ' || i, i * 1.5, 'some note text' FROM generate_series(1, $HOL_ROWS) i;
+SELECT max(id) FROM webhook_events WHERE txid = pg_current_xact_id();
+COMMIT;
+EOF
+)
+  t1=$(date +%s.%N)
+  until [ "$(psql_ -c "SELECT webhook_fanned_out(txid, id) FROM webhook_events WHERE id = $last")" = t ]; do
+    sleep 0.2
+  done
+  t2=$(date +%s.%N)
+  echo "$(div "$t1 - $t0" 1) $(div "$t2 - $t1" 1)" > "$work/hol.times"
+  touch "$work/hol.done"
+) &
+HOL_BG=$!
+read -r HOL50 HOL99 _ HOLN < <(python3 "$here/bench/latency.py" \
+  "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" 10 0 "$work/hol.done")
+wait "$HOL_BG"
+read -r HOL_INSERT HOL_FANOUT < "$work/hol.times"
+
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
 printf '%-58s %14s %12s\n' "2. one event per request, N=$N (deliveries/s)" "$RATE" ">= 25% ceil"
@@ -268,3 +300,7 @@ printf '%-58s %14s %12s\n' "8. worker CPU per delivery, standard format (us)" "$
 printf '%-58s %14s %12s\n' "   batch format, per event (us)" "$CPU_B" ""
 printf '%-58s %14s %12s\n' "9. retry lateness at idle, 1 s delay: p50 (ms)" "$LATE50" "<= 10"
 printf '%-58s %14s %12s\n' "   p99 (ms)" "$LATE99" "<= 50"
+printf '%-58s %14s %12s\n' "10. unrelated endpoint during a $HOL_ROWS-row watched INSERT:" "" ""
+printf '%-58s %14s %12s\n' "   commit -> request, p50 (ms)" "$HOL50" "<= 50"
+printf '%-58s %14s %12s\n' "   p99 (ms)" "$HOL99" "<= 200"
+printf '%-58s %14s %12s\n' "   events sent; INSERT (s); its fan-out after commit (s)" "$HOLN; $(printf '%.1f' "$HOL_INSERT"); $(printf '%.1f' "$HOL_FANOUT")" ""
