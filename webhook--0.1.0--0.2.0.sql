@@ -1149,8 +1149,7 @@ RETURN (SELECT webhook_taken(webhook_fanned_out.txid, webhook_fanned_out.id, k.d
 COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
   'whether the fan-out has taken the event of this transaction id and id';
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
-REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint), webhook_log_ranges(xid8, pg_snapshot)
-    FROM PUBLIC;
+REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'webhook_fanout'
@@ -1180,14 +1179,23 @@ COMMENT ON FUNCTION webhook_subscribed(text, jsonb, text, json) IS
 
 CREATE OR REPLACE VIEW webhook_endpoint_health WITH (security_barrier) AS
 -- the events committed that the fan-out has not taken yet: those of the
--- transactions at or after the cursor's xmin (the index on txid), then the rule
-WITH waiting AS MATERIALIZED (
+-- transactions the cursor's snapshot shows running that have committed
+-- since, and those after it, found as the tick finds them (the index on
+-- txid, never stepping over a running transaction's rows); then the rule
+WITH c AS MATERIALIZED (
+    SELECT k.done, k.upto, k.next_id, coalesce(k.done, '1:1:') AS since,
+           pg_current_snapshot() AS now, pg_current_xact_id_if_assigned() AS own
+      FROM (VALUES (1)) v LEFT JOIN webhook_fanout_cursor k ON true
+), waiting AS MATERIALIZED (
     SELECT ev.type, ev.data, ev.occurred_at
-      FROM (VALUES (1)) v
-      LEFT JOIN webhook_fanout_cursor k ON true
-      JOIN webhook_events ev ON ev.txid >= pg_snapshot_xmin(coalesce(k.done, '1:1:'))
-     WHERE pg_visible_in_snapshot(ev.txid, pg_current_snapshot())
-       AND NOT webhook_taken(ev.txid, ev.id, k.done, k.upto, k.next_id))
+      FROM c, webhook_log_ranges(pg_snapshot_xmax(c.since), c.now) g, webhook_events ev
+     WHERE ev.txid >= g.lo AND ev.txid < g.hi AND ev.txid IS DISTINCT FROM c.own
+       AND NOT webhook_taken(ev.txid, ev.id, c.done, c.upto, c.next_id)
+    UNION ALL
+    SELECT ev.type, ev.data, ev.occurred_at
+      FROM c, pg_snapshot_xip(c.since) AS s(txid), webhook_events ev
+     WHERE pg_visible_in_snapshot(s.txid, c.now) AND ev.txid = s.txid AND ev.txid IS DISTINCT FROM c.own
+       AND NOT webhook_taken(ev.txid, ev.id, c.done, c.upto, c.next_id))
 SELECT e.id AS endpoint_id,
        e.name,
        e.url,
@@ -1216,10 +1224,10 @@ SELECT e.id AS endpoint_id,
            AS throttled,
        -- consumer lag: the events committed that the endpoint has still to
        -- receive (deliveries pending or in flight, and events the fan-out
-       -- has not taken yet that it subscribes to), and how long the oldest
-       -- of them has waited
+       -- has not taken yet that it subscribes to), and how long since the
+       -- oldest of them occurred
        coalesce(d.pending, 0) + coalesce(d.in_flight, 0) + w.events AS lag_events,
-       coalesce(now() - least(d.oldest_open, w.oldest), interval '0') AS lag
+       coalesce(now() - least(o.oldest, w.oldest), interval '0') AS lag
   FROM webhook_endpoints e
   LEFT JOIN LATERAL (
         SELECT count(*) FILTER (WHERE x.status = 'pending')   AS pending,
@@ -1227,9 +1235,12 @@ SELECT e.id AS endpoint_id,
                count(*) FILTER (WHERE x.status = 'delivered') AS delivered,
                count(*) FILTER (WHERE x.status = 'dead')      AS dead,
                min(x.created_at) FILTER (WHERE x.status = 'pending') AS oldest_pending,
-               min(x.created_at) FILTER (WHERE x.status IN ('pending', 'in_flight')) AS oldest_open,
                min(x.next_attempt_at) FILTER (WHERE x.status = 'pending') AS next_due
           FROM webhook_deliveries x WHERE x.endpoint_id = e.id) d ON true
+  LEFT JOIN LATERAL (
+        SELECT min(ev.occurred_at) AS oldest
+          FROM webhook_deliveries x JOIN webhook_events ev ON ev.id = x.event_id
+         WHERE x.endpoint_id = e.id AND x.status IN ('pending', 'in_flight')) o ON true
   CROSS JOIN LATERAL (
         SELECT count(*) AS events, min(u.occurred_at) AS oldest
           FROM waiting u

@@ -63,7 +63,10 @@ def wait_for(mids, seconds):
 
 sent = []                               # (message id, commit time, reply time)
 k = 0
+give_up = time.monotonic() + 1800       # a STOPFILE that never comes
 while k < warmup + n or (stopfile and not os.path.exists(stopfile)):
+    if time.monotonic() > give_up:
+        sys.exit("latency.py: " + stopfile + " did not appear in 30 minutes")
     p.stdin.write("SELECT 'msg_' || webhook_publish('bench.lat', '{}')"
                   " || ' ' || extract(epoch FROM clock_timestamp());\n")
     p.stdin.flush()

@@ -254,8 +254,10 @@ PY
 # import's endpoint (capture) is disabled, so its deliveries are made and
 # wait.  Latency is commit -> request, as in 6.
 psql_ -c "TRUNCATE watched" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
-rm -f "$work/hol.done"
+rm -f "$work/hol.done" "$work/hol.times"
 (
+  # latency.py sends until hol.done exists: it must, whatever happens here
+  trap 'touch "$work/hol.done"' EXIT
   t0=$(date +%s.%N)
   # the import's last event: the fan-out takes a window in id order
   last=$(psql_ <<EOF
@@ -266,17 +268,19 @@ COMMIT;
 EOF
 )
   t1=$(date +%s.%N)
+  [ -n "$last" ] || { echo "measure 10: the import captured no event" >&2; exit 1; }
+  deadline=$((SECONDS + 900))
   until [ "$(psql_ -c "SELECT webhook_fanned_out(txid, id) FROM webhook_events WHERE id = $last")" = t ]; do
+    [ $SECONDS -lt $deadline ] || { echo "measure 10: the fan-out did not take the import" >&2; exit 1; }
     sleep 0.2
   done
   t2=$(date +%s.%N)
   echo "$(div "$t1 - $t0" 1) $(div "$t2 - $t1" 1)" > "$work/hol.times"
-  touch "$work/hol.done"
 ) &
 HOL_BG=$!
 read -r HOL50 HOL99 _ HOLN < <(python3 "$here/bench/latency.py" \
   "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" 10 0 "$work/hol.done")
-wait "$HOL_BG"
+wait "$HOL_BG"    # (set -e: a failed import or fan-out stops the script here)
 read -r HOL_INSERT HOL_FANOUT < "$work/hol.times"
 
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
