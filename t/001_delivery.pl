@@ -55,6 +55,31 @@ ok($node->poll_query_until('postgres',
 is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_attempts WHERE ok"), '2000',
 	'one successful attempt per delivery');
 
+# A transaction that commits after a later-numbered one: the later one is
+# sent while the earlier still runs, and each is sent exactly once (the
+# fan-out neither skips the earlier event nor takes either twice).
+{
+	my $early = $node->background_psql('postgres');
+	$early->query_safe(q{BEGIN; SELECT webhook_publish('late.commit', '{"n": 1}')});
+	$node->safe_psql('postgres', q{SELECT webhook_publish('late.commit', '{"n": 2}')});
+	my $late = sub { [ grep { $_->{path} eq '/all/ok' && $_->{body} =~ /late\.commit/ } @{ $_[0] } ] };
+	my $first = wait_received($rcv, sub { @{ $late->($_[0]) } >= 1 }, 30, 'the later-numbered event');
+	is(join(',', map { decode_json($_->{body})->{data}{n} } @{ $late->($first) }), '2',
+		'the later-numbered event, committed first, is sent while the earlier one is uncommitted');
+	$early->query_safe('COMMIT');
+	$early->quit;
+	ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 2 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+		 WHERE e.type = 'late.commit' AND d.status = 'delivered'}),
+		'the earlier-numbered event, committed later, is delivered too');
+	my @got = @{ $late->(received($rcv)) };
+	is(join(',', sort map { decode_json($_->{body})->{data}{n} } @got), '1,2', 'each of the two sent exactly once');
+	is($node->safe_psql('postgres', q{
+		SELECT count(*) FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+		  JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'late.commit'}),
+		'2', 'one attempt each');
+}
+
 # update and delete payloads
 $node->safe_psql('postgres', "UPDATE orders SET total = 1 WHERE id = 1; DELETE FROM orders WHERE id = 2");
 $got = wait_received($rcv, sub { scalar(grep { $_->{body} =~ /orders\.(updated|deleted)/ && $_->{path} eq '/orders/ok' } @{ $_[0] }) >= 2 }, 30, 'update+delete');
