@@ -249,6 +249,22 @@ CREATE TABLE webhook_fanout_cursor (
 );
 COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
 
+-- Transactions set aside: when a window opens, each of its transactions
+-- whose events span more ids than eight steps of the fan-out take (8 x
+-- webhook.batch_size: a bulk import, say) leaves the window and is fanned
+-- out on its own, in id order, a step of it after each step of the
+-- windows; the events committed after it wait for one of its steps, not
+-- for all of them.  Only while no endpoint is ordered: with one, nothing
+-- is set aside, and the windows wait until what was set aside is done, so
+-- that one key's events still go in commit order.  Its events from next_id
+-- on are still to be taken; hi_id is its highest.  Dumped with the cursor.
+CREATE TABLE webhook_fanout_aside (
+    txid    xid8 PRIMARY KEY,
+    next_id bigint NOT NULL,
+    hi_id   bigint NOT NULL
+);
+COMMENT ON TABLE webhook_fanout_aside IS 'large transactions the fan-out takes on their own, beside its windows, and how far it has taken each';
+
 -- The stretches of transaction ids from from_ up to upto's xmax that hold
 -- no transaction upto shows running: each running transaction's ids are
 -- left out by the bounds themselves, so that a walk of
@@ -270,20 +286,24 @@ COMMENT ON FUNCTION webhook_log_ranges(xid8, pg_snapshot) IS
   'internal: the stretches [lo, hi) of transaction ids from from_ to the snapshot''s xmax with no transaction it shows running';
 
 -- The rule of what the fan-out has taken, from its cursor's columns (no
--- cursor yet: only the events stamped '0').  A pure function, inlined where
--- it is called: webhook_fanned_out and the lag of webhook_endpoint_health.
-CREATE FUNCTION webhook_taken(txid xid8, id bigint, done pg_snapshot, upto pg_snapshot, next_id bigint)
+-- cursor yet: only the events stamped '0') and, for a transaction set
+-- aside, its next_id (aside_next).  A pure function, inlined where it is
+-- called: webhook_fanned_out and the lag of webhook_endpoint_health.
+CREATE FUNCTION webhook_taken(txid xid8, id bigint, done pg_snapshot, upto pg_snapshot, next_id bigint,
+                              aside_next bigint)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN pg_visible_in_snapshot(txid, coalesce(done, '1:1:'))
-       OR coalesce(pg_visible_in_snapshot(txid, upto) AND id < next_id, false);
-COMMENT ON FUNCTION webhook_taken(xid8, bigint, pg_snapshot, pg_snapshot, bigint) IS
-  'internal: whether a fan-out cursor at (done, upto, next_id) has taken the event of this transaction id and id';
+RETURN CASE WHEN aside_next IS NOT NULL THEN id < aside_next
+            ELSE pg_visible_in_snapshot(txid, coalesce(done, '1:1:'))
+                 OR coalesce(pg_visible_in_snapshot(txid, upto) AND id < next_id, false) END;
+COMMENT ON FUNCTION webhook_taken(xid8, bigint, pg_snapshot, pg_snapshot, bigint, bigint) IS
+  'internal: whether a fan-out cursor at (done, upto, next_id) has taken the event of this transaction id and id; aside_next: the transaction is set aside, taken up to there';
 
 CREATE FUNCTION webhook_fanned_out(txid xid8, id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN (SELECT webhook_taken(webhook_fanned_out.txid, webhook_fanned_out.id, k.done, k.upto, k.next_id)
+RETURN (SELECT webhook_taken(webhook_fanned_out.txid, webhook_fanned_out.id, k.done, k.upto, k.next_id,
+                             (SELECT a.next_id FROM webhook_fanout_aside a WHERE a.txid = webhook_fanned_out.txid))
           FROM (VALUES (1)) v LEFT JOIN webhook_fanout_cursor k ON true);
 COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
   'whether the fan-out has taken the event of this transaction id and id';
@@ -726,6 +746,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhook_subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_event_types', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
+SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_aside', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');
@@ -1543,7 +1564,8 @@ CREATE VIEW webhook_endpoint_health WITH (security_barrier) AS
 -- the events committed that the fan-out has not taken yet: those of the
 -- transactions the cursor's snapshot shows running that have committed
 -- since, and those after it, found as the tick finds them (the index on
--- txid, never stepping over a running transaction's rows); then the rule
+-- txid, never stepping over a running transaction's rows), then the rule;
+-- and the rest of the transactions set aside
 WITH c AS MATERIALIZED (
     SELECT k.done, k.upto, k.next_id, coalesce(k.done, '1:1:') AS since,
            pg_current_snapshot() AS now, pg_current_xact_id_if_assigned() AS own
@@ -1552,12 +1574,18 @@ WITH c AS MATERIALIZED (
     SELECT ev.type, ev.data, ev.occurred_at
       FROM c, webhook_log_ranges(pg_snapshot_xmax(c.since), c.now) g, webhook_events ev
      WHERE ev.txid >= g.lo AND ev.txid < g.hi AND ev.txid IS DISTINCT FROM c.own
-       AND NOT webhook_taken(ev.txid, ev.id, c.done, c.upto, c.next_id)
+       AND NOT webhook_taken(ev.txid, ev.id, c.done, c.upto, c.next_id,
+                             (SELECT a.next_id FROM webhook_fanout_aside a WHERE a.txid = ev.txid))
     UNION ALL
     SELECT ev.type, ev.data, ev.occurred_at
       FROM c, pg_snapshot_xip(c.since) AS s(txid), webhook_events ev
      WHERE pg_visible_in_snapshot(s.txid, c.now) AND ev.txid = s.txid AND ev.txid IS DISTINCT FROM c.own
-       AND NOT webhook_taken(ev.txid, ev.id, c.done, c.upto, c.next_id))
+       AND NOT webhook_taken(ev.txid, ev.id, c.done, c.upto, c.next_id,
+                             (SELECT a.next_id FROM webhook_fanout_aside a WHERE a.txid = ev.txid))
+    UNION ALL
+    SELECT ev.type, ev.data, ev.occurred_at
+      FROM c, webhook_fanout_aside a, webhook_events ev
+     WHERE pg_visible_in_snapshot(a.txid, c.since) AND ev.txid = a.txid AND ev.id >= a.next_id)
 SELECT e.id AS endpoint_id,
        e.name,
        e.url,

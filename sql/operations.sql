@@ -125,3 +125,39 @@ SELECT requests, delivered, failed, failure_rate, p50_ms, p95_ms
 SELECT * FROM webhook_delivery_chart(:st, '0');
 SELECT * FROM webhook_delivery_chart(:st, '1 year', '1 second');
 SELECT webhook_delete_endpoint(:st);
+
+-- A transaction whose events span more ids than eight steps of the fan-out
+-- take (webhook.batch_size is 500: 4,000) is set aside when its window
+-- opens, and taken beside the windows after it, a step of each in turn: an
+-- event committed after it waits for one of its steps, not for all of them
+SELECT webhook_fanout(100000) >= 0 AS flushed_earlier_events;
+SELECT count(*) AS ordered_endpoints FROM webhook_endpoints WHERE ordered;
+SELECT webhook_create_endpoint('bulk', 'https://bulk.example.com/', event_types => '{ops.bulk}') AS bulk \gset
+SELECT webhook_create_endpoint('other', 'https://other.example.com/', event_types => '{ops.other}') AS other \gset
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 4001) i;
+SELECT webhook_publish('ops.other', '{"after": "the bulk"}') IS NOT NULL AS published;
+SELECT webhook_fanout(100) AS taken;
+SELECT count(*) AS set_aside FROM webhook_fanout_aside;
+SELECT endpoint_id = :other AS other, count(*) FROM webhook_deliveries
+ WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;
+SELECT count(*) FILTER (WHERE webhook_fanned_out(txid, id)) AS taken, count(*)
+  FROM webhook_events WHERE type = 'ops.bulk';
+-- the lag counts the rest of it
+SELECT name, lag_events FROM webhook_endpoint_health WHERE endpoint_id IN (:bulk, :other) ORDER BY 1;
+-- once an endpoint is ordered, the windows wait until what was set aside
+-- is done (one key's events in commit order), and nothing more is set aside
+SELECT webhook_update_endpoint(:other, ordered => true) IS NOT NULL AS updated;
+SELECT webhook_publish('ops.other', '{"while": "ordered"}') IS NOT NULL AS published;
+SELECT webhook_fanout(100) AS taken;
+SELECT count(*) AS other_deliveries FROM webhook_deliveries WHERE endpoint_id = :other;
+SELECT webhook_fanout(100000) AS taken;
+SELECT count(*) AS set_aside FROM webhook_fanout_aside;
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 4001) i;
+SELECT webhook_fanout(100) AS taken;
+SELECT count(*) AS set_aside FROM webhook_fanout_aside;
+SELECT webhook_fanout(100000) AS taken;
+-- one delivery per event, none lost, none twice
+SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries
+ WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;
+SELECT count(*) FILTER (WHERE NOT webhook_fanned_out(txid, id)) AS not_taken FROM webhook_events;
+SELECT webhook_delete_endpoint(:bulk), webhook_delete_endpoint(:other);

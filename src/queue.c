@@ -65,6 +65,7 @@ static void run_plan(SPIPlanPtr plan, Datum *args, int expected, const char *wha
 static SPIPlanPtr plan_fanout = NULL;
 static SPIPlanPtr plan_tick = NULL;
 static SPIPlanPtr plan_window = NULL;
+static SPIPlanPtr plan_aside = NULL;
 static Oid	fanout_lock_key = InvalidOid;	/* webhook_events' OID */
 static bool cursor_checked = false; /* CURSOR_SQL ran for these plans */
 
@@ -86,7 +87,7 @@ static SPIPlanPtr plan_repair = NULL;
 void
 queue_forget_plans(void)
 {
-	SPIPlanPtr *plans[] = {&plan_fanout, &plan_tick, &plan_window, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_name_recovered, &plan_endpoints,
+	SPIPlanPtr *plans[] = {&plan_fanout, &plan_tick, &plan_window, &plan_aside, &plans_claim[0], &plans_claim[1], &plans_claim[2], &plan_record, &plan_recover, &plan_name_recovered, &plan_endpoints,
 	&plan_purge, &plan_health, &plan_state, &plan_dead, &plan_circuit, &plan_lock, &plan_next_due,
 	&plan_repair};
 
@@ -121,10 +122,12 @@ queue_installation(void)
  * found by a skip scan of webhook_events_txid_idx (one probe per
  * transaction: a long import is one) whose bounds leave out the
  * transactions upto shows running (webhook_log_ranges: their uncommitted
- * rows are never stepped over); two more probes per transaction give the
- * window's lowest and highest event id.  So a window costs three probes per
- * transaction once, however many steps take it.  A window with no event
- * is passed at once.  The ticks before it go.
+ * rows are never stepped over); two more probes per transaction give its
+ * lowest and highest event id.  So a window costs three probes per
+ * transaction once, however many steps take it.  A transaction whose ids
+ * span $1 or more (eight steps' worth) is set aside (webhook_fanout_aside)
+ * unless an endpoint is ordered, and the window is the rest.  A window
+ * with no event is passed at once.  The ticks before it go.
  */
 #define WINDOW_SQL \
 	"WITH RECURSIVE c AS (" \
@@ -146,14 +149,24 @@ queue_installation(void)
 	"  UNION ALL" \
 	"  SELECT s.txid FROM c CROSS JOIN LATERAL pg_snapshot_xip(c.done) AS s(txid)" \
 	"   WHERE pg_visible_in_snapshot(s.txid, c.upto)" \
-	"), b AS (" \
+	"), xb AS (" \
 	/* (a range on txid, not =, so that only the (txid, id) index gives \
 	 * the order) */ \
-	"  SELECT min((SELECT e.id FROM %1$s.webhook_events e" \
-	"               WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid, e.id LIMIT 1)) AS lo," \
-	"         max((SELECT e.id FROM %1$s.webhook_events e" \
-	"               WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid DESC, e.id DESC LIMIT 1)) AS hi" \
+	"  SELECT x.txid," \
+	"         (SELECT e.id FROM %1$s.webhook_events e" \
+	"           WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid, e.id LIMIT 1) AS lo," \
+	"         (SELECT e.id FROM %1$s.webhook_events e" \
+	"           WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid DESC, e.id DESC LIMIT 1) AS hi" \
 	"    FROM x" \
+	"), aside AS (" \
+	"  INSERT INTO %1$s.webhook_fanout_aside (txid, next_id, hi_id)" \
+	"  SELECT xb.txid, xb.lo, xb.hi FROM xb" \
+	"   WHERE xb.hi - xb.lo >= $1" \
+	"     AND NOT EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)" \
+	"  RETURNING txid" \
+	"), b AS (" \
+	"  SELECT min(xb.lo) AS lo, max(xb.hi) AS hi FROM xb" \
+	"   WHERE xb.txid <> ALL (ARRAY(SELECT aside.txid FROM aside))" \
 	"), passed AS (" \
 	"  DELETE FROM %1$s.webhook_ticks t WHERE t.id < (SELECT c.tick FROM c)" \
 	")" \
@@ -165,35 +178,12 @@ queue_installation(void)
 	"  FROM c, b"
 
 /*
- * The fan-out step: the open window's next up to $1 events, in id order
- * (for one key's events, which writers lock in turn, commit order), walked
- * on the primary key from the cursor's next_id up to the window's highest
- * id, and one delivery for each of them per matching endpoint.  The cursor
- * moves in the same statement; once the window is done, done becomes its
- * snapshot and the ticks up to it go.  Returns how many events it took,
- * whether it made deliveries for the batch and the ordered claim, and
- * whether more may wait.  One statement, run by the worker and its helper
- * (a kept generic plan) and by webhook_fanout().  Names it does not qualify
- * resolve with search_path = pg_catalog, pg_temp: the worker's, and
- * webhook_fanout's own.
+ * The deliveries of the events picked (pick: their ids): one for each of
+ * them per matching endpoint.  A part of FANOUT_SQL and ASIDE_SQL (the
+ * CTEs ev, m, eps and ins).
  */
-#define FANOUT_SQL \
-	"WITH c AS (" \
-	/* (the snapshots decompressed once, not for each row walked: with many \
-	 * transactions running at a tick they are stored compressed) */ \
-	"  SELECT k.done::text::pg_snapshot AS done, k.upto::text::pg_snapshot AS upto," \
-	"         k.next_id, k.hi_id, k.tick_id" \
-	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
-	"), pick AS (" \
-	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
-	"    SELECT e.id FROM %1$s.webhook_events e" \
-	"     WHERE e.id >= c.next_id AND e.id <= c.hi_id" \
-	"       AND pg_visible_in_snapshot(e.txid, c.upto) AND NOT pg_visible_in_snapshot(e.txid, c.done)" \
-	"     ORDER BY e.id LIMIT $1) p" \
-	"), f AS (" \
-	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT c.hi_id FROM c) AS whole," \
-	"         count(*) AS n, max(pick.id) AS last FROM pick" \
-	"), ev AS (" \
+#define DELIVER_SQL \
+	"ev AS (" \
 	/* the lock the deliveries' foreign key would take: an event being \
 	 * deleted by hand is waited for and skipped, as is one already gone \
 	 * (retention never deletes one not fanned out) */ \
@@ -220,7 +210,44 @@ queue_installation(void)
 	"    FROM m JOIN eps ON eps.id = m.endpoint_id" \
 	"  ORDER BY 1, 2" \
 	"  ON CONFLICT DO NOTHING" \
-	"), adv AS (" \
+	")"
+
+/*
+ * The fan-out step: the open window's next up to $1 events, in id order
+ * (for one key's events, which writers lock in turn, commit order), walked
+ * on the primary key from the cursor's next_id up to the window's highest
+ * id, and one delivery for each of them per matching endpoint.  The cursor
+ * moves in the same statement; once the window is done, done becomes its
+ * snapshot and the ticks up to it go.  The transactions set aside are
+ * left out; while one is and an endpoint is ordered, the step takes
+ * nothing.  Returns how many events it took, whether it made deliveries
+ * for the batch and the ordered claim, whether more may wait, and whether
+ * a transaction is set aside.  One statement, run by the worker and its helper
+ * (a kept generic plan) and by webhook_fanout().  Names it does not qualify
+ * resolve with search_path = pg_catalog, pg_temp: the worker's, and
+ * webhook_fanout's own.
+ */
+#define FANOUT_SQL \
+	"WITH c AS (" \
+	/* (the snapshots decompressed once, not for each row walked: with many \
+	 * transactions running at a tick they are stored compressed) */ \
+	"  SELECT k.done::text::pg_snapshot AS done, k.upto::text::pg_snapshot AS upto," \
+	"         k.next_id, k.hi_id, k.tick_id," \
+	"         ARRAY(SELECT a.txid FROM %1$s.webhook_fanout_aside a) AS aside" \
+	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
+	"     AND NOT (EXISTS (SELECT FROM %1$s.webhook_fanout_aside)" \
+	"              AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered))" \
+	"), pick AS (" \
+	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
+	"    SELECT e.id FROM %1$s.webhook_events e" \
+	"     WHERE e.id >= c.next_id AND e.id <= c.hi_id" \
+	"       AND pg_visible_in_snapshot(e.txid, c.upto) AND NOT pg_visible_in_snapshot(e.txid, c.done)" \
+	"       AND e.txid <> ALL (c.aside)" \
+	"     ORDER BY e.id LIMIT $1) p" \
+	"), f AS (" \
+	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT c.hi_id FROM c) AS whole," \
+	"         count(*) AS n, max(pick.id) AS last FROM pick" \
+	"), " DELIVER_SQL ", adv AS (" \
 	"  UPDATE %1$s.webhook_fanout_cursor k" \
 	"     SET done = CASE WHEN f.whole THEN c.upto ELSE k.done END," \
 	"         upto = CASE WHEN f.whole THEN NULL ELSE k.upto END," \
@@ -236,6 +263,40 @@ queue_installation(void)
 	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
 	"       NOT coalesce(f.whole, true)" \
 	"       OR EXISTS (SELECT FROM %1$s.webhook_ticks t, %1$s.webhook_fanout_cursor k WHERE t.id > k.tick_id)" \
+	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside)," \
+	"       EXISTS (SELECT FROM %1$s.webhook_fanout_aside)" \
+	"  FROM f"
+
+/*
+ * A step of the oldest transaction set aside: its next up to $1 events, in
+ * id order, walked on webhook_events_txid_idx, and their deliveries, as
+ * the fan-out step makes them; then its row moves on, or goes once it is
+ * done.  Returns what the fan-out step does (more: another is set aside,
+ * or this one is not done).
+ */
+#define ASIDE_SQL \
+	"WITH a AS (" \
+	"  SELECT a.txid, a.next_id, a.hi_id FROM %1$s.webhook_fanout_aside a ORDER BY a.txid LIMIT 1" \
+	"), pick AS (" \
+	"  SELECT p.id FROM a CROSS JOIN LATERAL (" \
+	"    SELECT e.id FROM %1$s.webhook_events e" \
+	"     WHERE e.txid = a.txid AND e.id >= a.next_id AND e.id <= a.hi_id" \
+	"     ORDER BY e.txid, e.id LIMIT $1) p" \
+	"), f AS (" \
+	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT a.hi_id FROM a) AS whole," \
+	"         count(*) AS n, max(pick.id) AS last FROM pick" \
+	"), " DELIVER_SQL ", adv AS (" \
+	"  UPDATE %1$s.webhook_fanout_aside x SET next_id = f.last + 1" \
+	"    FROM a, f WHERE x.txid = a.txid AND NOT f.whole" \
+	"), gone AS (" \
+	"  DELETE FROM %1$s.webhook_fanout_aside x" \
+	"   USING a, f WHERE x.txid = a.txid AND f.whole" \
+	")" \
+	"SELECT f.n," \
+	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
+	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
+	"       NOT f.whole OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x, a WHERE x.txid > a.txid)," \
+	"       false" \
 	"  FROM f"
 
 /*
@@ -250,8 +311,8 @@ queue_installation(void)
  * never to this one, which could end before they are written.  (l is
  * materialized so that webhook_log_ranges' arguments are plain values and
  * its body is planned once, inside this plan, instead of at every call.)
- * Returns whether there is a window to open or to step through: without
- * one, the fan-out runs nothing more (the idle path, at every commit that
+ * Returns whether there is a window to open or to step through, or a
+ * transaction set aside: without either, the fan-out runs nothing more (the idle path, at every commit that
  * wakes the worker).
  */
 #define TICK_SQL \
@@ -277,7 +338,8 @@ queue_installation(void)
 	"SELECT EXISTS (SELECT FROM tick)" \
 	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor k" \
 	"                   WHERE k.upto IS NOT NULL" \
-	"                      OR EXISTS (SELECT FROM %1$s.webhook_ticks t WHERE t.id > k.tick_id))"
+	"                      OR EXISTS (SELECT FROM %1$s.webhook_ticks t WHERE t.id > k.tick_id))" \
+	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside)"
 
 /*
  * The cursor, made by the first fan-out, which stamps the events committed
@@ -290,7 +352,7 @@ queue_installation(void)
  * transaction ids are another cluster's (or of the past), so the restored
  * events are stamped again, in one pass: '1' if the dumped cursor had not
  * taken them, '0' otherwise, and the cursor starts again from nothing
- * ('1:1:': 0 is done, 1 the first window's).  Restored rows are those the
+ * ('1:1:': 0 is done, 1 the first window's), with nothing set aside.  Restored rows are those the
  * restoring transaction wrote: restore in one transaction.  One of
  * another installation written by an earlier transaction came through
  * pg_upgrade, which keeps transaction ids: it only takes this
@@ -313,6 +375,8 @@ queue_installation(void)
 	"     SET txid = CASE WHEN %1$s.webhook_fanned_out(e.txid, e.id) THEN '0'::xid8" \
 	"                     ELSE '1'::xid8 END" \
 	"    FROM k WHERE k.restored AND e.xmin = k.xmin" \
+	"), unset AS (" \
+	"  DELETE FROM %1$s.webhook_fanout_aside a WHERE EXISTS (SELECT FROM k WHERE k.restored)" \
 	")" \
 	"UPDATE %1$s.webhook_fanout_cursor c" \
 	"   SET installation = %2$s," \
@@ -390,7 +454,8 @@ prepare_all(Oid ext)
 
 	plan_fanout = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	plan_tick = prepare("tick", TICK_SQL, schema, 0, NULL);
-	plan_window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
+	plan_window = prepare("open_window", WINDOW_SQL, schema, 1, (Oid[]) {INT8OID});
+	plan_aside = prepare("fanout_aside", ASIDE_SQL, schema, 1, (Oid[]) {INT4OID});
 	fanout_lock_key = get_relname_relid("webhook_events", nsp);
 
 	/* NULL ages (retention 0) keep rows for ever */
@@ -984,10 +1049,11 @@ fanout_lock(Oid key, bool wait)
  * Reads a fan-out statement's result: returns how many events it took,
  * sets *made to the kinds of claim besides the plain one (which runs at
  * every claim cycle) that may find the deliveries it made, one bit
- * (1 << ClaimKind) each, and *more to whether more may wait.
+ * (1 << ClaimKind) each, *more to whether more may wait, and *aside to
+ * whether a transaction is set aside.
  */
 static int64
-fanout_result(int rc, uint32 *made, bool *more)
+fanout_result(int rc, uint32 *made, bool *more, bool *aside)
 {
 	bool		isnull;
 
@@ -1000,6 +1066,7 @@ fanout_result(int rc, uint32 *made, bool *more)
 									   1 + kind, &isnull)))
 			*made |= 1 << kind;
 	*more = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	*aside = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -1035,24 +1102,49 @@ tick(SPIPlanPtr plan)
 }
 
 /*
- * Opens the next window if none is open, and takes the next step of it (see
- * fanout_result for *made and *more).  The step's walk of the primary key
+ * A transaction whose events span this many ids or more is set aside when
+ * its window opens: eight steps' worth.
+ */
+#define ASIDE_STEPS 8
+
+/*
+ * Opens the next window if none is open, and takes the next step of it,
+ * then, if a transaction is set aside, a step of that one (see
+ * fanout_result for *made and *more): up to limit events in all, half of
+ * them for each while one was set aside at the last step, so that neither
+ * waits for the other.  The step's walk of the primary key
  * must be an index scan, whatever the statistics when its plan is made:
  * planned on an empty table, a bitmap scan and a sort of the rest of the
  * window came out, which reads the whole window again at every step.
  */
 static int64
-window_step(SPIPlanPtr window, SPIPlanPtr step, int limit, uint32 *made, bool *more)
+window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uint32 *made,
+			bool *more)
 {
+	static bool aside_waits = true;
 	int			nest;
 	int64		n;
 
-	run_plan(window, NULL, SPI_OK_UPDATE, "opening a window");
+	run_plan(window, (Datum[]) {Int64GetDatum((int64) ASIDE_STEPS * webhook_batch_size)},
+			 SPI_OK_UPDATE, "opening a window");
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	n = fanout_result(SPI_execute_plan(step, (Datum[]) {Int32GetDatum(limit)}, NULL, false, 1),
-					  made, more);
+	n = fanout_result(SPI_execute_plan(step,
+									   (Datum[]) {Int32GetDatum(aside_waits ? Max(1, limit / 2) : limit)},
+									   NULL, false, 1),
+					  made, more, &aside_waits);
+	if (aside_waits && n < limit)
+	{
+		uint32		made_aside;
+		bool		more_aside;
+
+		n += fanout_result(SPI_execute_plan(aside, (Datum[]) {Int32GetDatum(limit - n)}, NULL,
+											false, 1),
+						   &made_aside, &more_aside, &aside_waits);
+		*made |= made_aside;
+		*more |= more_aside;
+	}
 	AtEOXact_GUC(true, nest);
 	return n;
 }
@@ -1078,7 +1170,7 @@ queue_fanout(int limit, bool wait, uint32 *made, bool *more)
 	}
 	if (!tick(plan_tick))
 		return 0;
-	return window_step(plan_window, plan_fanout, limit, made, more);
+	return window_step(plan_window, plan_fanout, plan_aside, limit, made, more);
 }
 
 /*
@@ -1099,6 +1191,7 @@ webhook_fanout(PG_FUNCTION_ARGS)
 	SPIPlanPtr	ticker;
 	SPIPlanPtr	window;
 	SPIPlanPtr	step;
+	SPIPlanPtr	aside;
 	int64		n = 0;
 	uint32		made;
 	bool		more;
@@ -1124,13 +1217,14 @@ webhook_fanout(PG_FUNCTION_ARGS)
 		elog(ERROR, "webhook_fanout: SPI_connect failed");
 	fanout_cursor(schema);
 	ticker = prepare("tick", TICK_SQL, schema, 0, NULL);
-	window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
+	window = prepare("open_window", WINDOW_SQL, schema, 1, (Oid[]) {INT8OID});
 	step = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
+	aside = prepare("fanout_aside", ASIDE_SQL, schema, 1, (Oid[]) {INT4OID});
 	PG_TRY();
 	{
 		if (tick(ticker))
 			do
-				n += window_step(window, step, limit - n, &made, &more);
+				n += window_step(window, step, aside, limit - n, &made, &more);
 			while (more && n < limit);
 	}
 	PG_FINALLY();
@@ -1138,6 +1232,7 @@ webhook_fanout(PG_FUNCTION_ARGS)
 		SPI_freeplan(ticker);
 		SPI_freeplan(window);
 		SPI_freeplan(step);
+		SPI_freeplan(aside);
 	}
 	PG_END_TRY();
 	SPI_finish();

@@ -163,8 +163,14 @@ $node->safe_psql('postgres', 'CREATE DATABASE unserved');
 $node->safe_psql('unserved', "CREATE EXTENSION webhook;
 	SELECT webhook_create_endpoint('later', 'https://later.example.com/', event_types => '{q.*}');
 	SELECT count(webhook_publish('q.done', jsonb_build_object('i', i))) FROM generate_series(1, 2) i");
-# two events fanned out before the dump, three not
+# two events fanned out before the dump; then a transaction large enough to
+# be set aside (over 4,000 events), of which ten are taken, and three
+# events, not
 $node->safe_psql('unserved', 'SELECT webhook_fanout()');
+$node->safe_psql('unserved',
+	"SELECT count(webhook_publish('q.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 4100) i");
+is($node->safe_psql('unserved', 'SELECT webhook_fanout(10)'), '10', 'ten events of the large transaction taken');
+is($node->safe_psql('unserved', 'SELECT count(*) FROM webhook_fanout_aside'), '1', 'it is set aside');
 $node->safe_psql('unserved',
 	"SELECT count(webhook_publish('q.waiting', jsonb_build_object('i', i))) FROM generate_series(1, 3) i");
 $node->command_ok([ 'pg_dump', '-d', $node->connstr('unserved'), '-f', $dump ], 'pg_dump a database with queued events');
@@ -173,13 +179,14 @@ $node->command_ok([ 'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', $no
 	'restore it in one transaction');
 my $queued = 'SELECT string_agg(e.id::text, \',\' ORDER BY e.id) FROM webhook_events e WHERE NOT webhook_fanned_out(e.txid, e.id)';
 my $waiting = $node->safe_psql('unserved', $queued);
-is(scalar(split /,/, $waiting), 3, 'three events wait for the fan-out');
+is(scalar(split /,/, $waiting), 4093, 'the rest of the large transaction and three events wait for the fan-out');
 is($node->safe_psql('unserved2', $queued), $waiting, 'the fan-out cursor is restored with the events');
-is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '3', 'restored waiting events are fanned out, and only they');
+is($node->safe_psql('unserved2', 'SELECT webhook_fanout(100000)'), '4093', 'restored waiting events are fanned out, and only they');
 ok($node->log_contains('the fan-out starts again from the restored events not yet fanned out'),
 	'the restore is recognised');
-is($node->safe_psql('unserved2', 'SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries'), '5|5',
+is($node->safe_psql('unserved2', 'SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries'), '4105|4105',
 	'one delivery per restored event');
+is($node->safe_psql('unserved2', 'SELECT count(*) FROM webhook_fanout_aside'), '0', 'nothing is left set aside');
 $node->safe_psql('unserved2', "SELECT webhook_publish('q.after', '{}')");
 is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '1', 'events published after the restore are fanned out');
 $node->safe_psql('postgres', 'DROP DATABASE unserved');
