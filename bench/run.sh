@@ -8,7 +8,7 @@
 # cluster as postgres) or as a normal user with the packages present.
 #
 #   bash bench/run.sh              # full run
-#   RUNS=1 N=20000 BACKLOG=100000 bash bench/run.sh   # quick look
+#   RUNS=1 N=20000 BACKLOG=100000 SOAK_SECONDS=0 bash bench/run.sh   # quick look
 set -euo pipefail
 [ -n "${BENCH_TRACE:-}" ] && set -x
 
@@ -21,6 +21,8 @@ LAT_WARMUP=${LAT_WARMUP:-100}  # sent first (2 s), not counted
 
 LATE_N=${LATE_N:-100}         # retries whose lateness is measured
 HOL_ROWS=${HOL_ROWS:-1000000} # rows of the watched INSERT in the head-of-line run
+SOAK_SECONDS=${SOAK_SECONDS:-1800}  # the soak run's length; 0 skips it
+SOAK_RATE=${SOAK_RATE:-2000}        # events per second in the soak run
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 . "$here/scripts/lib.sh"
@@ -283,6 +285,47 @@ read -r HOL50 HOL99 _ HOLN < <(python3 "$here/bench/latency.py" \
 wait "$HOL_BG"    # (set -e: a failed import or fan-out stops the script here)
 read -r HOL_INSERT HOL_FANOUT < "$work/hol.times"
 
+# 11. soak: SOAK_RATE events/s (pgbench --rate, one webhook_publish per
+# transaction) into two endpoints for SOAK_SECONDS, with a 1-minute
+# retention, from an emptied queue; every minute, the total size of the
+# extension's tables (indexes and TOAST included) and the private memory
+# of the worker and of its helper.  The figures: at the end against at 5
+# minutes.
+if [ "$SOAK_SECONDS" -gt 0 ]; then
+  # (nginx without the access log again: it would grow by 4,000 lines a second)
+  kill "$(cat "$work/nginx.pid")"; while [ -f "$work/nginx.pid" ]; do sleep 0.05; done
+  sed -i "s|access_log $work/ng/access.log t;|access_log off;|" "$work/ng/nginx.conf"
+  nginx -c "$work/ng/nginx.conf"
+  psql_ -c "SELECT webhook_delete_endpoint(id) FROM webhook_endpoints" >/dev/null
+  psql_ -c "TRUNCATE webhook_events, webhook_attempts CASCADE" -c "VACUUM" -c "CHECKPOINT" >/dev/null
+  psql_ -c "ALTER SYSTEM SET webhook.retention = '1min'" -c "ALTER SYSTEM SET webhook.dead_letter_retention = '1min'" \
+        -c "ALTER SYSTEM SET webhook.poll_interval = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+  for e in soak1 soak2; do
+    psql_ -c "SELECT webhook_create_endpoint('$e', 'http://127.0.0.1:$NGPORT/$e', event_types => '{soak.*}', max_in_flight => 64)" >/dev/null
+  done
+  echo "SELECT webhook_publish('soak.x', '{\"order\": 42, \"pad\": \"$(printf 'x%.0s' $(seq 200))\"}');" > "$work/soak.sql"
+  chmod 644 "$work/soak.sql"
+  ext_size() { psql_ -c "SELECT sum(pg_total_relation_size(d.objid)) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+                          WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e' AND c.relkind = 'r'
+                            AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'webhook')"; }
+  helper_pid() { psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'webhook fanout'"; }
+  $run_as pgbench -n -h "$work" -p "$PGPORT" -c 2 -j 1 -R "$SOAK_RATE" -T "$SOAK_SECONDS" -f "$work/soak.sql" postgres \
+    > "$work/soak.pgbench" 2>&1 &
+  SOAK_BG=$!
+  echo "minute,bytes,worker_rss_kb,helper_rss_kb,waiting" > "$work/soak.csv"
+  for m in $(seq 1 $((SOAK_SECONDS / 60))); do
+    sleep 60
+    h=$(helper_pid)
+    echo "$m,$(ext_size),$(rss_kb "$(worker_pid)"),${h:+$(rss_kb "$h")},$(psql_ -c "SELECT count(*) FROM webhook_deliveries WHERE status IN ('pending', 'in_flight')")" >> "$work/soak.csv"
+  done
+  wait "$SOAK_BG"
+  mkdir -p "$here/bench/out" && cp "$work/soak.csv" "$here/bench/out/soak.csv" 2>/dev/null || true
+  read -r SOAK_SIZE5 SOAK_RSS5 < <(awk -F, '$1 == 5 {print $2, $3}' "$work/soak.csv")
+  read -r SOAK_SIZE SOAK_RSS < <(tail -1 "$work/soak.csv" | awk -F, '{print $2, $3}')
+  SOAK_TPS=$(awk '/^tps/ {print int($3)}' "$work/soak.pgbench")
+  SOAK_WAIT=$(tail -1 "$work/soak.csv" | awk -F, '{print $5}')
+fi
+
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
 printf '%-58s %14s %12s\n' "2. one event per request, N=$N (deliveries/s)" "$RATE" ">= 25% ceil"
@@ -308,3 +351,10 @@ printf '%-58s %14s %12s\n' "10. unrelated endpoint during a $HOL_ROWS-row watche
 printf '%-58s %14s %12s\n' "   commit -> request, p50 (ms)" "$HOL50" "<= 50"
 printf '%-58s %14s %12s\n' "   p99 (ms)" "$HOL99" "<= 200"
 printf '%-58s %14s %12s\n' "   events sent; INSERT (s); its fan-out after commit (s)" "$HOLN; $(printf '%.1f' "$HOL_INSERT"); $(printf '%.1f' "$HOL_FANOUT")" ""
+if [ "$SOAK_SECONDS" -gt 0 ]; then
+  printf '%-58s %14s %12s\n' "11. soak: $SOAK_RATE events/s, 2 endpoints, 1-min retention, $((SOAK_SECONDS / 60)) min:" "" ""
+  printf '%-58s %14s %12s\n' "   extension's tables at 5 min / at the end (MB)" "$((SOAK_SIZE5 / 1048576)) / $((SOAK_SIZE / 1048576))" ""
+  printf '%-58s %14.2f %12s\n' "   end / 5 min" "$(div "$SOAK_SIZE" "$SOAK_SIZE5")" "<= 1.20"
+  printf '%-58s %14s %12s\n' "   worker private RSS at 5 min / at the end (kB)" "$SOAK_RSS5 / $SOAK_RSS" "flat"
+  printf '%-58s %14s %12s\n' "   events published per second; deliveries waiting at the end" "$SOAK_TPS; $SOAK_WAIT" ""
+fi
