@@ -312,18 +312,20 @@ if [ "$SOAK_SECONDS" -gt 0 ]; then
   $run_as pgbench -n -h "$work" -p "$PGPORT" -c 2 -j 1 -R "$SOAK_RATE" -T "$SOAK_SECONDS" -f "$work/soak.sql" postgres \
     > "$work/soak.pgbench" 2>&1 &
   SOAK_BG=$!
-  echo "minute,bytes,worker_rss_kb,helper_rss_kb,waiting" > "$work/soak.csv"
+  echo "minute,bytes,worker_pid,worker_rss_kb,helper_pid,helper_rss_kb,waiting" > "$work/soak.csv"
   for m in $(seq 1 $((SOAK_SECONDS / 60))); do
     sleep 60
-    h=$(helper_pid)
-    echo "$m,$(ext_size),$(rss_kb "$(worker_pid)"),${h:+$(rss_kb "$h")},$(psql_ -c "SELECT count(*) FROM webhook_deliveries WHERE status IN ('pending', 'in_flight')")" >> "$work/soak.csv"
+    w=$(worker_pid); h=$(helper_pid)
+    echo "$m,$(ext_size),$w,$(rss_kb "$w"),$h,${h:+$(rss_kb "$h")},$(psql_ -c "SELECT count(*) FROM webhook_deliveries WHERE status IN ('pending', 'in_flight')")" >> "$work/soak.csv"
   done
   wait "$SOAK_BG"
   mkdir -p "$here/bench/out" && cp "$work/soak.csv" "$here/bench/out/soak.csv" 2>/dev/null || true
-  read -r SOAK_SIZE5 SOAK_RSS5 < <(awk -F, '$1 == 5 {print $2, $3}' "$work/soak.csv")
-  read -r SOAK_SIZE SOAK_RSS < <(tail -1 "$work/soak.csv" | awk -F, '{print $2, $3}')
+  read -r SOAK_SIZE5 SOAK_RSS5 < <(awk -F, '$1 == 5 {print $2, $4}' "$work/soak.csv")
+  read -r SOAK_SIZE SOAK_RSS < <(tail -1 "$work/soak.csv" | awk -F, '{print $2, $4}')
   SOAK_TPS=$(awk '/^tps/ {print int($3)}' "$work/soak.pgbench")
-  SOAK_WAIT=$(tail -1 "$work/soak.csv" | awk -F, '{print $5}')
+  SOAK_WAIT=$(tail -1 "$work/soak.csv" | awk -F, '{print $7}')
+  # the worker must be the same process throughout
+  [ "$(awk -F, 'NR > 1 {print $3}' "$work/soak.csv" | sort -u | wc -l)" = 1 ] || SOAK_RSS="$SOAK_RSS (restarted)"
 fi
 
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"

@@ -80,6 +80,34 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_attempts WHERE ok"
 		'2', 'one attempt each');
 }
 
+# A bulk transaction (4,500 events: over eight steps of webhook.batch_size)
+# is set aside, and an event committed after it is fanned out beside it,
+# not after it.  The fan-out is held (its lock) until both have committed,
+# so that one window holds both; then every event is sent exactly once.
+{
+	my $holder = $node->background_psql('postgres');
+	$holder->query_safe(q{BEGIN; SELECT pg_advisory_xact_lock('webhook_events'::regclass::oid::int4, 1)});
+	$node->safe_psql('postgres',
+		q{SELECT count(webhook_publish('bulk.row', jsonb_build_object('i', i))) FROM generate_series(1, 4500) i});
+	$node->safe_psql('postgres', q{SELECT webhook_publish('bulk.after', '{}')});
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	my $bulk = sub { [ grep { $_->{path} eq '/all/ok' && $_->{body} =~ /"bulk\.(row|after)"/ } @{ $_[0] } ] };
+	wait_received($rcv, sub { @{ $bulk->($_[0]) } >= 4501 }, 120, 'the bulk transaction and the event after it');
+	ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 4501 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+		 WHERE e.type LIKE 'bulk.%' AND d.status = 'delivered'}),
+		'every event of the bulk transaction and the one after it delivered');
+	is($node->safe_psql('postgres', q{
+		SELECT (SELECT d.id FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'bulk.after')
+		     < (SELECT max(d.id) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'bulk.row')}),
+		't', 'the event committed after the bulk transaction was fanned out beside it, not after it');
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook_fanout_aside'), '0', 'nothing is left set aside');
+	my @got = @{ $bulk->(received($rcv)) };
+	my %seen = map { $_->{id} => 1 } @got;
+	is(scalar(@got) . '/' . scalar(keys %seen), '4501/4501', 'each sent exactly once');
+}
+
 # update and delete payloads
 $node->safe_psql('postgres', "UPDATE orders SET total = 1 WHERE id = 1; DELETE FROM orders WHERE id = 2");
 $got = wait_received($rcv, sub { scalar(grep { $_->{body} =~ /orders\.(updated|deleted)/ && $_->{path} eq '/orders/ok' } @{ $_[0] }) >= 2 }, 30, 'update+delete');
