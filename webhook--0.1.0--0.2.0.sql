@@ -683,6 +683,19 @@ BEGIN
         RAISE EXCEPTION 'an ordered endpoint cannot use the batch format'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF NEW.ordered AND (TG_OP = 'INSERT' OR NOT OLD.ordered) THEN
+        -- a transaction set aside is fanned out beside later ones: an
+        -- ordered endpoint would get one key's events out of commit order.
+        -- The fan-out's lock: a step setting one aside is waited for, and
+        -- none sets one aside until this commits.
+        PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
+        IF EXISTS (SELECT FROM @extschema@.webhook_fanout_aside a WHERE a.next_id <= a.hi_id) THEN
+            RAISE EXCEPTION 'an endpoint cannot be made ordered while a large transaction is being fanned out'
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its events are fanned out beside later ones (webhook_fanout_aside), so an ordered endpoint would get one key''s events out of commit order.',
+                      HINT = 'Try again once webhook_fanout_aside has no transaction left to take.';
+        END IF;
+    END IF;
     IF TG_OP = 'UPDATE' AND NEW.ordered AND NOT OLD.ordered THEN
         -- deliveries already queued join their keys' lines
         UPDATE @extschema@.webhook_deliveries d
@@ -808,6 +821,9 @@ DECLARE
     cur @extschema@.webhook_endpoints;
 BEGIN
     IF ordered THEN
+        -- the fan-out's lock first, as the fan-out takes it before rows (the
+        -- trigger takes it too, after the endpoint's row)
+        PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
         -- making it ordered updates its queued deliveries: lock them first,
         -- in id order, as the worker does (deliveries, then the endpoint)
         PERFORM 1 FROM @extschema@.webhook_deliveries d
@@ -1116,9 +1132,12 @@ COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_
 -- out on its own, in id order, a step of it after each step of the
 -- windows; the events committed after it wait for one of its steps, not
 -- for all of them.  Only while no endpoint is ordered: with one, nothing
--- is set aside, and the windows wait until what was set aside is done, so
--- that one key's events still go in commit order.  Its events from next_id
--- on are still to be taken; hi_id is its highest.  Dumped with the cursor.
+-- is set aside, and no endpoint can be made ordered while something is
+-- (webhook_endpoints_check), so that one key's events still go in commit
+-- order.  Its events from next_id on are still to be taken; hi_id is its
+-- highest.  Once taken (next_id past hi_id), the row stays until the next
+-- window opens: the window that set it aside must keep leaving it out.
+-- Dumped with the cursor.
 CREATE TABLE webhook_fanout_aside (
     txid    xid8 PRIMARY KEY,
     next_id bigint NOT NULL,
@@ -1154,9 +1173,9 @@ CREATE FUNCTION webhook_taken(txid xid8, id bigint, done pg_snapshot, upto pg_sn
                               aside_next bigint)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN aside_next IS NOT NULL THEN id < aside_next
-            ELSE pg_visible_in_snapshot(txid, coalesce(done, '1:1:'))
-                 OR coalesce(pg_visible_in_snapshot(txid, upto) AND id < next_id, false) END;
+RETURN coalesce(id < aside_next,
+                pg_visible_in_snapshot(txid, coalesce(done, '1:1:'))
+                OR coalesce(pg_visible_in_snapshot(txid, upto) AND id < next_id, false));
 COMMENT ON FUNCTION webhook_taken(xid8, bigint, pg_snapshot, pg_snapshot, bigint, bigint) IS
   'internal: whether a fan-out cursor at (done, upto, next_id) has taken the event of this transaction id and id; aside_next: the transaction is set aside, taken up to there';
 

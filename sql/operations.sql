@@ -144,18 +144,52 @@ SELECT count(*) FILTER (WHERE webhook_fanned_out(txid, id)) AS taken, count(*)
   FROM webhook_events WHERE type = 'ops.bulk';
 -- the lag counts the rest of it
 SELECT name, lag_events FROM webhook_endpoint_health WHERE endpoint_id IN (:bulk, :other) ORDER BY 1;
--- once an endpoint is ordered, the windows wait until what was set aside
--- is done (one key's events in commit order), and nothing more is set aside
-SELECT webhook_update_endpoint(:other, ordered => true) IS NOT NULL AS updated;
-SELECT webhook_publish('ops.other', '{"while": "ordered"}') IS NOT NULL AS published;
-SELECT webhook_fanout(100) AS taken;
-SELECT count(*) AS other_deliveries FROM webhook_deliveries WHERE endpoint_id = :other;
+-- while a transaction is set aside, no endpoint can be made or created
+-- ordered (its events go beside later ones, out of commit order)
+SELECT webhook_update_endpoint(:other, ordered => true);
+SELECT webhook_create_endpoint('ord', 'https://ord.example.com/', ordered => true);
 SELECT webhook_fanout(100000) AS taken;
-SELECT count(*) AS set_aside FROM webhook_fanout_aside;
+SELECT count(*) AS set_aside FROM webhook_fanout_aside WHERE next_id <= hi_id;
+-- once it is taken, it can; and while an endpoint is ordered, nothing is
+-- set aside
+SELECT webhook_update_endpoint(:other, ordered => true) IS NOT NULL AS updated;
 SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 4001) i;
 SELECT webhook_fanout(100) AS taken;
-SELECT count(*) AS set_aside FROM webhook_fanout_aside;
+SELECT count(*) AS set_aside FROM webhook_fanout_aside WHERE next_id <= hi_id;
 SELECT webhook_fanout(100000) AS taken;
+SELECT webhook_update_endpoint(:other, ordered => false) IS NOT NULL AS updated;
+-- a transaction set aside and done while its window is still open stays
+-- left out of that window: 5,000 one-event transactions, the bulk one, and
+-- one more, in one window, taken 100 events a call (50 each): the bulk one
+-- is done first, and nothing is taken twice
+DO $$ BEGIN FOR i IN 1..5000 LOOP PERFORM webhook_publish('ops.other', jsonb_build_object('i', i)); COMMIT; END LOOP; END $$;
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 4001) i;
+SELECT webhook_publish('ops.other', '{"last": true}') IS NOT NULL AS published;
+CREATE TEMP TABLE steps (n bigint, aside_done boolean, window_open boolean, bulk_not_taken bigint);
+DO $$
+DECLARE
+    n bigint;
+    done boolean;
+    open boolean;
+BEGIN
+    LOOP
+        n := webhook_fanout(100);
+        EXIT WHEN n = 0;
+        done := EXISTS (SELECT FROM webhook_fanout_aside a WHERE a.next_id > a.hi_id);
+        open := EXISTS (SELECT FROM webhook_fanout_cursor k WHERE k.upto IS NOT NULL);
+        INSERT INTO steps
+        SELECT n, done, open,
+               CASE WHEN done AND open THEN
+                    (SELECT count(*) FROM webhook_events e
+                      WHERE e.type = 'ops.bulk' AND NOT webhook_fanned_out(e.txid, e.id)) END;
+    END LOOP;
+END
+$$;
+SELECT sum(n) AS taken, count(*) FILTER (WHERE aside_done AND window_open) > 0 AS done_while_window_open,
+       max(bulk_not_taken) AS bulk_not_taken_then
+  FROM steps;
+-- (the one done stays until the next window opens)
+SELECT count(*) FILTER (WHERE next_id <= hi_id) AS to_take, count(*) AS kept FROM webhook_fanout_aside;
 -- one delivery per event, none lost, none twice
 SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries
  WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;

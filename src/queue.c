@@ -127,7 +127,9 @@ queue_installation(void)
  * transaction once, however many steps take it.  A transaction whose ids
  * span $1 or more (eight steps' worth) is set aside (webhook_fanout_aside)
  * unless an endpoint is ordered, and the window is the rest.  A window
- * with no event is passed at once.  The ticks before it go.
+ * with no event is passed at once.  The ticks before it go, and so do the
+ * transactions set aside that are done: no window is open to leave them
+ * out of any more.
  */
 #define WINDOW_SQL \
 	"WITH RECURSIVE c AS (" \
@@ -167,6 +169,8 @@ queue_installation(void)
 	"), b AS (" \
 	"  SELECT min(xb.lo) AS lo, max(xb.hi) AS hi FROM xb" \
 	"   WHERE xb.txid <> ALL (ARRAY(SELECT aside.txid FROM aside))" \
+	"), finished AS (" \
+	"  DELETE FROM %1$s.webhook_fanout_aside a WHERE a.next_id > a.hi_id AND EXISTS (SELECT FROM c)" \
 	"), passed AS (" \
 	"  DELETE FROM %1$s.webhook_ticks t WHERE t.id < (SELECT c.tick FROM c)" \
 	")" \
@@ -219,8 +223,8 @@ queue_installation(void)
  * id, and one delivery for each of them per matching endpoint.  The cursor
  * moves in the same statement; once the window is done, done becomes its
  * snapshot and the ticks up to it go.  The transactions set aside are
- * left out; while one is and an endpoint is ordered, the step takes
- * nothing.  Returns how many events it took, whether it made deliveries
+ * left out, done or not; while one is not done and an endpoint is ordered
+ * (which webhook_endpoints_check prevents), the step takes nothing.  Returns how many events it took, whether it made deliveries
  * for the batch and the ordered claim, whether more may wait, and whether
  * a transaction is set aside.  One statement, run by the worker and its helper
  * (a kept generic plan) and by webhook_fanout().  Names it does not qualify
@@ -235,7 +239,7 @@ queue_installation(void)
 	"         k.next_id, k.hi_id, k.tick_id," \
 	"         ARRAY(SELECT a.txid FROM %1$s.webhook_fanout_aside a) AS aside" \
 	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
-	"     AND NOT (EXISTS (SELECT FROM %1$s.webhook_fanout_aside)" \
+	"     AND NOT (EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)" \
 	"              AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered))" \
 	"), pick AS (" \
 	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
@@ -263,20 +267,23 @@ queue_installation(void)
 	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
 	"       NOT coalesce(f.whole, true)" \
 	"       OR EXISTS (SELECT FROM %1$s.webhook_ticks t, %1$s.webhook_fanout_cursor k WHERE t.id > k.tick_id)" \
-	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside)," \
-	"       EXISTS (SELECT FROM %1$s.webhook_fanout_aside)" \
+	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)," \
+	"       EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)" \
 	"  FROM f"
 
 /*
- * A step of the oldest transaction set aside: its next up to $1 events, in
- * id order, walked on webhook_events_txid_idx, and their deliveries, as
- * the fan-out step makes them; then its row moves on, or goes once it is
- * done.  Returns what the fan-out step does (more: another is set aside,
- * or this one is not done).
+ * A step of the oldest transaction set aside and not done: its next up to
+ * $1 events, in id order, walked on webhook_events_txid_idx (the = on txid
+ * also lets a walk of the primary key serve, bounded by next_id and hi_id),
+ * and their deliveries, as the fan-out step makes them; then its row moves
+ * on, past hi_id once it is done (it stays, left out of its window, until
+ * the next window opens).  Returns what the fan-out step does (more and
+ * the last column: one is still to be taken).
  */
 #define ASIDE_SQL \
 	"WITH a AS (" \
-	"  SELECT a.txid, a.next_id, a.hi_id FROM %1$s.webhook_fanout_aside a ORDER BY a.txid LIMIT 1" \
+	"  SELECT a.txid, a.next_id, a.hi_id FROM %1$s.webhook_fanout_aside a" \
+	"   WHERE a.next_id <= a.hi_id ORDER BY a.txid LIMIT 1" \
 	"), pick AS (" \
 	"  SELECT p.id FROM a CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
@@ -286,17 +293,20 @@ queue_installation(void)
 	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT a.hi_id FROM a) AS whole," \
 	"         count(*) AS n, max(pick.id) AS last FROM pick" \
 	"), " DELIVER_SQL ", adv AS (" \
-	"  UPDATE %1$s.webhook_fanout_aside x SET next_id = f.last + 1" \
-	"    FROM a, f WHERE x.txid = a.txid AND NOT f.whole" \
-	"), gone AS (" \
-	"  DELETE FROM %1$s.webhook_fanout_aside x" \
-	"   USING a, f WHERE x.txid = a.txid AND f.whole" \
+	"  UPDATE %1$s.webhook_fanout_aside x" \
+	"     SET next_id = CASE WHEN f.whole THEN a.hi_id + 1 ELSE f.last + 1 END" \
+	"    FROM a, f WHERE x.txid = a.txid" \
+	"), still AS (" \
+	"  SELECT NOT f.whole" \
+	"         OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x, a" \
+	"                     WHERE x.txid > a.txid AND x.next_id <= x.hi_id) AS waits" \
+	"    FROM f" \
 	")" \
 	"SELECT f.n," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
 	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
-	"       NOT f.whole OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x, a WHERE x.txid > a.txid)," \
-	"       false" \
+	"       (SELECT still.waits FROM still)," \
+	"       (SELECT still.waits FROM still)" \
 	"  FROM f"
 
 /*
@@ -312,7 +322,8 @@ queue_installation(void)
  * materialized so that webhook_log_ranges' arguments are plain values and
  * its body is planned once, inside this plan, instead of at every call.)
  * Returns whether there is a window to open or to step through, or a
- * transaction set aside: without either, the fan-out runs nothing more (the idle path, at every commit that
+ * transaction set aside to take: without either, the fan-out runs nothing
+ * more (the idle path, at every commit that
  * wakes the worker).
  */
 #define TICK_SQL \
@@ -339,7 +350,7 @@ queue_installation(void)
 	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor k" \
 	"                   WHERE k.upto IS NOT NULL" \
 	"                      OR EXISTS (SELECT FROM %1$s.webhook_ticks t WHERE t.id > k.tick_id))" \
-	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside)"
+	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)"
 
 /*
  * The cursor, made by the first fan-out, which stamps the events committed
@@ -1111,8 +1122,9 @@ tick(SPIPlanPtr plan)
  * Opens the next window if none is open, and takes the next step of it,
  * then, if a transaction is set aside, a step of that one (see
  * fanout_result for *made and *more): up to limit events in all, half of
- * them for each while one was set aside at the last step, so that neither
- * waits for the other.  The step's walk of the primary key
+ * them for each while one was set aside at the last step (with a limit of
+ * one, a step of each in turn), so that neither waits for the other.  The
+ * step's walk of the primary key
  * must be an index scan, whatever the statistics when its plan is made:
  * planned on an empty table, a bitmap scan and a sort of the rest of the
  * window came out, which reads the whole window again at every step.
@@ -1122,18 +1134,30 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 			bool *more)
 {
 	static bool aside_waits = true;
+	static bool aside_turn = false;
+	int			main_limit = limit;
 	int			nest;
-	int64		n;
+	int64		n = 0;
 
 	run_plan(window, (Datum[]) {Int64GetDatum((int64) ASIDE_STEPS * webhook_batch_size)},
 			 SPI_OK_UPDATE, "opening a window");
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	n = fanout_result(SPI_execute_plan(step,
-									   (Datum[]) {Int32GetDatum(aside_waits ? Max(1, limit / 2) : limit)},
-									   NULL, false, 1),
-					  made, more, &aside_waits);
+	if (aside_waits)
+	{
+		/* half each; one event a step: in turn */
+		aside_turn = !aside_turn;
+		main_limit = limit >= 2 ? limit / 2 : (aside_turn ? 0 : 1);
+	}
+	if (main_limit > 0)
+		n = fanout_result(SPI_execute_plan(step, (Datum[]) {Int32GetDatum(main_limit)}, NULL, false, 1),
+						  made, more, &aside_waits);
+	else
+	{
+		*made = 0;
+		*more = true;			/* the windows' turn comes next */
+	}
 	if (aside_waits && n < limit)
 	{
 		uint32		made_aside;

@@ -102,7 +102,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_attempts WHERE ok"
 		SELECT (SELECT d.id FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'bulk.after')
 		     < (SELECT max(d.id) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'bulk.row')}),
 		't', 'the event committed after the bulk transaction was fanned out beside it, not after it');
-	is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook_fanout_aside'), '0', 'nothing is left set aside');
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook_fanout_aside WHERE next_id <= hi_id'), '0',
+		'nothing set aside is left to take');
 	my @got = @{ $bulk->(received($rcv)) };
 	my %seen = map { $_->{id} => 1 } @got;
 	is(scalar(@got) . '/' . scalar(keys %seen), '4501/4501', 'each sent exactly once');

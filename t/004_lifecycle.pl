@@ -186,7 +186,8 @@ ok($node->log_contains('the fan-out starts again from the restored events not ye
 	'the restore is recognised');
 is($node->safe_psql('unserved2', 'SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries'), '4105|4105',
 	'one delivery per restored event');
-is($node->safe_psql('unserved2', 'SELECT count(*) FROM webhook_fanout_aside'), '0', 'nothing is left set aside');
+is($node->safe_psql('unserved2', 'SELECT count(*) FROM webhook_fanout_aside WHERE next_id <= hi_id'), '0',
+	'nothing set aside is left to take');
 $node->safe_psql('unserved2', "SELECT webhook_publish('q.after', '{}')");
 is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '1', 'events published after the restore are fanned out');
 $node->safe_psql('postgres', 'DROP DATABASE unserved');
