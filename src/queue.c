@@ -182,6 +182,12 @@ queue_installation(void)
 	"  FROM c, b"
 
 /*
+ * Whether a transaction set aside has events left to take (a row whose
+ * next_id has passed hi_id is done, kept only until the next window).
+ */
+#define ASIDE_LEFT "EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)"
+
+/*
  * The deliveries of the events picked (pick: their ids): one for each of
  * them per matching endpoint.  A part of FANOUT_SQL and ASIDE_SQL (the
  * CTEs ev, m, eps and ins).
@@ -224,22 +230,26 @@ queue_installation(void)
  * moves in the same statement; once the window is done, done becomes its
  * snapshot and the ticks up to it go.  The transactions set aside are
  * left out, done or not; while one is not done and an endpoint is ordered
- * (which webhook_endpoints_check prevents), the step takes nothing.  Returns how many events it took, whether it made deliveries
- * for the batch and the ordered claim, whether more may wait, and whether
- * a transaction is set aside.  One statement, run by the worker and its helper
- * (a kept generic plan) and by webhook_fanout().  Names it does not qualify
+ * (which webhook_endpoints_check prevents), the step takes nothing.
+ * Returns how many events it took, whether it made deliveries for the
+ * batch and the ordered claim, whether more may wait, and whether a
+ * transaction set aside has events left (w, read once).  One statement,
+ * run by the worker and its helper (a kept generic plan) and by
+ * webhook_fanout().  Names it does not qualify
  * resolve with search_path = pg_catalog, pg_temp: the worker's, and
  * webhook_fanout's own.
  */
 #define FANOUT_SQL \
-	"WITH c AS (" \
+	"WITH w AS (" \
+	"  SELECT " ASIDE_LEFT " AS aside_left" \
+	"), c AS (" \
 	/* (the snapshots decompressed once, not for each row walked: with many \
 	 * transactions running at a tick they are stored compressed) */ \
 	"  SELECT k.done::text::pg_snapshot AS done, k.upto::text::pg_snapshot AS upto," \
 	"         k.next_id, k.hi_id, k.tick_id," \
 	"         ARRAY(SELECT a.txid FROM %1$s.webhook_fanout_aside a) AS aside" \
 	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
-	"     AND NOT (EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)" \
+	"     AND NOT ((SELECT w.aside_left FROM w)" \
 	"              AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered))" \
 	"), pick AS (" \
 	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
@@ -267,8 +277,8 @@ queue_installation(void)
 	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
 	"       NOT coalesce(f.whole, true)" \
 	"       OR EXISTS (SELECT FROM %1$s.webhook_ticks t, %1$s.webhook_fanout_cursor k WHERE t.id > k.tick_id)" \
-	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)," \
-	"       EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)" \
+	"       OR (SELECT w.aside_left FROM w)," \
+	"       (SELECT w.aside_left FROM w)" \
 	"  FROM f"
 
 /*
@@ -350,7 +360,7 @@ queue_installation(void)
 	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor k" \
 	"                   WHERE k.upto IS NOT NULL" \
 	"                      OR EXISTS (SELECT FROM %1$s.webhook_ticks t WHERE t.id > k.tick_id))" \
-	"       OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)"
+	"       OR " ASIDE_LEFT
 
 /*
  * The cursor, made by the first fan-out, which stamps the events committed
