@@ -366,12 +366,12 @@ COMMENT ON FUNCTION webhook_purge_step(interval, interval, integer) IS
 
 CREATE FUNCTION webhook_worker_status(OUT datid oid, OUT database text, OUT state text,
                                       OUT worker_pid integer, OUT fanout_pid integer,
-                                      OUT state_since timestamptz)
+                                      OUT state_since timestamptz, OUT worker_pids integer[])
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'webhook_worker_status'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION webhook_worker_status() IS
-  'the launcher''s view of every database it looks after, from shared memory: state and worker pids';
+  'the launcher''s view of every database it looks after, from shared memory: state, the first worker''s and the fan-out helper''s pids, and every delivery worker''s (webhook.workers)';
 
 
 -- Every database of the cluster the launcher looks after, whatever its
@@ -380,9 +380,9 @@ COMMENT ON FUNCTION webhook_worker_status() IS
 -- view calls it with its own rights, and it shows no more than
 -- pg_database and pg_stat_activity do.
 CREATE VIEW webhook_workers WITH (security_barrier) AS
-SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since
+SELECT w.datid, w.database, w.state, w.worker_pid, w.fanout_pid, w.state_since, w.worker_pids
   FROM webhook_worker_status() w;
-COMMENT ON VIEW webhook_workers IS 'one row per database the launcher looks after: served, starting, no extension, or waiting for a background worker slot, with the worker''s and fan-out helper''s pids';
+COMMENT ON VIEW webhook_workers IS 'one row per database the launcher looks after: served, starting, no extension, or waiting for a background worker slot, with the first worker''s and fan-out helper''s pids and the pids of every delivery worker';
 
 -------------------------------------------------------------------------------
 -- Endpoint options: batch items, per-endpoint jitter, Content-Type; backoff by max_attempts

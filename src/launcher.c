@@ -31,6 +31,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -40,6 +41,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -66,13 +68,15 @@ typedef struct SlotProcess
 
 /*
  * Registers a background worker of this library connected to dboid, with
- * the registering process told of its start and stop and its pid in
- * bgw_extra (the fan-out helper leaves when that process is gone).  The
- * handle is allocated for the life of the process.  False when no slot is
- * free.
+ * the registering process told of its start and stop, and in bgw_extra
+ * its pid (the fan-out helper and the other delivery workers leave when
+ * that process is gone) and index, which delivery worker of the database
+ * it is (0 for the first, and for the helper; others are named "name 2"
+ * and so on).  The handle is allocated for the life of the process.  False
+ * when no slot is free.
  */
 bool
-webhook_start_db_worker(const char *function, const char *name, Oid dboid,
+webhook_start_db_worker(const char *function, const char *name, Oid dboid, int index,
 						BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker w;
@@ -85,10 +89,14 @@ webhook_start_db_worker(const char *function, const char *name, Oid dboid,
 	w.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "webhook");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
+	if (index > 0)
+		snprintf(w.bgw_name, BGW_MAXLEN, "%s %d", name, index + 1);
+	else
+		snprintf(w.bgw_name, BGW_MAXLEN, "%s", name);
 	snprintf(w.bgw_type, BGW_MAXLEN, "%s", name);
 	w.bgw_main_arg = ObjectIdGetDatum(dboid);
 	memcpy(w.bgw_extra, &MyProcPid, sizeof(pid_t));
+	memcpy(w.bgw_extra + sizeof(pid_t), &index, sizeof(int));
 	w.bgw_notify_pid = MyProcPid;
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	ok = RegisterDynamicBackgroundWorker(&w, handle);
@@ -211,8 +219,9 @@ sync_slots(SlotProcess *procs)
 		/* no longer listed: its worker sees the slot freed and leaves */
 		db->dboid = InvalidOid;
 		db->state = DB_FREE;
-		db->claims_due = 0;
-		leave[i] = db->worker_latch;
+		for (int w = 0; w < WEBHOOK_MAX_WORKERS; w++)
+			db->worker[w].claims_due = 0;
+		leave[i] = db->worker[0].latch;
 	}
 	for (int k = 0; k < n; k++)
 	{
@@ -224,12 +233,13 @@ sync_slots(SlotProcess *procs)
 
 			/* in use, or its old processes still leaving */
 			if (OidIsValid(db->dboid) || procs[next_free].handle != NULL ||
-				db->worker_pid != 0 || db->fanout_pid != 0)
+				wake_slot_busy(db))
 				continue;
 			db->dboid = dbs[k];
 			db->state = DB_PROBE;
 			db->state_since = now;
-			db->claims_due = CLAIMS_ALL;
+			for (int w = 0; w < WEBHOOK_MAX_WORKERS; w++)
+				db->worker[w].claims_due = CLAIMS_ALL;
 			procs[next_free].retry_at = 0;
 			procs[next_free].logged_no_worker = false;
 			procs[next_free].dbname = sorted_names[k];
@@ -269,7 +279,7 @@ start_slot(SlotProcess *proc, int i, Oid dboid, TimestampTz now)
 {
 	WebhookDb  *db = &webhook_shared->db[i];
 
-	if (webhook_start_db_worker("webhook_worker_main", "webhook worker", dboid, &proc->handle))
+	if (webhook_start_db_worker("webhook_worker_main", "webhook worker", dboid, 0, &proc->handle))
 	{
 		proc->logged_no_worker = false;
 		return;
@@ -364,7 +374,7 @@ webhook_launcher_main(Datum arg)
 			SpinLockAcquire(&webhook_shared->mutex);
 			dboid = db->dboid;
 			state = db->state;
-			running = db->worker_pid;
+			running = db->worker[0].pid;
 			SpinLockRelease(&webhook_shared->mutex);
 			/*
 			 * No extension here, or a worker a previous launcher started
@@ -393,8 +403,9 @@ webhook_launcher_main(Datum arg)
 
 /*
  * SQL: webhook_worker_status() returns one row per database the launcher
- * looks after: its name, state, the pids of its worker and fan-out helper,
- * and since when it is in that state.  Reads shared memory, and the names
+ * looks after: its name, state, the pids of its first worker and fan-out
+ * helper, since when it is in that state, and the pids of all its delivery
+ * workers (webhook.workers), the first one first.  Reads shared memory, and the names
  * of the databases.
  */
 Datum
@@ -416,7 +427,8 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 			continue;
 		copy[used].dboid = db->dboid;
 		copy[used].state = db->state;
-		copy[used].worker_pid = db->worker_pid;
+		for (int w = 0; w < WEBHOOK_MAX_WORKERS; w++)
+			copy[used].worker[w].pid = db->worker[w].pid;
 		copy[used].fanout_pid = db->fanout_pid;
 		copy[used].state_since = db->state_since;
 		used++;
@@ -424,8 +436,10 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 	SpinLockRelease(&webhook_shared->mutex);
 	for (int i = 0; i < used; i++)
 	{
-		Datum		values[6];
-		bool		nulls[6] = {0};
+		Datum		values[7];
+		bool		nulls[7] = {0};
+		Datum		pids[WEBHOOK_MAX_WORKERS];
+		int			npids = 0;
 		char	   *name;
 
 		if (!OidIsValid(copy[i].dboid))
@@ -437,12 +451,19 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 		else
 			nulls[1] = true;
 		values[2] = CStringGetTextDatum(wake_state_name(copy[i].state));
-		values[3] = Int32GetDatum(copy[i].worker_pid);
-		nulls[3] = copy[i].worker_pid == 0;
+		values[3] = Int32GetDatum(copy[i].worker[0].pid);
+		nulls[3] = copy[i].worker[0].pid == 0;
 		values[4] = Int32GetDatum(copy[i].fanout_pid);
 		nulls[4] = copy[i].fanout_pid == 0;
 		values[5] = TimestampTzGetDatum(copy[i].state_since);
 		nulls[5] = copy[i].state_since == 0;
+		for (int w = 0; w < WEBHOOK_MAX_WORKERS; w++)
+			if (copy[i].worker[w].pid != 0)
+				pids[npids++] = Int32GetDatum(copy[i].worker[w].pid);
+		if (npids > 0)
+			values[6] = PointerGetDatum(construct_array(pids, npids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		else
+			nulls[6] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -83,6 +83,38 @@ static SPIPlanPtr plan_circuit = NULL;
 static SPIPlanPtr plan_lock = NULL;
 static SPIPlanPtr plan_repair = NULL;
 
+/* The shares this worker serves, and of how many (queue_serve_shares). */
+static struct
+{
+	int			workers;
+	uint32		shares;			/* bit k: share k */
+}			served = {1, 1};
+
+/*
+ * Sets which shares of the endpoints (endpoint id % workers) the worker's
+ * claims, and its look-up of the next due time, take: bit k of shares for
+ * share k.  Until called, one worker serves every endpoint.
+ */
+void
+queue_serve_shares(int workers, uint32 shares)
+{
+	served.workers = workers;
+	served.shares = shares;
+}
+
+/* The shares in bit mask shares as an int4[] Datum, in the current memory context. */
+static Datum
+shares_array(uint32 shares)
+{
+	Datum		elems[32];
+	int			n = 0;
+
+	for (int k = 0; k < 32; k++)
+		if (shares & ((uint32) 1 << k))
+			elems[n++] = Int32GetDatum(k);
+	return PointerGetDatum(construct_array(elems, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+}
+
 /* Frees every kept plan; they are prepared again on next use. */
 void
 queue_forget_plans(void)
@@ -454,12 +486,13 @@ prepare_all(Oid ext)
 {
 	const char *schema;
 	Oid			nsp;
-	Oid			claim_types[5] = {INT4OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID};
+	Oid			claim_types[7] = {INT4OID, INT8OID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+		INT4OID, INT4ARRAYOID};
 	Oid			record_types[16] = {INT8ARRAYOID, INT4ARRAYOID,
 		INT8ARRAYOID, INT2ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID,
 		INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID,
 		INT4ARRAYOID, BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Oid			booltype[1] = {BOOLOID};
+	Oid			sweep_types[2] = {BOOLOID, INT4ARRAYOID};
 	int			rc;
 	bool		isnull;
 
@@ -491,17 +524,20 @@ prepare_all(Oid ext)
 	 * requests: the batch size ($1) while active, one probe while its
 	 * circuit is open, never more than max_in_flight minus what the worker
 	 * holds ($3/$4: endpoint ids and held requests), nor more than its
-	 * rate limit's budget ($5, NULL: none).  An open circuit whose
+	 * rate limit's budget ($5, NULL: none).  Only the endpoints of the
+	 * shares this worker serves are looked at (OWN: $6 the number of
+	 * workers, $7 the shares).  An open circuit whose
 	 * cool-down ended gets one probe (PROBE): a due retry when it has one,
 	 * since a receiver that refuses first attempts and accepts retries
 	 * fails every fresh probe and so would stay shut for ever.  Every
 	 * claim returns the columns queue_claim reads (CLAIM_OUTPUT).
 	 */
+#define OWN(e) "mod(" e ".id, $6) = ANY ($7)"
 #define PROBE(cond) \
 	"WITH probe AS (" \
 	"  UPDATE %1$s.webhook_endpoints p" \
 	"     SET circuit_until = now() + make_interval(secs => p.circuit_cooldown)" \
-	"   WHERE p.state = 'circuit_open' AND p.circuit_until <= now() AND " cond \
+	"   WHERE p.state = 'circuit_open' AND p.circuit_until <= now() AND " OWN("p") " AND " cond \
 	"  RETURNING p.id" \
 	")"
 #define LIMITS \
@@ -569,12 +605,12 @@ prepare_all(Oid ext)
 									   "       ORDER BY x.next_attempt_at"
 									   "       LIMIT greatest(0, " SLOTS " - (SELECT count(*) FROM r WHERE r.ep = e.id))"
 									   "       FOR UPDATE SKIP LOCKED) d"
-									   "    WHERE e.format <> 'batch' AND NOT e.ordered"
+									   "    WHERE e.format <> 'batch' AND NOT e.ordered AND " OWN("e")
 									   "      AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "  ) y"
 									   "  LIMIT $1"
 									   "), u AS (" LEASE ")" CLAIM_OUTPUT,
-									   schema, 5, claim_types);
+									   schema, 7, claim_types);
 
 	/*
 	 * Batches: up to batch_size deliveries per request.  A batch that
@@ -602,7 +638,7 @@ prepare_all(Oid ext)
 									   "     ORDER BY x.next_attempt_at"
 									   "     LIMIT " SLOTS
 									   "     FOR UPDATE SKIP LOCKED) x"
-									   "  WHERE e.format = 'batch'"
+									   "  WHERE e.format = 'batch' AND " OWN("e")
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "), new AS ("
 									   "  SELECT x.id" LIMITS
@@ -614,7 +650,7 @@ prepare_all(Oid ext)
 									   "     LIMIT greatest(0, " SLOTS " - (SELECT count(*) FROM old o WHERE o.ep = e.id))"
 									   "           * e.batch_size"
 									   "     FOR UPDATE SKIP LOCKED) x"
-									   "  WHERE e.format = 'batch'"
+									   "  WHERE e.format = 'batch' AND " OWN("e")
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "), c AS ("
 									   "  SELECT o.id FROM old o"
@@ -629,7 +665,7 @@ prepare_all(Oid ext)
 									   "     FOR UPDATE SKIP LOCKED) f"
 									   "), u AS (" LEASE ")" CLAIM_OUTPUT
 									   " ORDER BY u.endpoint_id, u.batch_id NULLS LAST, u.id",
-									   schema, 5, claim_types);
+									   schema, 7, claim_types);
 
 	/*
 	 * Ordered endpoints: only the oldest unfinished delivery of each
@@ -663,7 +699,7 @@ prepare_all(Oid ext)
 										 "                        WHERE y.endpoint_id = e.id AND y.ordering_key = k.ordering_key"
 										 "                          AND y.status = 'in_flight')"
 										 "     LIMIT " SLOTS ") h"
-										 "  WHERE e.ordered"
+										 "  WHERE e.ordered AND " OWN("e")
 										 "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 										 "  LIMIT $1"
 										 "), c AS ("
@@ -673,7 +709,7 @@ prepare_all(Oid ext)
 										 "     AND d.lease_token IS NULL AND d.finished_at IS NULL"
 										 "   FOR UPDATE SKIP LOCKED"
 										 "), u AS (" LEASE ")" CLAIM_OUTPUT,
-										 schema, 5, claim_types);
+										 schema, 7, claim_types);
 
 	/*
 	 * Outcomes.  Per delivery, $1 its id (in ascending order) and $2 its
@@ -736,6 +772,15 @@ prepare_all(Oid ext)
 						schema, 1, (Oid[]) {INT8ARRAYOID});
 
 	/*
+	 * The sweeps return leases that expired, and with $1 (at a worker's
+	 * start) those that the workers of the shares in $2 held: a worker
+	 * stamps its share in the top byte of each lease token
+	 * (QUEUE_TOKEN_SHARE), so a worker that starts again takes back what it
+	 * left in flight, never what another worker has.
+	 */
+#define LEASED_BY(d) "($1 AND " d ".lease_token >> " CppAsString2(QUEUE_TOKEN_SHIFT) " = ANY ($2))"
+
+	/*
 	 * A new batch is named when its outcome is recorded; one whose lease
 	 * ended first (the worker stopped while it was in flight) is named
 	 * here, before it goes back to pending, with the cut queue_claim made:
@@ -750,18 +795,18 @@ prepare_all(Oid ext)
 								  "                       / (SELECT e.batch_size FROM %1$s.webhook_endpoints e WHERE e.id = x.endpoint_id) AS chunk"
 								  "                  FROM %1$s.webhook_deliveries x"
 								  "                 WHERE x.status = 'in_flight' AND x.batch_id IS NULL"
-								  "                   AND ($1 OR x.lease_until < now())"
+								  "                   AND (" LEASED_BY("x") " OR x.lease_until < now())"
 								  "                   AND (SELECT e.format FROM %1$s.webhook_endpoints e WHERE e.id = x.endpoint_id) = 'batch'"
 								  "               ) r) b"
 								  " WHERE d.id = b.id",
-								  schema, 1, booltype);
+								  schema, 2, sweep_types);
 
 	plan_recover = prepare("recover",
 						   "UPDATE %1$s.webhook_deliveries"
 						   "   SET status = 'pending', lease_token = NULL, lease_until = NULL,"
 						   "       next_attempt_at = now()"
-						   " WHERE status = 'in_flight' AND ($1 OR lease_until < now())",
-						   schema, 1, booltype);
+						   " WHERE status = 'in_flight' AND (" LEASED_BY("webhook_deliveries") " OR lease_until < now())",
+						   schema, 2, sweep_types);
 
 	/*
 	 * Deliveries of an ordered endpoint without a key (fanned out while a
@@ -785,7 +830,7 @@ prepare_all(Oid ext)
 	/*
 	 * When the next delivery comes due, or an open circuit's next probe:
 	 * one probe of the due index per active endpoint (their number, not
-	 * the backlog's).
+	 * the backlog's), of the shares this worker serves (as OWN).
 	 */
 	plan_next_due = prepare("next_due", "SELECT least("
 							"  (SELECT min(n.t) FROM %1$s.webhook_endpoints e"
@@ -793,10 +838,11 @@ prepare_all(Oid ext)
 							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
 							"        WHERE x.endpoint_id = e.id AND x.status = 'pending' AND x.next_attempt_at > now()"
 							"        ORDER BY x.next_attempt_at LIMIT 1) n"
-							"    WHERE e.state = 'active'),"
+							"    WHERE e.state = 'active' AND mod(e.id, $1) = ANY ($2)),"
 							"  (SELECT min(e.circuit_until) FROM %1$s.webhook_endpoints e"
-							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()))",
-							schema, 0, NULL);
+							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()"
+							"      AND mod(e.id, $1) = ANY ($2)))",
+							schema, 2, (Oid[]) {INT4OID, INT4ARRAYOID});
 
 	plan_health = prepare("health",
 						  "UPDATE %1$s.webhook_endpoints e"
@@ -924,8 +970,9 @@ queue_next_due(void)
 {
 	bool		isnull;
 	Datum		d;
+	Datum		args[2] = {Int32GetDatum(served.workers), shares_array(served.shares)};
 
-	run_plan(plan_next_due, NULL, SPI_OK_SELECT, "finding the next due delivery");
+	run_plan(plan_next_due, args, SPI_OK_SELECT, "finding the next due delivery");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
@@ -1013,21 +1060,26 @@ queue_commit(void)
 }
 
 /*
- * Returns in-flight deliveries whose lease ended (all of them if all) to
- * pending; returns how many.  *repaired: deliveries of ordered endpoints
- * given their line's key (see plan_repair).
+ * Returns in-flight deliveries whose lease ended to pending, and if all
+ * those leased by the workers of the given shares (bit k: share k);
+ * returns how many.  With repair, deliveries of ordered endpoints are
+ * given their line's key (see plan_repair), *repaired of them.
  */
 int64
-queue_recover_leases(bool all, int64 *repaired)
+queue_recover_leases(bool all, uint32 shares, bool repair, int64 *repaired)
 {
-	Datum		args[1] = {BoolGetDatum(all)};
+	Datum		args[2] = {BoolGetDatum(all), shares_array(shares)};
 	int64		n;
 
 	run_plan(plan_name_recovered, args, SPI_OK_UPDATE, "naming recovered batches");
 	run_plan(plan_recover, args, SPI_OK_UPDATE, "lease recovery");
 	n = (int64) SPI_processed;
-	run_plan(plan_repair, NULL, SPI_OK_UPDATE, "repairing ordering keys");
-	*repaired = (int64) SPI_processed;
+	*repaired = 0;
+	if (repair)
+	{
+		run_plan(plan_repair, NULL, SPI_OK_UPDATE, "repairing ordering keys");
+		*repaired = (int64) SPI_processed;
+	}
 	return n;
 }
 
@@ -1359,7 +1411,7 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, HTAB *endpoints,
 	int			njobs = 0;
 	int			room = 0;
 	ArrayBuildState *a[3] = {0};
-	Datum		args[5];
+	Datum		args[7];
 	HASH_SEQ_STATUS seq;
 	HeldCount  *h;
 	int			nestlevel;
@@ -1381,6 +1433,8 @@ queue_claim(ClaimKind kind, int limit, int64 token, HTAB *held, HTAB *endpoints,
 	args[1] = Int64GetDatum(token);
 	for (int i = 0; i < 3; i++)
 		args[2 + i] = makeArrayResult(a[i], CurrentMemoryContext);
+	args[5] = Int32GetDatum(served.workers);
+	args[6] = shares_array(served.shares);
 	/*
 	 * The claims take the oldest due deliveries in the order their index
 	 * gives: planned with sorts allowed, a generic plan made again from

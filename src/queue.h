@@ -63,7 +63,15 @@ extern QueueStatus queue_begin(void);
 extern void queue_commit(void);
 extern void queue_forget_plans(void);
 extern Oid	queue_installation(void);
-extern int64 queue_recover_leases(bool all, int64 *repaired);
+/*
+ * The share of the endpoints a worker serves: endpoint id % webhook.workers.
+ * A worker's lease tokens carry its share in their top byte.
+ */
+#define QUEUE_TOKEN_SHIFT 56
+#define QUEUE_TOKEN_SHARE(token) ((int) ((token) >> QUEUE_TOKEN_SHIFT))
+
+extern void queue_serve_shares(int workers, uint32 shares);
+extern int64 queue_recover_leases(bool all, uint32 shares, bool repair, int64 *repaired);
 extern int64 queue_purge(int retention_s, int dead_retention_s, int limit);
 /*
  * What the worker keeps per endpoint between cycles: requests it holds

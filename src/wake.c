@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  * wake.c
  *	  Shared memory: one slot per database the launcher looks after, and
- *	  the commit-time wake-ups of that database's worker.
+ *	  the commit-time wake-ups of that database's workers.
  *
  * A slot holds what backends, the launcher and the database's delivery
- * worker and fan-out helper tell each other: the state of the database
- * (being probed, served, without the extension, waiting for a worker
- * slot or for an update), the processes' latches and pids, and the
- * worker's wake-up requests.  Slots are found by database OID; there are
+ * workers (webhook.workers) and fan-out helper tell each other: the
+ * state of the database (being probed, served, without the extension,
+ * waiting for a worker slot or for an update), the processes' latches and
+ * pids, and each worker's wake-up requests.  Slots are found by database OID; there are
  * WEBHOOK_MAX_DATABASES of them.  Every
  * field is read and written under the one spinlock, for a few
  * instructions at a time.
@@ -109,6 +109,19 @@ wake_find_slot(Oid dboid)
 }
 
 /*
+ * Whether a process of the slot still runs (a worker or the helper); the
+ * caller holds the mutex.
+ */
+bool
+wake_slot_busy(const WebhookDb *db)
+{
+	for (int i = 0; i < WEBHOOK_MAX_WORKERS; i++)
+		if (db->worker[i].pid != 0)
+			return true;
+	return db->fanout_pid != 0;
+}
+
+/*
  * This backend's database's slot, or NULL; the caller holds the mutex.
  * The index found is kept, and checked, as the database cannot change.
  */
@@ -155,55 +168,58 @@ wake_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	}
 	else if (access == OAT_DROP && classId == DatabaseRelationId)
 	{
-		pid_t		pid = 0;
-		pid_t		helper = 0;
+		pid_t		pids[WEBHOOK_MAX_WORKERS + 1];
+		int			n = 0;
 		WebhookDb  *db;
 
 		SpinLockAcquire(&webhook_shared->mutex);
 		db = wake_find_slot(objectId);
-		if (db != NULL)
-		{
-			pid = db->worker_pid;
-			helper = db->fanout_pid;
-		}
+		for (int i = 0; db != NULL && i < WEBHOOK_MAX_WORKERS; i++)
+			if (db->worker[i].pid != 0)
+				pids[n++] = db->worker[i].pid;
+		if (db != NULL && db->fanout_pid != 0)
+			pids[n++] = db->fanout_pid;
 		SpinLockRelease(&webhook_shared->mutex);
-		if (pid != 0)
-			kill(pid, SIGTERM);
-		if (helper != 0)
-			kill(helper, SIGTERM);
+		for (int i = 0; i < n; i++)
+			kill(pids[i], SIGTERM);
 	}
 }
 
 /*
- * Sets the delivery worker's latch of this database, if one runs, and asks
- * it to run the given kinds of claim (claims_due).  Never ERRORs.
+ * Asks every delivery worker of this database to run the given kinds of
+ * claim (claims_due), from the first one on (from == 0) or only the others
+ * (from == 1), and sets the latch of each that runs.  Never ERRORs.
  */
 void
-webhook_wake_worker(uint32 claims)
+webhook_wake_workers(uint32 claims, int from)
 {
 	WebhookDb  *db;
-	Latch	   *latch = NULL;
+	Latch	   *latches[WEBHOOK_MAX_WORKERS];
+	int			n = 0;
 
 	if (webhook_shared == NULL)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
 	db = my_slot();
-	if (db != NULL)
+	for (int i = from; db != NULL && i < WEBHOOK_MAX_WORKERS; i++)
 	{
-		db->claims_due |= claims;
-		latch = db->worker_latch;
+		db->worker[i].claims_due |= claims;
+		if (db->worker[i].latch != NULL)
+			latches[n++] = db->worker[i].latch;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 	/* a latch stays valid shared memory: a stale one wakes another process */
-	if (latch != NULL)
-		SetLatch(latch);
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
 }
 
 /*
- * Wakes whoever fans out committed events.  An idle worker does it itself,
- * in the transaction that claims them: the shortest path from commit to
- * request.  A busy worker leaves it to the fan-out helper, which wakes the
- * worker once the events are fanned out.  Never ERRORs.
+ * Wakes whoever fans out committed events.  An idle first worker does it
+ * itself, in the transaction that claims them: the shortest path from
+ * commit to request.  A busy one leaves it to the fan-out helper, which
+ * wakes the workers once the events are fanned out.  A commit that asks
+ * for claims (a retry or replay by hand) also wakes the other workers,
+ * which claim what may be theirs.  Never ERRORs.
  */
 static void
 wake_fanout(bool claims)
@@ -218,18 +234,20 @@ wake_fanout(bool claims)
 	if (db != NULL)
 	{
 		if (claims)
-			db->claims_due |= CLAIMS_ALL;
+			db->worker[0].claims_due |= CLAIMS_ALL;
 		if (db->fanout_latch != NULL && !db->worker_idle)
 			latch = db->fanout_latch;
-		else if (db->worker_latch != NULL)
+		else if (db->worker[0].latch != NULL)
 		{
 			db->worker_fans_out = true;
-			latch = db->worker_latch;
+			latch = db->worker[0].latch;
 		}
 	}
 	SpinLockRelease(&webhook_shared->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
+	if (claims)
+		webhook_wake_workers(CLAIMS_ALL, 1);
 }
 
 /*
@@ -317,7 +335,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			if (wake_armed)
 				wake_fanout(claims_armed);
 			if (config_armed)
-				webhook_wake_worker(CLAIMS_ALL);
+				webhook_wake_workers(CLAIMS_ALL, 0);
 			if (created_armed && webhook_shared != NULL)
 				wake_probe();
 			wake_armed = config_armed = claims_armed = created_armed = false;

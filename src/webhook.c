@@ -22,6 +22,7 @@ PG_MODULE_MAGIC;
 char	   *webhook_database_name = NULL;
 bool		webhook_allow_http = false;
 char	   *webhook_allowed_networks = NULL;
+int			webhook_workers = 1;
 int			webhook_max_connections = 64;
 int			webhook_response_limit = 4096;
 int			webhook_max_retry_after = 86400;
@@ -136,6 +137,10 @@ _PG_init(void)
 				 errmsg("webhook must be loaded via shared_preload_libraries"),
 				 errhint("Add webhook to shared_preload_libraries in postgresql.conf and restart the server.")));
 
+	DefineCustomIntVariable("webhook.workers",
+							"Delivery workers per database; the database's endpoints are split among them.",
+							NULL, &webhook_workers, 1, 1, WEBHOOK_MAX_WORKERS,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("webhook");
 

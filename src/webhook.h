@@ -30,6 +30,7 @@
 extern char *webhook_database_name;
 extern bool webhook_allow_http;
 extern char *webhook_allowed_networks;
+extern int	webhook_workers;
 extern int	webhook_max_connections;
 extern int	webhook_response_limit;
 extern int	webhook_max_retry_after;	/* seconds */
@@ -54,25 +55,39 @@ typedef enum WebhookDbState
 	DB_OTHER_VERSION			/* a worker waits for ALTER EXTENSION ... UPDATE */
 } WebhookDbState;
 
+/*
+ * Delivery workers of one database, at most (webhook.workers).  The first
+ * is started by the launcher and does everything but a share of the
+ * deliveries; it starts the others, each of which claims and sends the
+ * deliveries of its share of the endpoints.
+ */
+#define WEBHOOK_MAX_WORKERS 16
+
+/* One delivery worker of a database, as its slot sees it. */
+typedef struct WebhookProc
+{
+	Latch	   *latch;			/* NULL while it does not run */
+	pid_t		pid;
+	uint32		claims_due;		/* kinds of claim it should run */
+} WebhookProc;
+
 typedef struct WebhookDb
 {
 	Oid			dboid;			/* InvalidOid: a free slot */
 	WebhookDbState state;
 	TimestampTz state_since;
-	Latch	   *worker_latch;	/* NULL while no delivery worker runs */
-	pid_t		worker_pid;
+	WebhookProc worker[WEBHOOK_MAX_WORKERS];	/* [0]: the first worker */
 	Latch	   *fanout_latch;	/* NULL while no fan-out helper runs */
 	pid_t		fanout_pid;
-	bool		worker_idle;	/* nothing in flight: commits wake the worker */
+	bool		worker_idle;	/* nothing in flight: commits wake the first worker */
 	bool		worker_fans_out;	/* ... and it fans out what woke it */
-	uint32		claims_due;		/* kinds of claim the worker should run */
 	uint32		probes;			/* CREATE EXTENSIONs committed here, counted */
 	pg_atomic_uint64 config_generation;
 } WebhookDb;
 
 /*
  * How many databases the launcher looks after at most (a slot each, about
- * 100 bytes); a database beyond that is said once in the log and not served.
+ * 320 bytes); a database beyond that is said once in the log and not served.
  */
 #define WEBHOOK_MAX_DATABASES 1024
 
@@ -92,15 +107,16 @@ extern WebhookShared *webhook_shared;
 
 extern void wake_init(void);
 extern WebhookDb *wake_find_slot(Oid dboid);
+extern bool wake_slot_busy(const WebhookDb *db);
 extern const char *wake_state_name(WebhookDbState state);
-extern void webhook_wake_worker(uint32 claims);
+extern void webhook_wake_workers(uint32 claims, int from);
 extern void webhook_arm_wake(bool config_changed, bool claims);
 
 /* launcher.c */
 struct BackgroundWorkerHandle;
 extern PGDLLEXPORT void webhook_launcher_main(Datum arg);
 extern bool webhook_start_db_worker(const char *function, const char *name, Oid dboid,
-									struct BackgroundWorkerHandle **handle);
+									int index, struct BackgroundWorkerHandle **handle);
 
 /* capture.c */
 extern void capture_init(void);

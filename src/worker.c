@@ -1,11 +1,17 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The delivery worker of one database, and its fan-out helper.
+ *	  The delivery workers of one database, and their fan-out helper.
  *
  * The launcher (launcher.c) starts a worker in each database it looks
  * after.  A worker that finds no extension there marks its slot so and
  * leaves; one that finds it serves the database until the extension is
- * dropped (then it leaves the same way) or the database is.
+ * dropped (then it leaves the same way) or the database is.  That first
+ * worker starts webhook.workers - 1 others; the database's endpoints are
+ * split among them by id (endpoint id % webhook.workers: a worker's
+ * share), and each claims, sends and records its share's deliveries.
+ * The first one alone fans out (with its helper), keeps retention and
+ * the slot's state, recovers expired leases, and serves the share of any
+ * other that does not run.
  *
  * The delivery worker's loop:
  *	  wait (latch, libcurl sockets, timers) -> collect finished requests ->
@@ -16,8 +22,11 @@
  * quarter of the work per delivery, and this way it runs on another core
  * than the requests.  While no helper runs (not started yet, no free
  * background worker slot), the worker fans out itself, in its cycle.
- * A crash loses nothing: claimed rows carry a lease, and the startup sweep
- * returns every in-flight row to pending (the worker is the only claimer).
+ * A crash loses nothing: claimed rows carry a lease whose token holds the
+ * worker's share, and a worker's startup sweep returns its share's
+ * in-flight rows to pending (only one process holds a share's place in
+ * the slot at a time; another worker serving that share meanwhile leases
+ * under its own).
  * A failing receiver is data (rows in webhook_attempts), never an ERROR.
  * An ERROR in a transaction is reported, the transaction aborted, and the
  * loop goes on after a pause.
@@ -135,14 +144,24 @@ static struct
 	bool		due[CLAIM_KINDS];	/* ... and whether it should run at once */
 }			claims = {.find_next_due = true};
 
-/* This worker in its database: its slot, its helper, a pending DROP. */
+/*
+ * This worker in its database: its slot, which of the database's workers
+ * it is, the processes the first one starts (the fan-out helper and the
+ * other workers), a pending DROP.
+ */
 static struct
 {
 	WebhookDb  *db;				/* this database's slot in shared memory */
+	int			index;			/* which worker: its share of the endpoints */
+	pid_t		first;			/* the first worker's pid (the others') */
 	char		dbname[NAMEDATALEN];	/* for messages outside transactions */
 	BackgroundWorkerHandle *helper; /* the fan-out helper */
 	TimestampTz helper_next_start;
 	bool		helper_warned;
+	BackgroundWorkerHandle *others[WEBHOOK_MAX_WORKERS];	/* the other workers, by index */
+	TimestampTz others_next_start[WEBHOOK_MAX_WORKERS];
+	bool		others_warned;
+	uint32		wake_others;	/* claims to ask of the others after this cycle */
 	bool		woke_idle;		/* a commit asked the idle worker to fan out */
 	int			configured_sync_commit; /* while a cycle overrides it, else -1 */
 	TimestampTz drop_waited_since;	/* cycles skipped for a DROP since */
@@ -164,21 +183,27 @@ worker_exit(int code, Datum arg)
 	Latch	   *launcher;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	if (self.db->worker_pid == MyProcPid)
+	if (self.db->worker[self.index].pid == MyProcPid)
 	{
-		self.db->worker_latch = NULL;
-		self.db->worker_pid = 0;
-		self.db->worker_idle = false;
-		self.db->worker_fans_out = false;
+		self.db->worker[self.index].latch = NULL;
+		self.db->worker[self.index].pid = 0;
+		if (self.index == 0)
+		{
+			self.db->worker_idle = false;
+			self.db->worker_fans_out = false;
+		}
 	}
 	launcher = webhook_shared->launcher_latch;
 	SpinLockRelease(&webhook_shared->mutex);
 	/* a launcher started after this worker has no handle to be told by */
-	if (launcher != NULL)
+	if (launcher != NULL && self.index == 0)
 		SetLatch(launcher);
-	/* the helper also leaves by itself once it sees the worker gone */
+	/* the helper and the other workers also leave once they see this one gone */
 	if (self.helper != NULL)
 		TerminateBackgroundWorker(self.helper);
+	for (int i = 1; i < WEBHOOK_MAX_WORKERS; i++)
+		if (self.others[i] != NULL)
+			TerminateBackgroundWorker(self.others[i]);
 	http_engine_shutdown();
 }
 
@@ -223,8 +248,8 @@ take_claims_due(void)
 	uint32		claims;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	claims = self.db->claims_due;
-	self.db->claims_due = 0;
+	claims = self.db->worker[self.index].claims_due;
+	self.db->worker[self.index].claims_due = 0;
 	SpinLockRelease(&webhook_shared->mutex);
 	return claims;
 }
@@ -323,7 +348,7 @@ helper_running(void)
 	now = GetCurrentTimestamp();
 	if (now < self.helper_next_start)
 		return false;
-	if (!webhook_start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, &self.helper))
+	if (!webhook_start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, 0, &self.helper))
 	{
 		self.helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 		if (!self.helper_warned)
@@ -333,6 +358,87 @@ helper_running(void)
 		self.helper_warned = true;
 	}
 	return false;
+}
+
+/*
+ * The first worker starts the others (webhook.workers), each at once the
+ * first time and, after it stopped, again RESTART_DELAY_MS later; they are
+ * registered with its pid and leave when it does.  Returns when the next
+ * one is due to start (0: none).
+ */
+static TimestampTz
+start_others(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = 0;
+
+	for (int i = 1; i < webhook_workers; i++)
+	{
+		if (self.others[i] != NULL)
+		{
+			pid_t		pid;
+			BgwHandleStatus st = GetBackgroundWorkerPid(self.others[i], &pid);
+
+			if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+				continue;
+			pfree(self.others[i]);
+			self.others[i] = NULL;
+			self.others_next_start[i] = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+		}
+		if (now >= self.others_next_start[i] &&
+			!webhook_start_db_worker("webhook_worker_main", "webhook worker", MyDatabaseId, i,
+									 &self.others[i]))
+		{
+			self.others_next_start[i] = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+			if (!self.others_warned)
+				ereport(WARNING,
+						(errmsg("webhook: could not start delivery worker %d of %d; the first worker serves its endpoints",
+								i + 1, webhook_workers),
+						 errhint("Raise max_worker_processes.")));
+			self.others_warned = true;
+		}
+		if (self.others[i] == NULL && (next == 0 || self.others_next_start[i] < next))
+			next = self.others_next_start[i];
+	}
+	return next;
+}
+
+/*
+ * The shares of the endpoints this worker serves (bit k: share k): its
+ * own, and for the first worker also those of the others that do not run.
+ * While one starts or stops, its share may be served by both for a
+ * moment: each claim leases its rows, so nothing is sent twice, but the
+ * endpoint's max_in_flight and rate limit are each worker's alone then.
+ */
+static uint32
+shares_served(void)
+{
+	uint32		shares = (uint32) 1 << self.index;
+
+	if (self.index != 0)
+		return shares;
+	SpinLockAcquire(&webhook_shared->mutex);
+	for (int i = 1; i < webhook_workers; i++)
+		if (self.db->worker[i].pid == 0)
+			shares |= (uint32) 1 << i;
+	SpinLockRelease(&webhook_shared->mutex);
+	return shares;
+}
+
+/*
+ * The shares whose leases this worker takes back when it starts: its own;
+ * the first worker also those of shares no worker has now
+ * (webhook.workers was lowered).
+ */
+static uint32
+shares_leased(void)
+{
+	uint32		shares = (uint32) 1 << self.index;
+
+	if (self.index == 0)
+		for (int i = webhook_workers; i < WEBHOOK_MAX_WORKERS; i++)
+			shares |= (uint32) 1 << i;
+	return shares;
 }
 
 /* The worker's entry for an endpoint, created empty when missing. */
@@ -757,6 +863,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 */
 	if (claim)
 		mark_due(take_claims_due());
+	queue_serve_shares(webhook_workers, shares_served());
 	/* and the CREATE EXTENSIONs committed so far, for leave_absent */
 	SpinLockAcquire(&webhook_shared->mutex);
 	self.probes_seen = self.db->probes;
@@ -783,6 +890,9 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	}
 	self.drop_waited_since = self.drop_retry_at = 0;
 	self.drop_wait_logged = false;
+	/* the first worker keeps the slot's state; the others just leave */
+	if (self.index != 0 && status != QUEUE_READY)
+		proc_exit(0);
 	if (status == QUEUE_ABSENT)
 		leave_absent();			/* outcomes have nowhere to go */
 	if (status == QUEUE_OTHER_VERSION)
@@ -790,7 +900,8 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		set_db_state(DB_OTHER_VERSION);
 		return false;			/* waiting for ALTER EXTENSION ... UPDATE */
 	}
-	set_db_state(DB_SERVED);
+	if (self.index == 0)
+		set_db_state(DB_SERVED);
 	if (queue_installation() != cache.installation)
 	{
 		cache.loaded = false;
@@ -878,12 +989,15 @@ cycle_record(void)
 	}
 }
 
-/* Returns expired leases (all of them, at start) to the queue. */
+/*
+ * Returns expired leases to the queue, and at start those this worker's
+ * share held (the first worker alone repairs ordering keys).
+ */
 static void
 cycle_sweep(bool all)
 {
 	int64		repaired;
-	int64		n = queue_recover_leases(all, &repaired);
+	int64		n = queue_recover_leases(all, shares_leased(), self.index == 0, &repaired);
 
 	if (n > 0)
 		ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
@@ -912,7 +1026,7 @@ cycle_claim(void)
 	 * Woken while idle, the worker fans out itself; busy, it leaves that to
 	 * the helper, and hands over what it could not finish.
 	 */
-	if (!helper_running() || self.woke_idle)
+	if (self.index == 0 && (!helper_running() || self.woke_idle))
 	{
 		/*
 		 * Never waits for the helper's step (this transaction may hold row
@@ -921,9 +1035,14 @@ cycle_claim(void)
 		 */
 		uint32		made;
 
-		if (queue_fanout(webhook_batch_size, false, &made, &more) < 0 || more)
+		int64		fanned = queue_fanout(webhook_batch_size, false, &made, &more);
+
+		if (fanned < 0 || more)
 			wake_helper();
 		mark_due(made);
+		/* the other workers claim theirs once this transaction commits */
+		if (fanned > 0)
+			self.wake_others |= made | 1 << CLAIM_PLAIN;
 	}
 	if (room <= 0)
 		return true;			/* no room to look: assume work waits */
@@ -1003,6 +1122,9 @@ cycle_end(void)
 	queue_commit();
 	synchronous_commit = self.configured_sync_commit;
 	self.configured_sync_commit = -1;
+	if (self.wake_others != 0 && webhook_workers > 1)
+		webhook_wake_workers(self.wake_others, 1);
+	self.wake_others = 0;
 
 	while (jobs.claimed)
 	{
@@ -1046,6 +1168,7 @@ recover_from_error(void)
 	queue_forget_plans();
 	/* whatever the failed cycle was to claim is looked for again */
 	mark_due(CLAIMS_ALL);
+	self.wake_others = 0;		/* its fan-out was rolled back */
 	drop_jobs(jobs.claimed);
 	jobs.claimed = NULL;
 	drop_jobs(jobs.done);
@@ -1142,8 +1265,10 @@ purge_step(void *arg)
 }
 
 /*
- * Takes this database's slot for the worker; false when the launcher no
- * longer looks after the database, or another worker holds it.
+ * Takes this worker's place in its database's slot; false when the
+ * launcher no longer looks after the database, another worker holds the
+ * place, or (for the others) the first worker that started this one is
+ * gone.
  */
 static bool
 claim_slot(Oid dboid)
@@ -1152,10 +1277,11 @@ claim_slot(Oid dboid)
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	self.db = wake_find_slot(dboid);
-	if (self.db != NULL && self.db->worker_pid == 0)
+	if (self.db != NULL && self.db->worker[self.index].pid == 0 &&
+		(self.index == 0 || self.db->worker[0].pid == self.first))
 	{
-		self.db->worker_latch = MyLatch;
-		self.db->worker_pid = MyProcPid;
+		self.db->worker[self.index].latch = MyLatch;
+		self.db->worker[self.index].pid = MyProcPid;
 		ok = true;
 	}
 	SpinLockRelease(&webhook_shared->mutex);
@@ -1213,6 +1339,7 @@ typedef struct LoopState
 	TimestampTz next_sweep;		/* look for expired leases then */
 	TimestampTz next_purge;		/* the next retention step */
 	TimestampTz next_trim;		/* give freed memory back no sooner */
+	TimestampTz next_start;		/* start one of the other workers then (0: none) */
 	TimestampTz last_claim;
 	bool		purge_more;		/* the last retention step hit its limit */
 	bool		swept_all;		/* the startup sweep is done */
@@ -1255,11 +1382,16 @@ worker_wait(LoopState *s)
 	/* the fan-out helper is started again on time, busy or not */
 	if (self.helper == NULL && self.helper_next_start != 0 && s->installed)
 		timeout = Min(timeout, ms_until(self.helper_next_start));
+	if (s->next_start != 0 && s->installed)
+		timeout = Min(timeout, ms_until(s->next_start));
 	if (!s->installed)
 		timeout = Max(webhook_poll_interval, 5000);
 	/* idle: nothing claimed, in flight or to record, and no wake-up pending */
 	idle = timeout > 0 && jobs.done == NULL && jobs.nqueued == 0 && http_engine_running() == 0 &&
 		!s->wake_pending;
+	/* only the first worker fans out: the others never say they are idle */
+	if (self.index != 0)
+		idle = false;
 	if (idle != s->idle_published)
 		self.woke_idle |= set_idle(idle);
 	s->idle_published = idle;
@@ -1341,7 +1473,8 @@ worker_cycle(LoopState *s, TimestampTz now, bool latch_set)
 		s->last_claim = now;
 		s->next_poll = now + (TimestampTz) webhook_poll_interval * 1000;
 	}
-	if (now >= s->next_sweep)
+	/* expired leases, of every worker, are the first worker's to recover */
+	if (now >= s->next_sweep && self.index == 0)
 	{
 		sweep = true;
 		s->next_sweep = now + (TimestampTz) LEASE_SWEEP_MS * 1000;
@@ -1396,7 +1529,7 @@ worker_retention(LoopState *s, TimestampTz now)
 {
 	int64		purged = 0;
 
-	if (!s->installed || now < s->next_purge ||
+	if (!s->installed || self.index != 0 || now < s->next_purge ||
 		(webhook_retention <= 0 && webhook_dead_letter_retention <= 0))
 		return;
 	(void) guarded(purge_step, &purged, recover_from_error);
@@ -1405,10 +1538,11 @@ worker_retention(LoopState *s, TimestampTz now)
 }
 
 /*
- * Whether this worker still holds its database's slot.  The launcher frees
- * the slot of a database no longer listed (dropped, or left out by
- * webhook.database_name) and sets this worker's latch; a launcher started
- * after this worker holds no handle to terminate it by.
+ * Whether this worker still holds its place in its database's slot.  The
+ * launcher frees the slot of a database no longer listed (dropped, or left
+ * out by webhook.database_name) and sets the first worker's latch; a
+ * launcher started after this worker holds no handle to terminate it by.
+ * The other workers leave with the first one.
  */
 static bool
 slot_still_ours(void)
@@ -1416,14 +1550,17 @@ slot_still_ours(void)
 	bool		ours;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	ours = self.db->dboid == MyDatabaseId && self.db->worker_pid == MyProcPid;
+	ours = self.db->dboid == MyDatabaseId && self.db->worker[self.index].pid == MyProcPid &&
+		(self.index == 0 || self.db->worker[0].pid == self.first);
 	SpinLockRelease(&webhook_shared->mutex);
 	return ours;
 }
 
 /*
- * The delivery worker of database arg: set up, then wait, reload, record
- * and claim, send, and keep retention, in turn, for ever.
+ * A delivery worker of database arg: set up, then wait, reload, record and
+ * claim, send, and keep retention, in turn, for ever.  The first worker of
+ * a database (index 0 in bgw_extra, started by the launcher) also fans
+ * out, keeps retention and the slot's state, and starts the others.
  */
 void
 webhook_worker_main(Datum arg)
@@ -1431,6 +1568,11 @@ webhook_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	HASHCTL		ctl;
 	LoopState	loop = {0};
+
+	memcpy(&self.first, MyBgworkerEntry->bgw_extra, sizeof(pid_t));
+	memcpy(&self.index, MyBgworkerEntry->bgw_extra + sizeof(pid_t), sizeof(int));
+	if (self.index < 0 || self.index >= webhook_workers)
+		proc_exit(0);			/* left from a larger webhook.workers */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1449,7 +1591,9 @@ webhook_worker_main(Datum arg)
 	cache.endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ctl.entrysize = sizeof(HeldCount);
 	jobs.held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	jobs.next_token = ((int64) time(NULL)) << 20;
+	/* its share in the top byte (QUEUE_TOKEN_SHARE), its start below */
+	jobs.next_token = ((int64) self.index << QUEUE_TOKEN_SHIFT) |
+		((((int64) time(NULL)) << 20) & (((int64) 1 << QUEUE_TOKEN_SHIFT) - 1));
 
 	StartTransactionCommand();
 	strlcpy(self.dbname, get_database_name(MyDatabaseId), sizeof(self.dbname));
@@ -1464,6 +1608,9 @@ webhook_worker_main(Datum arg)
 	}
 	http_engine_init(webhook_max_connections);
 	before_shmem_exit(worker_exit, (Datum) 0);
+	if (self.index != 0)
+		ereport(LOG, (errmsg("webhook worker %d of %d serving database \"%s\"",
+							 self.index + 1, webhook_workers, self.dbname)));
 	loop.installed = true;
 	loop.next_sweep = GetCurrentTimestamp() + (TimestampTz) LEASE_SWEEP_MS * 1000;
 
@@ -1480,6 +1627,8 @@ webhook_worker_main(Datum arg)
 			loop.installed)
 			(void) helper_running();
 		worker_cycle(&loop, now, latch_set);
+		if (self.index == 0 && webhook_workers > 1 && loop.installed)
+			loop.next_start = start_others();
 		worker_send();
 		worker_retention(&loop, now);
 	}
@@ -1509,7 +1658,7 @@ parent_alive(pid_t parent)
 	bool		alive;
 
 	SpinLockAcquire(&webhook_shared->mutex);
-	alive = self.db->dboid == MyDatabaseId && self.db->worker_pid == parent;
+	alive = self.db->dboid == MyDatabaseId && self.db->worker[0].pid == parent;
 	SpinLockRelease(&webhook_shared->mutex);
 	return alive;
 }
@@ -1577,7 +1726,7 @@ webhook_fanout_main(Datum arg)
 
 	SpinLockAcquire(&webhook_shared->mutex);
 	self.db = wake_find_slot(dboid);
-	if (self.db == NULL || self.db->worker_pid != parent)
+	if (self.db == NULL || self.db->worker[0].pid != parent)
 	{
 		SpinLockRelease(&webhook_shared->mutex);
 		proc_exit(0);
@@ -1617,7 +1766,7 @@ webhook_fanout_main(Datum arg)
 
 		/* the worker claims what was fanned out, or what a wake-up was for */
 		if (step.fanned > 0 || (rc & WL_LATCH_SET))
-			webhook_wake_worker(step.made);
+			webhook_wake_workers(step.made, 0);
 		if (step.pause > 0)
 			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, step.pause, PG_WAIT_EXTENSION);
 	}
