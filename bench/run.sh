@@ -23,6 +23,7 @@ LATE_N=${LATE_N:-100}         # retries whose lateness is measured
 HOL_ROWS=${HOL_ROWS:-1000000} # rows of the watched INSERT in the head-of-line run
 SOAK_SECONDS=${SOAK_SECONDS:-1800}  # the soak run's length; 0 skips it
 SOAK_RATE=${SOAK_RATE:-2000}        # events per second in the soak run
+WORKERS_N=${WORKERS_N:-$N}          # events per run of the several-workers measure
 [ "$SOAK_SECONDS" -eq 0 ] || [ "$SOAK_SECONDS" -ge 60 ] ||
   { echo "bench: SOAK_SECONDS is 0 (no soak) or at least 60" >&2; exit 2; }
 
@@ -92,7 +93,7 @@ worker_pid() { psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = '
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }   # private memory, not shared buffers
 
-# Waits until every delivery to endpoint $1 (default nginx) is finished.
+# Waits until every delivery to the endpoints named like $1 (default nginx) is finished.
 wait_drained() {
   local deadline=$((SECONDS + 900))
   # (events the cursor's snapshot does not show committed, found by index
@@ -100,12 +101,12 @@ wait_drained() {
   until [ "$(psql_ -c "SELECT EXISTS (SELECT FROM webhook_fanout_cursor) AND NOT EXISTS (SELECT 1 FROM webhook_events e, webhook_fanout_cursor k
                                          WHERE e.txid >= pg_snapshot_xmax(k.done)
                                             OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(k.done))))
-                         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending','in_flight') AND endpoint_id = (SELECT id FROM webhook_endpoints WHERE name = '${1:-nginx}'))")" = t ]; do
+                         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending','in_flight') AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE name LIKE '${1:-nginx}'))")" = t ]; do
     [ $SECONDS -lt $deadline ] || { echo "timed out waiting for deliveries" >&2; exit 1; }
     sleep 0.2
   done
 }
-reset_queue() { psql_ -c "TRUNCATE webhook_attempts" -c "DELETE FROM webhook_events WHERE type IN ('bench.x', 'benchb.x')" -c "VACUUM webhook_deliveries, webhook_events, webhook_attempts, webhook_ticks"; }
+reset_queue() { psql_ -c "TRUNCATE webhook_attempts" -c "DELETE FROM webhook_events WHERE type IN ('bench.x', 'benchb.x', 'benchm.x')" -c "VACUUM webhook_deliveries, webhook_events, webhook_attempts, webhook_ticks"; }
 
 # One throughput run: $3 (default N) events of type $1 (default bench.x)
 # committed at once for endpoint $2 (default nginx); prints events per
@@ -334,6 +335,26 @@ if [ "$SOAK_SECONDS" -gt 0 ]; then
   [ "$(awk -F, 'NR > 1 {print $3}' "$work/soak.csv" | sort -u | wc -l)" = 1 ] || SOAK_RSS="$SOAK_RSS (restarted)"
 fi
 
+# 12. several delivery workers: WORKERS_N events for four endpoints (nginx,
+# one event per request; ids in both shares), with webhook.workers = 1 and
+# then 2 (a restart each time), alternated; deliveries per second over the
+# four.  Last, as it restarts the server.
+for i in 1 2 3 4; do
+  psql_ -c "SELECT webhook_create_endpoint('multi$i', 'http://127.0.0.1:$NGPORT/m$i', event_types => '{benchm.*}', max_in_flight => 64)" >/dev/null
+done
+multi_run() { # webhook.workers -> deliveries/s
+  psql_ -c "ALTER SYSTEM SET webhook.workers = $1" >/dev/null
+  $run_as "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w restart >/dev/null
+  until [ "$(psql_ -c "SELECT cardinality(worker_pids) FROM webhook_workers WHERE database = 'postgres'")" = "$1" ]; do sleep 0.1; done
+  reset_queue
+  psql_ -c "SELECT count(webhook_publish('benchm.x', jsonb_build_object('i', i, 'pad', repeat('x', 500)))) FROM generate_series(1, $WORKERS_N) i" >/dev/null
+  wait_drained 'multi%'
+  psql_ -c "SELECT round(count(*) / extract(epoch FROM max(started_at) - min(started_at))) FROM webhook_attempts"
+}
+w1=(); w2=()
+for _ in $(seq "$RUNS"); do w1+=("$(multi_run 1)"); w2+=("$(multi_run 2)"); done
+W1=$(printf '%s\n' "${w1[@]}" | median); W2=$(printf '%s\n' "${w2[@]}" | median)
+
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
 printf '%-58s %14s %12s\n' "2. one event per request, N=$N (deliveries/s)" "$RATE" ">= 25% ceil"
@@ -367,3 +388,6 @@ if [ "$SOAK_SECONDS" -gt 0 ]; then
   printf '%-58s %14s %12s\n' "   worker private RSS at $ref min / at the end (kB)" "$SOAK_RSS5 / $SOAK_RSS" "flat"
   printf '%-58s %14s %12s\n' "   events published per second; deliveries waiting at the end" "$SOAK_TPS; $SOAK_WAIT" ""
 fi
+printf '%-58s %14s %12s\n' "12. four endpoints, $((WORKERS_N * 4)) deliveries: 1 worker (deliveries/s)" "$W1" ""
+printf '%-58s %14s %12s\n' "   webhook.workers = 2 (deliveries/s)" "$W2" ""
+printf '%-58s %14.2f %12s\n' "   2 workers / 1" "$(div "$W2" "$W1")" ""
