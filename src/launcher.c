@@ -427,7 +427,7 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 			continue;
 		copy[used].dboid = db->dboid;
 		copy[used].state = db->state;
-		for (int w = 0; w < WEBHOOK_MAX_WORKERS; w++)
+		for (int w = 0; w < webhook_workers; w++)
 			copy[used].worker[w].pid = db->worker[w].pid;
 		copy[used].fanout_pid = db->fanout_pid;
 		copy[used].state_since = db->state_since;
@@ -457,11 +457,12 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 		nulls[4] = copy[i].fanout_pid == 0;
 		values[5] = TimestampTzGetDatum(copy[i].state_since);
 		nulls[5] = copy[i].state_since == 0;
-		for (int w = 0; w < WEBHOOK_MAX_WORKERS; w++)
+		for (int w = 0; w < webhook_workers; w++)
 			if (copy[i].worker[w].pid != 0)
 				pids[npids++] = Int32GetDatum(copy[i].worker[w].pid);
 		if (npids > 0)
-			values[6] = PointerGetDatum(construct_array(pids, npids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+			values[6] = PointerGetDatum(construct_array(pids, npids, INT4OID,
+														sizeof(int32), true, TYPALIGN_INT));
 		else
 			nulls[6] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

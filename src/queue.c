@@ -532,7 +532,8 @@ prepare_all(Oid ext)
 	 * fails every fresh probe and so would stay shut for ever.  Every
 	 * claim returns the columns queue_claim reads (CLAIM_OUTPUT).
 	 */
-#define OWN(e) "mod(" e ".id, $6) = ANY ($7)"
+#define SHARE(id, n) "mod(mod(" id ", " n ") + " n ", " n ")"
+#define OWN(e) SHARE(e ".id", "$6") " = ANY ($7)"
 #define PROBE(cond) \
 	"WITH probe AS (" \
 	"  UPDATE %1$s.webhook_endpoints p" \
@@ -774,9 +775,9 @@ prepare_all(Oid ext)
 	/*
 	 * The sweeps return leases that expired, and with $1 (at a worker's
 	 * start) those that the workers of the shares in $2 held: a worker
-	 * stamps its share in the top byte of each lease token
-	 * (QUEUE_TOKEN_SHARE), so a worker that starts again takes back what it
-	 * left in flight, never what another worker has.
+	 * stamps its share in the top bits of each lease token (from
+	 * QUEUE_TOKEN_SHIFT up), so a worker that starts again takes back what
+	 * it left in flight, never what another worker has.
 	 */
 #define LEASED_BY(d) "($1 AND " d ".lease_token >> " CppAsString2(QUEUE_TOKEN_SHIFT) " = ANY ($2))"
 
@@ -838,10 +839,10 @@ prepare_all(Oid ext)
 							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
 							"        WHERE x.endpoint_id = e.id AND x.status = 'pending' AND x.next_attempt_at > now()"
 							"        ORDER BY x.next_attempt_at LIMIT 1) n"
-							"    WHERE e.state = 'active' AND mod(e.id, $1) = ANY ($2)),"
+							"    WHERE e.state = 'active' AND " SHARE("e.id", "$1") " = ANY ($2)),"
 							"  (SELECT min(e.circuit_until) FROM %1$s.webhook_endpoints e"
 							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()"
-							"      AND mod(e.id, $1) = ANY ($2)))",
+							"      AND " SHARE("e.id", "$1") " = ANY ($2)))",
 							schema, 2, (Oid[]) {INT4OID, INT4ARRAYOID});
 
 	plan_health = prepare("health",

@@ -64,11 +64,18 @@ extern void queue_commit(void);
 extern void queue_forget_plans(void);
 extern Oid	queue_installation(void);
 /*
- * The share of the endpoints a worker serves: endpoint id % webhook.workers.
- * A worker's lease tokens carry its share in their top byte.
+ * The share of the endpoints a worker serves: endpoint id modulo
+ * webhook.workers, taken non-negative (queue_share, and SHARE in the
+ * statements).  A worker's lease tokens carry its share from this bit up.
  */
 #define QUEUE_TOKEN_SHIFT 56
-#define QUEUE_TOKEN_SHARE(token) ((int) ((token) >> QUEUE_TOKEN_SHIFT))
+
+/* The share endpoint id belongs to among workers. */
+static inline int
+queue_share(int64 id, int workers)
+{
+	return (int) (((id % workers) + workers) % workers);
+}
 
 extern void queue_serve_shares(int workers, uint32 shares);
 extern int64 queue_recover_leases(bool all, uint32 shares, bool repair, int64 *repaired);

@@ -201,7 +201,7 @@ webhook_wake_workers(uint32 claims, int from)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
 	db = my_slot();
-	for (int i = from; db != NULL && i < WEBHOOK_MAX_WORKERS; i++)
+	for (int i = from; db != NULL && i < webhook_workers; i++)
 	{
 		db->worker[i].claims_due |= claims;
 		if (db->worker[i].latch != NULL)

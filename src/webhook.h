@@ -56,10 +56,10 @@ typedef enum WebhookDbState
 } WebhookDbState;
 
 /*
- * Delivery workers of one database, at most (webhook.workers).  The first
- * is started by the launcher and does everything but a share of the
- * deliveries; it starts the others, each of which claims and sends the
- * deliveries of its share of the endpoints.
+ * Delivery workers of one database, at most (webhook.workers).  Each
+ * claims, sends and records the deliveries of its share of the endpoints
+ * (endpoint id modulo webhook.workers).  The first, started by the
+ * launcher, also fans out, keeps retention and starts the others.
  */
 #define WEBHOOK_MAX_WORKERS 16
 
@@ -102,8 +102,13 @@ typedef struct WebhookShared
 
 extern WebhookShared *webhook_shared;
 
-/* claims_due: one bit per kind of claim (1 << ClaimKind, queue.h) */
+/*
+ * claims_due: one bit per kind of claim (1 << ClaimKind, queue.h), and one
+ * to look up when the next retry or probe comes due (another worker
+ * scheduled one, or returned deliveries, for this worker's endpoints).
+ */
 #define CLAIMS_ALL 0x7
+#define CLAIMS_FIND_DUE 0x8
 
 extern void wake_init(void);
 extern WebhookDb *wake_find_slot(Oid dboid);

@@ -161,6 +161,7 @@ static struct
 	BackgroundWorkerHandle *others[WEBHOOK_MAX_WORKERS];	/* the other workers, by index */
 	TimestampTz others_next_start[WEBHOOK_MAX_WORKERS];
 	bool		others_warned;
+	uint32		shares;			/* the shares served in this cycle (shares_served) */
 	uint32		wake_others;	/* claims to ask of the others after this cycle */
 	bool		woke_idle;		/* a commit asked the idle worker to fan out */
 	int			configured_sync_commit; /* while a cycle overrides it, else -1 */
@@ -264,6 +265,8 @@ mark_due(uint32 kinds)
 	for (int kind = CLAIM_BATCH; kind <= CLAIM_ORDERED; kind++)
 		if (kinds & (1 << kind))
 			claims.due[kind] = true;
+	if (kinds & CLAIMS_FIND_DUE)
+		claims.find_next_due = true;
 }
 
 /* The kinds of claim that take ep's deliveries, besides the plain one. */
@@ -439,6 +442,13 @@ shares_leased(void)
 		for (int i = webhook_workers; i < WEBHOOK_MAX_WORKERS; i++)
 			shares |= (uint32) 1 << i;
 	return shares;
+}
+
+/* Whether this worker serves endpoint id in this cycle. */
+static inline bool
+serves(int64 id)
+{
+	return (self.shares & ((uint32) 1 << queue_share(id, webhook_workers))) != 0;
 }
 
 /* The worker's entry for an endpoint, created empty when missing. */
@@ -739,8 +749,14 @@ fold_health(Job *list, int njobs, StateChange *changes)
 
 		bool		change = false;
 
+		/*
+		 * Health is the serving worker's to keep: an outcome that comes
+		 * back after its endpoint's share went to another worker (the
+		 * first worker served it while that one was away) is recorded,
+		 * but its counters are left to the other.
+		 */
 		if (ep == NULL || j->installation != queue_installation() ||
-			ep->state == EP_DISABLED || ep->state == EP_PAUSED)
+			ep->state == EP_DISABLED || ep->state == EP_PAUSED || !serves(ep->id))
 			continue;
 		c->endpoint_id = ep->id;
 		c->cooldown_s = 0;
@@ -848,6 +864,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 {
 	uint64		gen;
 	QueueStatus status;
+	uint32		shares;
 
 	/*
 	 * Read the generation before the transaction's snapshot is taken: a
@@ -858,12 +875,24 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	/*
 	 * Likewise the kinds of claim asked for: each bit was set after the
 	 * commit it stands for, which the snapshot will therefore see.  They
-	 * are kept in special_due until a claim of their kind has run, also
+	 * are kept in claims.due until a claim of their kind has run, also
 	 * across a failed cycle.
 	 */
 	if (claim)
 		mark_due(take_claims_due());
-	queue_serve_shares(webhook_workers, shares_served());
+	shares = shares_served();
+	if (shares != self.shares)
+	{
+		/*
+		 * Serving other shares than last time (the first worker, as one of
+		 * the others stopped or came back): their endpoints' health is
+		 * read anew from the table, and their due work looked for.
+		 */
+		self.shares = shares;
+		cache.loaded = false;
+		mark_due(CLAIMS_ALL | CLAIMS_FIND_DUE);
+	}
+	queue_serve_shares(webhook_workers, shares);
 	/* and the CREATE EXTENSIONs committed so far, for leave_absent */
 	SpinLockAcquire(&webhook_shared->mutex);
 	self.probes_seen = self.db->probes;
@@ -891,13 +920,14 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	self.drop_waited_since = self.drop_retry_at = 0;
 	self.drop_wait_logged = false;
 	/* the first worker keeps the slot's state; the others just leave */
-	if (self.index != 0 && status != QUEUE_READY)
-		proc_exit(0);
+	if (status == QUEUE_ABSENT && self.index != 0)
+		proc_exit(0);			/* outcomes have nowhere to go */
 	if (status == QUEUE_ABSENT)
-		leave_absent();			/* outcomes have nowhere to go */
+		leave_absent();
 	if (status == QUEUE_OTHER_VERSION)
 	{
-		set_db_state(DB_OTHER_VERSION);
+		if (self.index == 0)
+			set_db_state(DB_OTHER_VERSION);
 		return false;			/* waiting for ALTER EXTENSION ... UPDATE */
 	}
 	if (self.index == 0)
@@ -965,7 +995,12 @@ cycle_record(void)
 	queue_record(jobs.done);
 	for (Job *j = jobs.done; j != NULL; j = j->next)
 		if (j->outcome == OUTCOME_PENDING)
+		{
 			claims.find_next_due = true;	/* a retry was scheduled */
+			/* ... for another worker's endpoint: it is told to look */
+			if (!serves(j->endpoint_id))
+				self.wake_others |= CLAIMS_ALL | CLAIMS_FIND_DUE;
+		}
 	/*
 	 * Their slots under max_in_flight are free for the claim below (it
 	 * runs in this transaction: if that fails, nothing of it holds).
@@ -1002,9 +1037,12 @@ cycle_sweep(bool all)
 	if (n > 0)
 		ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
 							 (long long) n)));
-	/* of any kind: for the next claim */
+	/* of any kind, of any worker's endpoints: for the next claims */
 	if (n > 0 || repaired > 0)
+	{
 		mark_due(CLAIMS_ALL);
+		self.wake_others |= CLAIMS_ALL;
+	}
 }
 
 /*
@@ -1034,7 +1072,6 @@ cycle_claim(void)
 		 * woke the worker.
 		 */
 		uint32		made;
-
 		int64		fanned = queue_fanout(webhook_batch_size, false, &made, &more);
 
 		if (fanned < 0 || more)
@@ -1340,6 +1377,7 @@ typedef struct LoopState
 	TimestampTz next_purge;		/* the next retention step */
 	TimestampTz next_trim;		/* give freed memory back no sooner */
 	TimestampTz next_start;		/* start one of the other workers then (0: none) */
+	bool		others_begun;	/* the other workers were started once */
 	TimestampTz last_claim;
 	bool		purge_more;		/* the last retention step hit its limit */
 	bool		swept_all;		/* the startup sweep is done */
@@ -1390,11 +1428,10 @@ worker_wait(LoopState *s)
 	idle = timeout > 0 && jobs.done == NULL && jobs.nqueued == 0 && http_engine_running() == 0 &&
 		!s->wake_pending;
 	/* only the first worker fans out: the others never say they are idle */
-	if (self.index != 0)
-		idle = false;
-	if (idle != s->idle_published)
+	if (self.index == 0 && idle != s->idle_published)
 		self.woke_idle |= set_idle(idle);
-	s->idle_published = idle;
+	if (self.index == 0)
+		s->idle_published = idle;
 	n = http_engine_wait(timeout, finished, codes, MAX_DONE, &latch_set);
 	if (s->idle_published && latch_set)
 	{
@@ -1406,7 +1443,7 @@ worker_wait(LoopState *s)
 		finish_job((Job *) finished[i]->owner, codes[i]);
 
 	/* a whole wait with nothing to do: memory of the last burst goes back */
-	if (s->idle_published && !latch_set && n == 0 && GetCurrentTimestamp() >= s->next_trim)
+	if (idle && !latch_set && n == 0 && GetCurrentTimestamp() >= s->next_trim)
 	{
 		give_back_memory();
 		s->next_trim = GetCurrentTimestamp() + (TimestampTz) TRIM_INTERVAL_MS * 1000;
@@ -1571,8 +1608,7 @@ webhook_worker_main(Datum arg)
 
 	memcpy(&self.first, MyBgworkerEntry->bgw_extra, sizeof(pid_t));
 	memcpy(&self.index, MyBgworkerEntry->bgw_extra + sizeof(pid_t), sizeof(int));
-	if (self.index < 0 || self.index >= webhook_workers)
-		proc_exit(0);			/* left from a larger webhook.workers */
+	Assert(self.index >= 0 && self.index < webhook_workers);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1591,7 +1627,7 @@ webhook_worker_main(Datum arg)
 	cache.endpoints = hash_create("webhook endpoints", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	ctl.entrysize = sizeof(HeldCount);
 	jobs.held = hash_create("webhook held deliveries", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	/* its share in the top byte (QUEUE_TOKEN_SHARE), its start below */
+	/* its share from bit QUEUE_TOKEN_SHIFT up, its start below */
 	jobs.next_token = ((int64) self.index << QUEUE_TOKEN_SHIFT) |
 		((((int64) time(NULL)) << 20) & (((int64) 1 << QUEUE_TOKEN_SHIFT) - 1));
 
@@ -1627,8 +1663,13 @@ webhook_worker_main(Datum arg)
 			loop.installed)
 			(void) helper_running();
 		worker_cycle(&loop, now, latch_set);
-		if (self.index == 0 && webhook_workers > 1 && loop.installed)
+		/* (a stop of one of them sets the latch: the postmaster tells) */
+		if (self.index == 0 && webhook_workers > 1 && loop.installed &&
+			(latch_set || !loop.others_begun || (loop.next_start != 0 && now >= loop.next_start)))
+		{
 			loop.next_start = start_others();
+			loop.others_begun = true;
+		}
 		worker_send();
 		worker_retention(&loop, now);
 	}

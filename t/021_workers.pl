@@ -52,7 +52,19 @@ my @ep = map {
 		                               secret => '$SECRET', max_in_flight => 3)})
 } 1 .. 4;
 is(join(',', map { $_ % 2 } @ep), '1,0,1,0', 'the endpoints fall in both shares');
-$node->safe_psql('postgres', "SELECT count(webhook_publish('w.x', jsonb_build_object('i', i))) FROM generate_series(1, 40) i");
+# and two claimed by the other claims: a batch endpoint (id 5, the
+# second worker's) and an ordered one (id 6, the first's)
+my $eb = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('wb', '$u/wb/slow/200', event_types => '{wb.*}', secret => '$SECRET',
+	                               format => 'batch', batch_size => 5, max_in_flight => 2)});
+my $eo = $node->safe_psql('postgres', qq{
+	SELECT webhook_create_endpoint('wo', '$u/wo/slow/100', event_types => '{wo.*}', secret => '$SECRET',
+	                               ordered => true, max_in_flight => 3)});
+is("$eb $eo", '5 6', 'the batch endpoint is share 1, the ordered one share 0');
+$node->safe_psql('postgres', qq{
+	SELECT count(webhook_publish('w.x', jsonb_build_object('i', i))) FROM generate_series(1, 40) i;
+	SELECT count(webhook_publish('wb.x', jsonb_build_object('i', i))) FROM generate_series(1, 40) i;
+	SELECT count(webhook_publish('wo.x', jsonb_build_object('i', i), NULL, 'k' || i % 4)) FROM generate_series(1, 20) i;});
 my ($both, $wrong, $most) = (0, 0, 0);
 wait_until(sub {
 	my ($shares, $bad, $max) = split /\|/, $node->safe_psql('postgres', q{
@@ -61,28 +73,29 @@ wait_until(sub {
 		       coalesce(max(n), 0)
 		  FROM webhook_deliveries d
 		  LEFT JOIN (SELECT endpoint_id AS e, count(*) AS n FROM webhook_deliveries
-		              WHERE status = 'in_flight' GROUP BY 1) m ON m.e = d.endpoint_id
+		              WHERE status = 'in_flight' AND endpoint_id <> 5 GROUP BY 1) m ON m.e = d.endpoint_id
 		 WHERE status = 'in_flight'});
 	$both ||= $shares == 2;
 	$wrong += $bad;
 	$most = $max if $max > $most;
-	$node->safe_psql('postgres', "SELECT count(*) = 160 FROM webhook_deliveries WHERE status = 'delivered'") eq 't';
-}, 120, '160 delivered');
+	$node->safe_psql('postgres', "SELECT count(*) = 220 FROM webhook_deliveries WHERE status = 'delivered'") eq 't';
+}, 120, '220 delivered');
 ok($both, 'both workers had requests out at once');
-is($wrong, 0, "every lease was taken by the endpoint's own worker");
+is($wrong, 0, "every lease was taken by the endpoint's own worker (plain, batch and ordered claims)");
 cmp_ok($most, '<=', 3, "no endpoint had more than its max_in_flight out ($most)");
 
 # 3. under load, fast receivers: every delivery made exactly once
 $node->safe_psql('postgres', "SELECT webhook_update_endpoint(id, url => replace(url, '/slow/200', '/ok')) FROM webhook_endpoints");
 $node->safe_psql('postgres', "SELECT count(webhook_publish('w.y', jsonb_build_object('i', i))) FROM generate_series(1, 1000) i");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 4160 FROM webhook_deliveries WHERE status = 'delivered'"),
+ok($node->poll_query_until('postgres', "SELECT count(*) = 4220 FROM webhook_deliveries WHERE status = 'delivered'"),
 	'4,000 more delivered');
-my $got = received($rcv);
+my @all = @{ received($rcv) };
+is(scalar(grep { !$_->{verified} } @all), 0, 'every request verifies');
+my $got = [ grep { $_->{path} =~ m{^/w\d/} } @all ];
 my %per_id;
 $per_id{ ($_->{path} =~ m{^/(w\d)/})[0] . ' ' . $_->{id} }++ for @$got;
 is(scalar(@$got), 4160, 'one request per delivery');
 is(scalar(grep { $_ > 1 } values %per_id), 0, 'no endpoint received a webhook-id twice');
-is(scalar(grep { !$_->{verified} } @$got), 0, 'every request verifies');
 
 # 4. the second worker stops with requests out (a receiver that hangs):
 # the first serves its share (endpoints 1 and 3) until it is back
@@ -100,7 +113,11 @@ $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM webhook_deliveries WHERE endpoint_id = $ep[2] AND status <> 'delivered'") or die;
 my $before = $node->safe_psql('postgres', "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $ep[2]");
 $node->safe_psql('postgres', "SELECT webhook_update_endpoint($ep[0], url => '$u/w1/ok')");
+$node->safe_psql('postgres', "SELECT webhook_update_endpoint($ep[2], url => '$u/w3/slow/300')");
 $node->safe_psql('postgres', "SELECT count(webhook_publish('w.v', '{}')) FROM generate_series(1, 5)");
+ok($node->poll_query_until('postgres',
+		"SELECT EXISTS (SELECT FROM webhook_deliveries WHERE endpoint_id = $ep[2] AND status = 'in_flight' AND lease_token >> 56 = 0)"),
+	"the first worker leases endpoint 3's deliveries (share 1) under its own share");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = $before + 5 FROM webhook_deliveries WHERE endpoint_id = $ep[2] AND status = 'delivered'"),
 	"endpoint 3's new events are delivered while the second worker is away");
