@@ -404,8 +404,8 @@ webhook_launcher_main(Datum arg)
 /*
  * SQL: webhook_worker_status() returns one row per database the launcher
  * looks after: its name, state, the pids of its first worker and fan-out
- * helper, since when it is in that state, and the pids of all its delivery
- * workers (webhook.workers), the first one first.  Reads shared memory, and the names
+ * helper, since when it is in that state, and the pids of its delivery
+ * workers (webhook.workers) by share, NULL for one that does not run.  Reads shared memory, and the names
  * of the databases.
  */
 Datum
@@ -439,7 +439,10 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 		Datum		values[7];
 		bool		nulls[7] = {0};
 		Datum		pids[WEBHOOK_MAX_WORKERS];
+		bool		absent[WEBHOOK_MAX_WORKERS];
 		int			npids = 0;
+		int			dims[1] = {webhook_workers};
+		int			lbs[1] = {1};
 		char	   *name;
 
 		if (!OidIsValid(copy[i].dboid))
@@ -457,12 +460,16 @@ webhook_worker_status(PG_FUNCTION_ARGS)
 		nulls[4] = copy[i].fanout_pid == 0;
 		values[5] = TimestampTzGetDatum(copy[i].state_since);
 		nulls[5] = copy[i].state_since == 0;
+		/* element k + 1 is share k's worker, NULL while none runs */
 		for (int w = 0; w < webhook_workers; w++)
-			if (copy[i].worker[w].pid != 0)
-				pids[npids++] = Int32GetDatum(copy[i].worker[w].pid);
+		{
+			pids[w] = Int32GetDatum(copy[i].worker[w].pid);
+			absent[w] = copy[i].worker[w].pid == 0;
+			npids += !absent[w];
+		}
 		if (npids > 0)
-			values[6] = PointerGetDatum(construct_array(pids, npids, INT4OID,
-														sizeof(int32), true, TYPALIGN_INT));
+			values[6] = PointerGetDatum(construct_md_array(pids, absent, 1, dims, lbs, INT4OID,
+														   sizeof(int32), true, TYPALIGN_INT));
 		else
 			nulls[6] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

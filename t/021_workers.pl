@@ -20,14 +20,14 @@ my $node = start_node('workers', "webhook.workers = 2\nmax_worker_processes = 16
 my $rcv = start_receiver('workers');
 my $u = $rcv->{url};
 
-# The pids of the database's delivery workers, once $n of them run
-# (other than those in @old, when given).
+# The pids of the database's delivery workers, once all $n of them run
+# (none of those in @old, when given).
 sub workers
 {
 	my ($n, @old) = @_;
 	my $not = @old ? ' AND NOT (worker_pids && ARRAY[' . join(',', @old) . '])' : '';
 	$node->poll_query_until('postgres',
-		"SELECT cardinality(worker_pids) = $n$not FROM webhook_workers WHERE database = 'postgres'")
+		"SELECT cardinality(worker_pids) = $n AND array_position(worker_pids, NULL) IS NULL$not FROM webhook_workers WHERE database = 'postgres'")
 	  or die 'workers: ' . $node->safe_psql('postgres', 'SELECT * FROM webhook_workers');
 	return split /,/,
 	  $node->safe_psql('postgres',
@@ -106,8 +106,8 @@ ok($node->poll_query_until('postgres',
 	"the second worker holds endpoint 1's two requests");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pids[1])");
 ok($node->poll_query_until('postgres',
-		"SELECT cardinality(worker_pids) = 1 FROM webhook_workers WHERE database = 'postgres'"),
-	'the second worker is gone');
+		"SELECT worker_pids[2] IS NULL AND worker_pids[1] = $pids[0] FROM webhook_workers WHERE database = 'postgres'"),
+	'the second worker is gone: worker_pids shows its share without one');
 # endpoint 3 (share 1) is served meanwhile, by the first worker
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM webhook_deliveries WHERE endpoint_id = $ep[2] AND status <> 'delivered'") or die;
@@ -121,8 +121,8 @@ ok($node->poll_query_until('postgres',
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = $before + 5 FROM webhook_deliveries WHERE endpoint_id = $ep[2] AND status = 'delivered'"),
 	"endpoint 3's new events are delivered while the second worker is away");
-is($node->safe_psql('postgres', "SELECT cardinality(worker_pids) FROM webhook_workers WHERE database = 'postgres'"),
-	'1', '... by the first worker alone');
+is($node->safe_psql('postgres', "SELECT worker_pids[2] IS NULL FROM webhook_workers WHERE database = 'postgres'"),
+	't', '... by the first worker alone');
 # the first worker starts a second again, which takes back what the old one held
 my @again = workers(2, $pids[1]);
 is($again[0], $pids[0], 'the first worker stayed');
