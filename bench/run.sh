@@ -345,7 +345,7 @@ done
 multi_run() { # webhook.workers -> deliveries/s
   psql_ -c "ALTER SYSTEM SET webhook.workers = $1" >/dev/null
   $run_as "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w restart >/dev/null
-  until [ "$(psql_ -c "SELECT cardinality(worker_pids) FROM webhook_workers WHERE database = 'postgres'")" = "$1" ]; do sleep 0.1; done
+  until [ "$(psql_ -c "SELECT cardinality(worker_pids) = $1 AND array_position(worker_pids, NULL) IS NULL FROM webhook_workers WHERE database = 'postgres'")" = t ]; do sleep 0.1; done
   reset_queue
   psql_ -c "SELECT count(webhook_publish('benchm.x', jsonb_build_object('i', i, 'pad', repeat('x', 500)))) FROM generate_series(1, $WORKERS_N) i" >/dev/null
   wait_drained 'multi%'

@@ -91,7 +91,7 @@ static struct
 }			served = {1, 1};
 
 /*
- * Sets which shares of the endpoints (endpoint id % workers) the worker's
+ * Sets which shares of the endpoints (queue_share) the worker's
  * claims, and its look-up of the next due time, take: bit k of shares for
  * share k.  Until called, one worker serves every endpoint.
  */

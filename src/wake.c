@@ -186,12 +186,12 @@ wake_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 }
 
 /*
- * Asks every delivery worker of this database to run the given kinds of
- * claim (claims_due), from the first one on (from == 0) or only the others
- * (from == 1), and sets the latch of each that runs.  Never ERRORs.
+ * Asks every delivery worker of this database but the one of share except
+ * (-1: none) to run the given kinds of claim (claims_due), and sets the
+ * latch of each that runs.  Never ERRORs.
  */
 void
-webhook_wake_workers(uint32 claims, int from)
+webhook_wake_workers(uint32 claims, int except)
 {
 	WebhookDb  *db;
 	Latch	   *latches[WEBHOOK_MAX_WORKERS];
@@ -201,8 +201,10 @@ webhook_wake_workers(uint32 claims, int from)
 		return;
 	SpinLockAcquire(&webhook_shared->mutex);
 	db = my_slot();
-	for (int i = from; db != NULL && i < webhook_workers; i++)
+	for (int i = 0; db != NULL && i < webhook_workers; i++)
 	{
+		if (i == except)
+			continue;
 		db->worker[i].claims_due |= claims;
 		if (db->worker[i].latch != NULL)
 			latches[n++] = db->worker[i].latch;
@@ -247,7 +249,7 @@ wake_fanout(bool claims)
 	if (latch != NULL)
 		SetLatch(latch);
 	if (claims)
-		webhook_wake_workers(CLAIMS_ALL, 1);
+		webhook_wake_workers(CLAIMS_ALL, 0);
 }
 
 /*
@@ -335,7 +337,7 @@ wake_xact_callback(XactEvent event, void *arg)
 			if (wake_armed)
 				wake_fanout(claims_armed);
 			if (config_armed)
-				webhook_wake_workers(CLAIMS_ALL, 0);
+				webhook_wake_workers(CLAIMS_ALL, -1);
 			if (created_armed && webhook_shared != NULL)
 				wake_probe();
 			wake_armed = config_armed = claims_armed = created_armed = false;

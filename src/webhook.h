@@ -114,7 +114,7 @@ extern void wake_init(void);
 extern WebhookDb *wake_find_slot(Oid dboid);
 extern bool wake_slot_busy(const WebhookDb *db);
 extern const char *wake_state_name(WebhookDbState state);
-extern void webhook_wake_workers(uint32 claims, int from);
+extern void webhook_wake_workers(uint32 claims, int except);
 extern void webhook_arm_wake(bool config_changed, bool claims);
 
 /* launcher.c */

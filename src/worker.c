@@ -7,11 +7,12 @@
  * leaves; one that finds it serves the database until the extension is
  * dropped (then it leaves the same way) or the database is.  That first
  * worker starts webhook.workers - 1 others; the database's endpoints are
- * split among them by id (endpoint id % webhook.workers: a worker's
- * share), and each claims, sends and records its share's deliveries.
- * The first one alone fans out (with its helper), keeps retention and
- * the slot's state, recovers expired leases, and serves the share of any
- * other that does not run.
+ * split among them by id (endpoint id modulo webhook.workers, taken
+ * non-negative: a worker's share), and each claims, sends and records its
+ * share's deliveries.  The first one alone fans out (with its helper),
+ * keeps retention and the slot's state, recovers expired leases and those
+ * of another that stopped, and serves the share of any other that does
+ * not run.
  *
  * The delivery worker's loop:
  *	  wait (latch, libcurl sockets, timers) -> collect finished requests ->
@@ -161,7 +162,9 @@ static struct
 	BackgroundWorkerHandle *others[WEBHOOK_MAX_WORKERS];	/* the other workers, by index */
 	TimestampTz others_next_start[WEBHOOK_MAX_WORKERS];
 	bool		others_warned;
+	bool		others_yielded; /* stopped for a database waiting for a slot */
 	uint32		shares;			/* the shares served in this cycle (shares_served) */
+	bool		shares_shrank;	/* ... fewer than in the one before */
 	uint32		wake_others;	/* claims to ask of the others after this cycle */
 	bool		woke_idle;		/* a commit asked the idle worker to fan out */
 	int			configured_sync_commit; /* while a cycle overrides it, else -1 */
@@ -174,7 +177,7 @@ static struct
 static void set_db_state(WebhookDbState state);
 static void leave_absent(void);
 static void cycle_record(void);
-static void cycle_sweep(bool all);
+static void cycle_sweep(bool all, uint32 orphaned);
 static bool cycle_claim(void);
 static void cycle_end(void);
 
@@ -364,19 +367,50 @@ helper_running(void)
 }
 
 /*
+ * Whether a database the launcher looks after waits for a background
+ * worker slot for its first worker.
+ */
+static bool
+database_starved(void)
+{
+	bool		starved = false;
+
+	SpinLockAcquire(&webhook_shared->mutex);
+	for (int i = 0; i < webhook_shared->nslots && !starved; i++)
+		starved = OidIsValid(webhook_shared->db[i].dboid) &&
+			webhook_shared->db[i].state == DB_NO_WORKER;
+	SpinLockRelease(&webhook_shared->mutex);
+	return starved;
+}
+
+/*
  * The first worker starts the others (webhook.workers), each at once the
  * first time and, after it stopped, again RESTART_DELAY_MS later; they are
- * registered with its pid and leave when it does.  Returns when the next
- * one is due to start (0: none).
+ * registered with its pid and leave when it does.  While another database
+ * waits for a background worker slot for its first worker, none is
+ * started and those that run are stopped: a database served by one worker
+ * comes before a second worker here (this one serves their shares, and
+ * takes back what they had in flight).  Returns when to look again: the
+ * next start, or the next look for a waiting database.
  */
 static TimestampTz
 start_others(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz next = 0;
+	TimestampTz next = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+	bool		starved = database_starved();
 
 	for (int i = 1; i < webhook_workers; i++)
 	{
+		if (starved && self.others[i] != NULL)
+		{
+			if (!self.others_yielded)
+				ereport(LOG,
+						(errmsg("webhook: stopping the further delivery workers of database \"%s\": another database waits for a background worker slot",
+								self.dbname)));
+			self.others_yielded = true;
+			TerminateBackgroundWorker(self.others[i]);
+		}
 		if (self.others[i] != NULL)
 		{
 			pid_t		pid;
@@ -388,9 +422,11 @@ start_others(void)
 			self.others[i] = NULL;
 			self.others_next_start[i] = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 		}
-		if (now >= self.others_next_start[i] &&
-			!webhook_start_db_worker("webhook_worker_main", "webhook worker", MyDatabaseId, i,
-									 &self.others[i]))
+		if (starved)
+			self.others_next_start[i] = Max(self.others_next_start[i], next);
+		else if (now >= self.others_next_start[i] &&
+				 !webhook_start_db_worker("webhook_worker_main", "webhook worker", MyDatabaseId, i,
+										  &self.others[i]))
 		{
 			self.others_next_start[i] = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 			if (!self.others_warned)
@@ -400,9 +436,11 @@ start_others(void)
 						 errhint("Raise max_worker_processes.")));
 			self.others_warned = true;
 		}
-		if (self.others[i] == NULL && (next == 0 || self.others_next_start[i] < next))
+		if (self.others[i] == NULL && self.others_next_start[i] < next)
 			next = self.others_next_start[i];
 	}
+	if (!starved)
+		self.others_yielded = false;
 	return next;
 }
 
@@ -441,6 +479,28 @@ shares_leased(void)
 	if (self.index == 0)
 		for (int i = webhook_workers; i < WEBHOOK_MAX_WORKERS; i++)
 			shares |= (uint32) 1 << i;
+	return shares;
+}
+
+/*
+ * The shares of other workers that no process holds and none is being
+ * started for: their leases belong to processes that are gone, and no
+ * worker can take one before the first worker starts it (in its loop,
+ * never during a cycle), so the first worker may take them back at once.
+ * 0 for the others.
+ */
+static uint32
+shares_orphaned(void)
+{
+	uint32		shares = 0;
+
+	if (self.index != 0)
+		return 0;
+	SpinLockAcquire(&webhook_shared->mutex);
+	for (int i = 1; i < webhook_workers; i++)
+		if (self.db->worker[i].pid == 0 && self.others[i] == NULL)
+			shares |= (uint32) 1 << i;
+	SpinLockRelease(&webhook_shared->mutex);
 	return shares;
 }
 
@@ -865,6 +925,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	uint64		gen;
 	QueueStatus status;
 	uint32		shares;
+	uint32		orphaned = 0;
 
 	/*
 	 * Read the generation before the transaction's snapshot is taken: a
@@ -886,11 +947,14 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 		/*
 		 * Serving other shares than last time (the first worker, as one of
 		 * the others stopped or came back): their endpoints' health is
-		 * read anew from the table, and their due work looked for.
+		 * read anew from the table, their due work looked for, and what a
+		 * worker that stopped left in flight taken back.
 		 */
+		self.shares_shrank |= (self.shares & ~shares) != 0;
 		self.shares = shares;
 		cache.loaded = false;
 		mark_due(CLAIMS_ALL | CLAIMS_FIND_DUE);
+		orphaned = shares_orphaned();
 	}
 	queue_serve_shares(webhook_workers, shares);
 	/* and the CREATE EXTENSIONs committed so far, for leave_absent */
@@ -919,7 +983,7 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	}
 	self.drop_waited_since = self.drop_retry_at = 0;
 	self.drop_wait_logged = false;
-	/* the first worker keeps the slot's state; the others just leave */
+	/* the first worker keeps the slot's state; the others leave when it is gone */
 	if (status == QUEUE_ABSENT && self.index != 0)
 		proc_exit(0);			/* outcomes have nowhere to go */
 	if (status == QUEUE_ABSENT)
@@ -963,8 +1027,10 @@ db_cycle(bool claim, bool sweep_all, bool sweep, bool *more)
 	 * recorded: outcomes held longer than a lease (while a DROP EXTENSION
 	 * was pending) still find their rows.
 	 */
-	if (sweep || sweep_all)
-		cycle_sweep(sweep_all);
+	if (sweep)
+		orphaned = shares_orphaned();
+	if (sweep || sweep_all || orphaned != 0)
+		cycle_sweep(sweep_all, orphaned);
 
 	if (claim)
 		*more = cycle_claim();
@@ -994,13 +1060,17 @@ cycle_record(void)
 
 	queue_record(jobs.done);
 	for (Job *j = jobs.done; j != NULL; j = j->next)
+	{
 		if (j->outcome == OUTCOME_PENDING)
-		{
 			claims.find_next_due = true;	/* a retry was scheduled */
-			/* ... for another worker's endpoint: it is told to look */
-			if (!serves(j->endpoint_id))
-				self.wake_others |= CLAIMS_ALL | CLAIMS_FIND_DUE;
-		}
+		/*
+		 * An outcome for another worker's endpoint (a share handed back):
+		 * a retry, the next of an ordered line, a probe's answer are its
+		 * to act on.
+		 */
+		if (!serves(j->endpoint_id))
+			self.wake_others |= CLAIMS_ALL | CLAIMS_FIND_DUE;
+	}
 	/*
 	 * Their slots under max_in_flight are free for the claim below (it
 	 * runs in this transaction: if that fails, nothing of it holds).
@@ -1025,14 +1095,16 @@ cycle_record(void)
 }
 
 /*
- * Returns expired leases to the queue, and at start those this worker's
- * share held (the first worker alone repairs ordering keys).
+ * Returns expired leases to the queue, at start those this worker's share
+ * held, and those of the orphaned shares (shares_orphaned).  The first
+ * worker alone repairs ordering keys.
  */
 static void
-cycle_sweep(bool all)
+cycle_sweep(bool all, uint32 orphaned)
 {
 	int64		repaired;
-	int64		n = queue_recover_leases(all, shares_leased(), self.index == 0, &repaired);
+	int64		n = queue_recover_leases(all || orphaned != 0, (all ? shares_leased() : 0) | orphaned,
+										 self.index == 0, &repaired);
 
 	if (n > 0)
 		ereport(LOG, (errmsg("webhook: returned %lld in-flight deliveries to the queue",
@@ -1160,8 +1232,20 @@ cycle_end(void)
 	synchronous_commit = self.configured_sync_commit;
 	self.configured_sync_commit = -1;
 	if (self.wake_others != 0 && webhook_workers > 1)
-		webhook_wake_workers(self.wake_others, 1);
+		webhook_wake_workers(self.wake_others, self.index);
 	self.wake_others = 0;
+	if (self.shares_shrank)
+	{
+		/*
+		 * The cycle before this one still served a share this worker has
+		 * since handed back, and may have written its endpoints' health
+		 * or scheduled their retries after their worker read them: all
+		 * read the endpoints again, and look for due work.
+		 */
+		pg_atomic_fetch_add_u64(&self.db->config_generation, 1);
+		webhook_wake_workers(CLAIMS_ALL | CLAIMS_FIND_DUE, self.index);
+		self.shares_shrank = false;
+	}
 
 	while (jobs.claimed)
 	{
@@ -1662,14 +1746,17 @@ webhook_worker_main(Datum arg)
 		if (self.helper == NULL && self.helper_next_start != 0 && now >= self.helper_next_start &&
 			loop.installed)
 			(void) helper_running();
-		worker_cycle(&loop, now, latch_set);
-		/* (a stop of one of them sets the latch: the postmaster tells) */
+		/*
+		 * The others, before the cycle: one that stopped (the postmaster
+		 * sets the latch) is known gone, and its share orphaned, by then.
+		 */
 		if (self.index == 0 && webhook_workers > 1 && loop.installed &&
 			(latch_set || !loop.others_begun || (loop.next_start != 0 && now >= loop.next_start)))
 		{
 			loop.next_start = start_others();
 			loop.others_begun = true;
 		}
+		worker_cycle(&loop, now, latch_set);
 		worker_send();
 		worker_retention(&loop, now);
 	}
@@ -1807,7 +1894,7 @@ webhook_fanout_main(Datum arg)
 
 		/* the worker claims what was fanned out, or what a wake-up was for */
 		if (step.fanned > 0 || (rc & WL_LATCH_SET))
-			webhook_wake_workers(step.made, 0);
+			webhook_wake_workers(step.made, -1);
 		if (step.pause > 0)
 			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, step.pause, PG_WAIT_EXTENSION);
 	}

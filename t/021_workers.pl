@@ -2,9 +2,9 @@
 # delivery workers (endpoint id % 2).  Both run and show in webhook_workers;
 # each endpoint's requests come from one of them (the lease token carries
 # the worker's share) and keep its max_in_flight; under load nothing is
-# sent twice.  The second worker stopped: the first serves its share
-# meanwhile, starts it again, and the new one takes back what the old one
-# left in flight (resent: at least once).  The first worker stopped: the
+# sent twice.  The second worker stopped: the first takes back what it
+# left in flight (resent: at least once), serves its share meanwhile, and
+# starts it again.  The first worker stopped: the
 # second leaves with it and both come back.
 use strict;
 use warnings;
@@ -97,22 +97,30 @@ $per_id{ ($_->{path} =~ m{^/(w\d)/})[0] . ' ' . $_->{id} }++ for @$got;
 is(scalar(@$got), 4160, 'one request per delivery');
 is(scalar(grep { $_ > 1 } values %per_id), 0, 'no endpoint received a webhook-id twice');
 
-# 4. the second worker stops with requests out (a receiver that hangs):
-# the first serves its share (endpoints 1 and 3) until it is back
+# 4. the second worker stops with requests out (a receiver that hangs;
+# its URL is changed meanwhile, which requests out do not see): the first
+# takes back what it held and sends it again at once, and serves its share
+# (endpoints 1 and 3) until it is back
 $node->safe_psql('postgres', "SELECT webhook_update_endpoint($ep[0], url => '$u/w1/hang', timeout => '60s')");
 $node->safe_psql('postgres', "SELECT count(webhook_publish('w.z', '{}')) FROM generate_series(1, 2)");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 2 FROM webhook_deliveries WHERE endpoint_id = $ep[0] AND status = 'in_flight' AND lease_token >> 56 = 1"),
 	"the second worker holds endpoint 1's two requests");
+$node->safe_psql('postgres', "SELECT webhook_update_endpoint($ep[0], url => '$u/w1/ok')");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pids[1])");
 ok($node->poll_query_until('postgres',
 		"SELECT worker_pids[2] IS NULL AND worker_pids[1] = $pids[0] FROM webhook_workers WHERE database = 'postgres'"),
 	'the second worker is gone: worker_pids shows its share without one');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM webhook_deliveries WHERE endpoint_id = $ep[0] AND status <> 'delivered'"),
+	"endpoint 1's two requests are sent again and delivered");
+is($node->safe_psql('postgres', "SELECT worker_pids[2] IS NULL FROM webhook_workers WHERE database = 'postgres'"),
+	't', '... by the first worker, before the second is back');
+ok($node->wait_for_log(qr/returned 2 in-flight deliveries to the queue/), 'the first worker logs what it took back');
 # endpoint 3 (share 1) is served meanwhile, by the first worker
 $node->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM webhook_deliveries WHERE endpoint_id = $ep[2] AND status <> 'delivered'") or die;
 my $before = $node->safe_psql('postgres', "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $ep[2]");
-$node->safe_psql('postgres', "SELECT webhook_update_endpoint($ep[0], url => '$u/w1/ok')");
 $node->safe_psql('postgres', "SELECT webhook_update_endpoint($ep[2], url => '$u/w3/slow/300')");
 $node->safe_psql('postgres', "SELECT count(webhook_publish('w.v', '{}')) FROM generate_series(1, 5)");
 ok($node->poll_query_until('postgres',
@@ -123,15 +131,17 @@ ok($node->poll_query_until('postgres',
 	"endpoint 3's new events are delivered while the second worker is away");
 is($node->safe_psql('postgres', "SELECT worker_pids[2] IS NULL FROM webhook_workers WHERE database = 'postgres'"),
 	't', '... by the first worker alone');
-# the first worker starts a second again, which takes back what the old one held
+# the first worker starts a second again
 my @again = workers(2, $pids[1]);
 is($again[0], $pids[0], 'the first worker stayed');
+$node->safe_psql('postgres', "SELECT count(webhook_publish('w.u', '{}')) FROM generate_series(1, 5)");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM webhook_deliveries WHERE status <> 'delivered'"),
-	"the old second worker's requests are resent by the new one");
+	'and every endpoint is served again');
 my %sent;
 $sent{ $_->{id} }++ for grep { index($_->{path}, '/w1/') == 0 } @{ received($rcv) };
 is(scalar(grep { $_ > 2 } values %sent), 0, "endpoint 1: at most the one request in flight at the stop again");
+is(scalar(grep { $_ == 2 } values %sent), 2, '... which both were');
 
 # 5. the first worker stops: the second leaves with it, and both come back
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pids[0])");
@@ -142,4 +152,30 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM webhook_deliver
 	'and delivering');
 
 $node->stop;
+
+# 6. a database waiting for a background worker slot comes before a second
+# worker: with five slots (the launcher, the logical replication launcher,
+# and the first worker, its helper and the second worker of "postgres"), a
+# CREATE EXTENSION in "other" finds none free; the first worker of
+# "postgres" stops its second, and "other" is served
+my $small = start_node('workers_slots',
+	"webhook.database_name = ''\nwebhook.workers = 2\nmax_worker_processes = 5\n", no_extension => 1);
+$small->safe_psql('postgres', 'CREATE DATABASE other');
+$small->safe_psql('postgres', 'CREATE EXTENSION webhook');
+ok($small->poll_query_until('postgres',
+		"SELECT cardinality(worker_pids) = 2 AND array_position(worker_pids, NULL) IS NULL AND fanout_pid IS NOT NULL
+		   FROM webhook_workers WHERE database = 'postgres'"),
+	'"postgres" has both workers and the helper: every slot is taken')
+  or diag($small->safe_psql('postgres', 'SELECT * FROM webhook_workers'));
+ok($small->poll_query_until('postgres', "SELECT state = 'no extension' FROM webhook_workers WHERE database = 'other'"),
+	'"other" has no extension yet');
+$small->safe_psql('other', 'CREATE EXTENSION webhook');
+ok($small->poll_query_until('postgres', "SELECT state = 'served' FROM webhook_workers WHERE database = 'other'"),
+	'"other" is served')
+  or diag($small->safe_psql('postgres', 'SELECT * FROM webhook_workers'));
+ok($small->wait_for_log(qr/stopping the further delivery workers of database "postgres": another database waits/),
+	'after "postgres" stopped its second worker for it');
+is($small->safe_psql('postgres', "SELECT worker_pids[2] IS NULL FROM webhook_workers WHERE database = 'postgres'"),
+	't', '"postgres" is served by its first worker');
+$small->stop;
 done_testing();
