@@ -1307,3 +1307,13 @@ SELECT e.id AS endpoint_id,
           FROM webhook_attempts a
          WHERE a.endpoint_id = e.id AND a.started_at > now() - interval '1 hour') h ON true;
 COMMENT ON VIEW webhook_endpoint_health IS 'one row per endpoint: state, queue counts, last success and failure, last-hour success rate and latency, consumer lag';
+
+
+-------------------------------------------------------------------------------
+-- The worker's claims cost the endpoints with work, not every endpoint
+-------------------------------------------------------------------------------
+
+-- The open circuits, for the worker's probe and its look-up of the next
+-- probe: a scan of these, not of every endpoint.
+CREATE INDEX webhook_endpoints_circuit_idx
+    ON webhook_endpoints (circuit_until) WHERE state = 'circuit_open';

@@ -24,6 +24,7 @@ HOL_ROWS=${HOL_ROWS:-1000000} # rows of the watched INSERT in the head-of-line r
 SOAK_SECONDS=${SOAK_SECONDS:-1800}  # the soak run's length; 0 skips it
 SOAK_RATE=${SOAK_RATE:-2000}        # events per second in the soak run
 WORKERS_N=${WORKERS_N:-$N}          # events per run of the several-workers measure
+IDLE_ENDPOINTS=${IDLE_ENDPOINTS:-5000}  # endpoints that receive nothing, in the last latency run
 [ "$SOAK_SECONDS" -eq 0 ] || [ "$SOAK_SECONDS" -ge 60 ] ||
   { echo "bench: SOAK_SECONDS is 0 (no soak) or at least 60" >&2; exit 2; }
 
@@ -355,6 +356,16 @@ w1=(); w2=()
 for _ in $(seq "$RUNS"); do w1+=("$(multi_run 1)"); w2+=("$(multi_run 2)"); done
 W1=$(printf '%s\n' "${w1[@]}" | median); W2=$(printf '%s\n' "${w2[@]}" | median)
 
+# 13. latency at idle as in 6, one worker again, with IDLE_ENDPOINTS more
+# endpoints that receive nothing (subscribed to a type never published):
+# what a claim costs must be the endpoints with work, not every endpoint.
+psql_ -c "ALTER SYSTEM SET webhook.workers = 1" >/dev/null
+$run_as "$PGBIN/pg_ctl" -D "$work/data" -l "$work/pg.log" -w restart >/dev/null
+psql_ -c "SELECT count(webhook_create_endpoint('idle' || i, 'http://127.0.0.1:$NGPORT/idle', event_types => '{idle.*}')) FROM generate_series(1, $IDLE_ENDPOINTS) i" >/dev/null
+until [ "$(psql_ -c "SELECT state FROM webhook_workers WHERE database = 'postgres'")" = served ]; do sleep 0.1; done
+read -r I50 I99 _ _ < <(python3 "$here/bench/latency.py" \
+  "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" "$LAT_N" "$LAT_WARMUP")
+
 printf '\n%-58s %14s %12s\n' "measure (median of $RUNS runs, $(nproc) cores)" "value" "target"
 printf '%-58s %14s %12s\n' "1. ceiling: wrk POST, 64 connections (req/s)" "$CEIL" ""
 printf '%-58s %14s %12s\n' "2. one event per request, N=$N (deliveries/s)" "$RATE" ">= 25% ceil"
@@ -391,3 +402,5 @@ fi
 printf '%-58s %14s %12s\n' "12. four endpoints, $((WORKERS_N * 4)) deliveries: 1 worker (deliveries/s)" "$W1" ""
 printf '%-58s %14s %12s\n' "   webhook.workers = 2 (deliveries/s)" "$W2" ""
 printf '%-58s %14.2f %12s\n' "   2 workers / 1" "$(div "$W2" "$W1")" ""
+printf '%-58s %14s %12s\n' "13. latency at idle with $IDLE_ENDPOINTS idle endpoints: p50 (ms)" "$I50" ""
+printf '%-58s %14s %12s\n' "   p99 (ms)" "$I99" ""
