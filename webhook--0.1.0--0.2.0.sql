@@ -1317,3 +1317,20 @@ COMMENT ON VIEW webhook_endpoint_health IS 'one row per endpoint: state, queue c
 -- probe: a scan of these, not of every endpoint.
 CREATE INDEX webhook_endpoints_circuit_idx
     ON webhook_endpoints (circuit_until) WHERE state = 'circuit_open';
+
+-- The subscription patterns that can take an event of this type: "*", the
+-- type itself and each "<prefix>.*" of it.  The fan-out finds a type's
+-- subscriptions through them (webhook_subscriptions_type_idx) instead of
+-- testing every subscription; webhook_subscribed still decides.
+CREATE FUNCTION webhook_type_patterns(type text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ARRAY['*', type]
+       || ARRAY(SELECT array_to_string(p.s[1:i], '.') || '.*'
+                  FROM (SELECT string_to_array(type, '.') AS s) p,
+                       generate_series(1, cardinality(p.s) - 1) i);
+COMMENT ON FUNCTION webhook_type_patterns(text) IS
+  'internal: the subscription patterns that can take an event of this type ("*", the type, each "<prefix>.*")';
+
+-- The fan-out looks up the subscriptions of each type it meets here.
+CREATE INDEX webhook_subscriptions_type_idx ON webhook_subscriptions (event_type);

@@ -101,3 +101,15 @@ SELECT count(*) AS subscriptions_left FROM webhook_subscriptions WHERE endpoint_
 SELECT count(*) AS events_kept FROM webhook_events;
 SELECT webhook_delete_endpoint(:e_all);
 SELECT webhook_delete_endpoint(:e_paid);
+
+-- The fan-out finds a type's subscriptions through webhook_type_patterns:
+-- every pattern webhook_subscribed accepts for a type is among them (and
+-- no other), over types and patterns of one to three segments
+WITH types(t) AS (VALUES ('a'), ('a.b'), ('a.b.c'), ('ab.c'), ('a.bc'), ('b.a')),
+     patterns(p) AS (VALUES ('*'), ('a'), ('a.*'), ('a.b'), ('a.b.*'), ('a.b.c'), ('a.b.c.*'),
+                            ('ab.*'), ('a.bc'), ('b.*'), ('b.a'))
+SELECT count(*) AS pairs,
+       count(*) FILTER (WHERE webhook_subscribed(p, NULL, t, '{}')) AS matching,
+       count(*) FILTER (WHERE webhook_subscribed(p, NULL, t, '{}')
+                          IS DISTINCT FROM (p = ANY (webhook_type_patterns(t)))) AS disagreeing
+  FROM types, patterns;
