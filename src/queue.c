@@ -543,7 +543,9 @@ prepare_all(Oid ext)
 	 * claim returns the columns queue_claim reads (CLAIM_OUTPUT).
 	 */
 #define SHARE(id, n) "mod(mod(" id ", " n ") + " n ", " n ")"
-#define OWN(e) SHARE(e ".id", "$6") " = ANY ($7)"
+/* endpoint e is in the shares s of n workers */
+#define OWNED(e, n, s) SHARE(e ".id", n) " = ANY (" s ")"
+#define OWN(e) OWNED(e, "$6", "$7")
 /*
  * The endpoints with deliveries waiting (due or not): a skip scan of the
  * due index, one probe per such endpoint.
@@ -566,7 +568,7 @@ prepare_all(Oid ext)
 	"  RETURNING p.id" \
 	"), " WAITING
 #define LIMITS \
-	"  FROM waiting wt JOIN %1$s.webhook_endpoints e ON e.id = wt.id" \
+	"  FROM waiting wt JOIN %1$s.webhook_endpoints e ON e.id = wt.id AND " OWN("e") \
 	"  LEFT JOIN unnest($3, $4, $5) AS l(id, n, budget) ON l.id = e.id"
 #define SLOTS \
 	"greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END," \
@@ -630,7 +632,7 @@ prepare_all(Oid ext)
 									   "       ORDER BY x.next_attempt_at"
 									   "       LIMIT greatest(0, " SLOTS " - (SELECT count(*) FROM r WHERE r.ep = e.id))"
 									   "       FOR UPDATE SKIP LOCKED) d"
-									   "    WHERE e.format <> 'batch' AND NOT e.ordered AND " OWN("e")
+									   "    WHERE e.format <> 'batch' AND NOT e.ordered"
 									   "      AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "  ) y"
 									   "  LIMIT $1"
@@ -663,7 +665,7 @@ prepare_all(Oid ext)
 									   "     ORDER BY x.next_attempt_at"
 									   "     LIMIT " SLOTS
 									   "     FOR UPDATE SKIP LOCKED) x"
-									   "  WHERE e.format = 'batch' AND " OWN("e")
+									   "  WHERE e.format = 'batch'"
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "), new AS ("
 									   "  SELECT x.id" LIMITS
@@ -675,7 +677,7 @@ prepare_all(Oid ext)
 									   "     LIMIT greatest(0, " SLOTS " - (SELECT count(*) FROM old o WHERE o.ep = e.id))"
 									   "           * e.batch_size"
 									   "     FOR UPDATE SKIP LOCKED) x"
-									   "  WHERE e.format = 'batch' AND " OWN("e")
+									   "  WHERE e.format = 'batch'"
 									   "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 									   "), c AS ("
 									   "  SELECT o.id FROM old o"
@@ -724,7 +726,7 @@ prepare_all(Oid ext)
 										 "                        WHERE y.endpoint_id = e.id AND y.ordering_key = k.ordering_key"
 										 "                          AND y.status = 'in_flight')"
 										 "     LIMIT " SLOTS ") h"
-										 "  WHERE e.ordered AND " OWN("e")
+										 "  WHERE e.ordered"
 										 "    AND (e.state = 'active' OR e.id IN (SELECT id FROM probe))"
 										 "  LIMIT $1"
 										 "), c AS ("
@@ -864,10 +866,10 @@ prepare_all(Oid ext)
 							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
 							"        WHERE x.endpoint_id = e.id AND x.status = 'pending' AND x.next_attempt_at > now()"
 							"        ORDER BY x.next_attempt_at LIMIT 1) n"
-							"    WHERE e.state = 'active' AND " SHARE("e.id", "$1") " = ANY ($2)),"
+							"    WHERE e.state = 'active' AND " OWNED("e", "$1", "$2") "),"
 							"  (SELECT min(e.circuit_until) FROM %1$s.webhook_endpoints e"
 							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()"
-							"      AND " SHARE("e.id", "$1") " = ANY ($2)))",
+							"      AND " OWNED("e", "$1", "$2") "))",
 							schema, 2, (Oid[]) {INT4OID, INT4ARRAYOID});
 
 	plan_health = prepare("health",
