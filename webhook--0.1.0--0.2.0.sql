@@ -683,20 +683,11 @@ BEGIN
         RAISE EXCEPTION 'an ordered endpoint cannot use the batch format'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NEW.ordered AND (TG_OP = 'INSERT' OR NOT OLD.ordered) THEN
-        -- a transaction set aside is fanned out beside later ones: an
-        -- ordered endpoint would get one key's events out of commit order.
-        -- The fan-out's lock: a step setting one aside is waited for, and
-        -- none sets one aside until this commits.
-        PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
-        IF EXISTS (SELECT FROM @extschema@.webhook_fanout_aside a WHERE a.next_id <= a.hi_id) THEN
-            RAISE EXCEPTION 'an endpoint cannot be made ordered while a large transaction is being fanned out'
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      DETAIL = 'Its events are fanned out beside later ones (webhook_fanout_aside), so an ordered endpoint would get one key''s events out of commit order.',
-                      HINT = 'Try again once webhook_fanout_aside has no transaction left to take.';
-        END IF;
-    END IF;
     IF TG_OP = 'UPDATE' AND NEW.ordered AND NOT OLD.ordered THEN
+        -- The fan-out's lock: a step running is waited for, and the next
+        -- one waits for this transaction, so that it sees the endpoint
+        -- ordered and gives each delivery its line.
+        PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
         -- deliveries already queued join their keys' lines
         UPDATE @extschema@.webhook_deliveries d
            SET ordering_key = @extschema@.webhook_line_key(ev.ordering_key)
@@ -1028,6 +1019,31 @@ CREATE INDEX webhook_deliveries_retry_due_idx
     WHERE attempts > 0 AND status = 'pending';
 
 -------------------------------------------------------------------------------
+-- Ordered lines in commit order, (tick_id, event_id): a transaction set
+-- aside is fanned out beside later ones, so a delivery made later may
+-- carry an earlier event
+-------------------------------------------------------------------------------
+
+-- the tick of the window that holds the event (webhook_ticks): an
+-- ordered endpoint's line goes in (tick_id, event_id) order, commit
+-- order, whenever the fan-out made the delivery
+ALTER TABLE webhook_deliveries ADD COLUMN tick_id bigint;
+-- Queued deliveries keep their order in the lines of ordered endpoints
+-- (those ordered now or later), which was delivery id order: each gets a
+-- tick below every real one (those start at 1), in id order.  (A delivery
+-- finished before the update and replayed to an ordered endpoint goes at
+-- the end of its line.)
+UPDATE webhook_deliveries SET tick_id = id - 4611686018427387904
+ WHERE status IN ('pending', 'in_flight');
+DROP INDEX webhook_deliveries_ordering_idx;
+-- Ordered endpoints: the unfinished deliveries of each key, in commit
+-- order (a delivery made later, of a transaction set aside, may carry an
+-- earlier event).
+CREATE INDEX webhook_deliveries_ordering_idx
+    ON webhook_deliveries (endpoint_id, ordering_key, tick_id, event_id)
+    WHERE ordering_key IS NOT NULL AND status IN ('pending', 'in_flight');
+
+-------------------------------------------------------------------------------
 -- The worker's statements, for the isolation tests
 -------------------------------------------------------------------------------
 
@@ -1131,17 +1147,18 @@ COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_
 -- webhook.batch_size: a bulk import, say) leaves the window and is fanned
 -- out on its own, in id order, a step of it after each step of the
 -- windows; the events committed after it wait for one of its steps, not
--- for all of them.  Only while no endpoint is ordered: with one, nothing
--- is set aside, and no endpoint can be made ordered while something is
--- (webhook_endpoints_check), so that one key's events still go in commit
--- order.  Its events from next_id on are still to be taken; hi_id is its
--- highest.  Once taken (next_id past hi_id), the row stays until the next
--- window opens: the window that set it aside must keep leaving it out.
--- Dumped with the cursor.
+-- for all of them.  Its events from next_id on are still to be taken;
+-- hi_id is its highest; tick_id is the tick of the window it was set aside
+-- from, which its deliveries carry (an ordered endpoint's line goes in
+-- (tick_id, event_id) order: commit order, wherever the fan-out made the
+-- delivery).  Once taken (next_id past hi_id), the row stays until the
+-- next window opens: the window that set it aside must keep leaving it
+-- out.  Dumped with the cursor.
 CREATE TABLE webhook_fanout_aside (
     txid    xid8 PRIMARY KEY,
     next_id bigint NOT NULL,
-    hi_id   bigint NOT NULL
+    hi_id   bigint NOT NULL,
+    tick_id bigint NOT NULL
 );
 COMMENT ON TABLE webhook_fanout_aside IS 'large transactions the fan-out takes on their own, beside its windows, and how far it has taken each';
 
@@ -1189,6 +1206,8 @@ COMMENT ON FUNCTION webhook_fanned_out(xid8, bigint) IS
   'whether the fan-out has taken the event of this transaction id and id';
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_aside', '');
+-- the deliveries carry tick ids: after a restore, ticks go on above theirs
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_ticks', 'id'), '');
 REVOKE ALL ON FUNCTION webhook_fanned_out(xid8, bigint) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION webhook_fanout(lim integer DEFAULT 1000, wait boolean DEFAULT true)
 RETURNS bigint

@@ -260,17 +260,18 @@ COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_
 -- webhook.batch_size: a bulk import, say) leaves the window and is fanned
 -- out on its own, in id order, a step of it after each step of the
 -- windows; the events committed after it wait for one of its steps, not
--- for all of them.  Only while no endpoint is ordered: with one, nothing
--- is set aside, and no endpoint can be made ordered while something is
--- (webhook_endpoints_check), so that one key's events still go in commit
--- order.  Its events from next_id on are still to be taken; hi_id is its
--- highest.  Once taken (next_id past hi_id), the row stays until the next
--- window opens: the window that set it aside must keep leaving it out.
--- Dumped with the cursor.
+-- for all of them.  Its events from next_id on are still to be taken;
+-- hi_id is its highest; tick_id is the tick of the window it was set aside
+-- from, which its deliveries carry (an ordered endpoint's line goes in
+-- (tick_id, event_id) order: commit order, wherever the fan-out made the
+-- delivery).  Once taken (next_id past hi_id), the row stays until the
+-- next window opens: the window that set it aside must keep leaving it
+-- out.  Dumped with the cursor.
 CREATE TABLE webhook_fanout_aside (
     txid    xid8 PRIMARY KEY,
     next_id bigint NOT NULL,
-    hi_id   bigint NOT NULL
+    hi_id   bigint NOT NULL,
+    tick_id bigint NOT NULL
 );
 COMMENT ON TABLE webhook_fanout_aside IS 'large transactions the fan-out takes on their own, beside its windows, and how far it has taken each';
 
@@ -363,6 +364,10 @@ CREATE TABLE webhook_deliveries (
     -- batch format: the id of the first delivery of the batch this one
     -- travels in (its retries carry the same events under the same id)
     batch_id        bigint,
+    -- the tick of the window that holds the event (webhook_ticks): an
+    -- ordered endpoint's line goes in (tick_id, event_id) order, commit
+    -- order, whenever the fan-out made the delivery
+    tick_id         bigint,
     UNIQUE (event_id, endpoint_id),
     CHECK ((status = 'in_flight') = (lease_until IS NOT NULL))
 );
@@ -373,9 +378,11 @@ CREATE INDEX webhook_deliveries_lease_idx
     ON webhook_deliveries (lease_until) WHERE status = 'in_flight';
 CREATE INDEX webhook_deliveries_endpoint_status_idx
     ON webhook_deliveries (endpoint_id, status);
--- Ordered endpoints: the unfinished deliveries of each key, oldest first.
+-- Ordered endpoints: the unfinished deliveries of each key, in commit
+-- order (a delivery made later, of a transaction set aside, may carry an
+-- earlier event).
 CREATE INDEX webhook_deliveries_ordering_idx
-    ON webhook_deliveries (endpoint_id, ordering_key, id)
+    ON webhook_deliveries (endpoint_id, ordering_key, tick_id, event_id)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'in_flight');
 -- Batches being retried: the other deliveries of a batch, by its first one.
 CREATE INDEX webhook_deliveries_batch_idx
@@ -734,20 +741,11 @@ BEGIN
         RAISE EXCEPTION 'an ordered endpoint cannot use the batch format'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF NEW.ordered AND (TG_OP = 'INSERT' OR NOT OLD.ordered) THEN
-        -- a transaction set aside is fanned out beside later ones: an
-        -- ordered endpoint would get one key's events out of commit order.
-        -- The fan-out's lock: a step setting one aside is waited for, and
-        -- none sets one aside until this commits.
-        PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
-        IF EXISTS (SELECT FROM @extschema@.webhook_fanout_aside a WHERE a.next_id <= a.hi_id) THEN
-            RAISE EXCEPTION 'an endpoint cannot be made ordered while a large transaction is being fanned out'
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      DETAIL = 'Its events are fanned out beside later ones (webhook_fanout_aside), so an ordered endpoint would get one key''s events out of commit order.',
-                      HINT = 'Try again once webhook_fanout_aside has no transaction left to take.';
-        END IF;
-    END IF;
     IF TG_OP = 'UPDATE' AND NEW.ordered AND NOT OLD.ordered THEN
+        -- The fan-out's lock: a step running is waited for, and the next
+        -- one waits for this transaction, so that it sees the endpoint
+        -- ordered and gives each delivery its line.
+        PERFORM pg_advisory_xact_lock('@extschema@.webhook_events'::regclass::oid::int4, 1);
         -- deliveries already queued join their keys' lines
         UPDATE @extschema@.webhook_deliveries d
            SET ordering_key = @extschema@.webhook_line_key(ev.ordering_key)
@@ -783,6 +781,8 @@ SELECT pg_catalog.pg_extension_config_dump('webhook_event_types', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_cursor', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_fanout_aside', '');
+-- the deliveries carry tick ids: after a restore, ticks go on above theirs
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_ticks', 'id'), '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_idempotency_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('webhook_endpoints', 'id'), '');

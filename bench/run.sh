@@ -258,8 +258,11 @@ PY
 # ms, as in 6.) sent from the start of a HOL_ROWS-row INSERT into the
 # watched table until the fan-out has taken every event it captured; the
 # import's endpoint (capture) is disabled, so its deliveries are made and
-# wait.  Latency is commit -> request, as in 6.
+# wait.  Latency is commit -> request, as in 6.  An ordered endpoint
+# (receiving nothing here) is present, as one is in many databases: its
+# lines must not bring the blocking back.
 psql_ -c "TRUNCATE watched" -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+HOL_ORD=$(psql_ -c "SELECT webhook_create_endpoint('ordered', 'http://127.0.0.1:$NGPORT/ordered', event_types => '{ordered.*}', ordered => true)")
 rm -f "$work/hol.done" "$work/hol.times"
 (
   # latency.py sends until hol.done exists: it must, whatever happens here
@@ -288,6 +291,7 @@ read -r HOL50 HOL99 _ HOLN < <(python3 "$here/bench/latency.py" \
   "$run_as psql -X -q -At -h $work -p $PGPORT -d postgres" "$work/ng/access.log" 10 0 "$work/hol.done")
 wait "$HOL_BG"    # (set -e: a failed import or fan-out stops the script here)
 read -r HOL_INSERT HOL_FANOUT < "$work/hol.times"
+psql_ -c "SELECT webhook_delete_endpoint($HOL_ORD)" >/dev/null
 
 # 11. soak: SOAK_RATE events/s (pgbench --rate, one webhook_publish per
 # transaction) into two endpoints for SOAK_SECONDS, with a 1-minute

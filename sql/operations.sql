@@ -144,19 +144,48 @@ SELECT count(*) FILTER (WHERE webhook_fanned_out(txid, id)) AS taken, count(*)
   FROM webhook_events WHERE type = 'ops.bulk';
 -- the lag counts the rest of it
 SELECT name, lag_events FROM webhook_endpoint_health WHERE endpoint_id IN (:bulk, :other) ORDER BY 1;
--- while a transaction is set aside, no endpoint can be made or created
--- ordered (its events go beside later ones, out of commit order)
-SELECT webhook_update_endpoint(:other, ordered => true);
-SELECT webhook_create_endpoint('ord', 'https://ord.example.com/', ordered => true);
+-- while a transaction is set aside, an endpoint can be made or created
+-- ordered, and while one is ordered, transactions are set aside all the
+-- same
+SELECT webhook_update_endpoint(:other, ordered => true) IS NOT NULL AS updated;
+SELECT webhook_create_endpoint('ord', 'https://ord.example.com/', event_types => '{ops.ord}', ordered => true) AS ord \gset
+SELECT webhook_delete_endpoint(:ord);
 SELECT webhook_fanout(100000) AS taken;
 SELECT count(*) AS set_aside FROM webhook_fanout_aside WHERE next_id <= hi_id;
--- once it is taken, it can; and while an endpoint is ordered, nothing is
--- set aside
-SELECT webhook_update_endpoint(:other, ordered => true) IS NOT NULL AS updated;
 SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 4001) i;
 SELECT webhook_fanout(100) AS taken;
 SELECT count(*) AS set_aside FROM webhook_fanout_aside WHERE next_id <= hi_id;
 SELECT webhook_fanout(100000) AS taken;
+-- An ordered endpoint's line goes in commit order, (tick_id, event_id):
+-- a large transaction whose last event is of key k, then a one-event
+-- transaction of key k.  The first step sets the large one aside and makes
+-- the later event's delivery; the ordered claim (the worker's statement)
+-- holds it, as the large transaction may still hold an earlier event of
+-- its key (the claim takes only the head of line '', an earlier event).
+-- Once that is fanned out, its delivery, made later, goes first.
+SELECT max(e) AS bulk_k FROM (
+  SELECT webhook_publish('ops.bulk', jsonb_build_object('i', i)) FROM generate_series(1, 4001) i
+  UNION ALL SELECT webhook_publish('ops.other', '{"in": "the bulk"}', NULL, 'k')) s(e) \gset
+SELECT webhook_publish('ops.other', '{"after": "the bulk"}', NULL, 'k') AS later_k \gset
+SELECT webhook_fanout(100) AS taken;
+SELECT event_id = :later_k AS later_k, ordering_key, tick_id > 0 AS has_tick FROM webhook_deliveries
+ WHERE endpoint_id = :other AND status = 'pending';
+SELECT webhook_statement('claim_ordered') AS claim_ordered \gset
+:claim_ordered ;
+CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at, data, format, source,
+                           batch_id, delivered_at, batch_size, batch_data)
+    AS EXECUTE claim_ordered(10, 7, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+SELECT event_id = :later_k AS later_k FROM claimed;
+SELECT webhook_fanout(100000) AS taken;
+SELECT event_id = :bulk_k AS bulk_k, status FROM webhook_deliveries
+ WHERE endpoint_id = :other AND ordering_key = 'k' ORDER BY tick_id, event_id;
+DROP TABLE claimed;
+CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at, data, format, source,
+                           batch_id, delivered_at, batch_size, batch_data)
+    AS EXECUTE claim_ordered(10, 7, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+SELECT event_id = :bulk_k AS bulk_k_first FROM claimed;
+DROP TABLE claimed;
+DEALLOCATE claim_ordered;
 SELECT webhook_update_endpoint(:other, ordered => false) IS NOT NULL AS updated;
 -- a transaction set aside and done while its window is still open stays
 -- left out of that window: 5,000 one-event transactions, the bulk one, and

@@ -197,13 +197,12 @@ SELECT status, count(*) FROM webhook_deliveries WHERE endpoint_id = :ep GROUP BY
 
 -- A role granted webhook_replay and what the reference lists for it
 -- replays; with UPDATE on the endpoints it makes one ordered (the trigger
--- runs with its rights, looks at what is set aside and puts the queued
--- deliveries in their lines)
+-- runs with its rights and puts the queued deliveries in their lines)
 CREATE ROLE webhook_replayer;
 GRANT EXECUTE ON FUNCTION webhook_replay(bigint), webhook_requeue(bigint[], text[]), webhook_wake(boolean)
     TO webhook_replayer;
 GRANT SELECT, UPDATE ON webhook_deliveries TO webhook_replayer;
-GRANT SELECT ON webhook_endpoints, webhook_events, webhook_fanout_aside TO webhook_replayer;
+GRANT SELECT ON webhook_endpoints, webhook_events TO webhook_replayer;
 UPDATE webhook_deliveries SET status = 'dead', attempts = 7, finished_at = now() WHERE id = :d1;
 SET ROLE webhook_replayer;
 SELECT webhook_replay(:d1);

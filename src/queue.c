@@ -157,8 +157,9 @@ queue_installation(void)
  * rows are never stepped over); two more probes per transaction give its
  * lowest and highest event id.  So a window costs three probes per
  * transaction once, however many steps take it.  A transaction whose ids
- * span $1 or more (eight steps' worth) is set aside (webhook_fanout_aside)
- * unless an endpoint is ordered, and the window is the rest.  A window
+ * span $1 or more (eight steps' worth) is set aside (webhook_fanout_aside),
+ * and the window is the rest (ordered endpoints hold what would overtake
+ * it: see the ordered claim).  A window
  * with no event is passed at once.  The ticks before it go, and so do the
  * transactions set aside that are done: no window is open to leave them
  * out of any more.
@@ -193,10 +194,9 @@ queue_installation(void)
 	"           WHERE e.txid >= x.txid AND e.txid <= x.txid ORDER BY e.txid DESC, e.id DESC LIMIT 1) AS hi" \
 	"    FROM x" \
 	"), aside AS (" \
-	"  INSERT INTO %1$s.webhook_fanout_aside (txid, next_id, hi_id)" \
-	"  SELECT xb.txid, xb.lo, xb.hi FROM xb" \
+	"  INSERT INTO %1$s.webhook_fanout_aside (txid, next_id, hi_id, tick_id)" \
+	"  SELECT xb.txid, xb.lo, xb.hi, (SELECT c.tick FROM c) FROM xb" \
 	"   WHERE xb.hi - xb.lo >= $1" \
-	"     AND NOT EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)" \
 	"  RETURNING txid" \
 	"), b AS (" \
 	"  SELECT min(xb.lo) AS lo, max(xb.hi) AS hi FROM xb" \
@@ -221,10 +221,11 @@ queue_installation(void)
 
 /*
  * The deliveries of the events picked (pick: their ids): one for each of
- * them per matching endpoint.  A part of FANOUT_SQL and ASIDE_SQL (the
- * CTEs ev, m, eps and ins).
+ * them per matching endpoint, carrying tick, the tick of the window that
+ * holds the events (the ordered claim's order).  A part of FANOUT_SQL and
+ * ASIDE_SQL (the CTEs ev, m, eps and ins).
  */
-#define DELIVER_SQL \
+#define DELIVER_SQL(tick) \
 	"ev AS (" \
 	/* the lock the deliveries' foreign key would take: an event being \
 	 * deleted by hand is waited for and skipped, as is one already gone \
@@ -253,9 +254,9 @@ queue_installation(void)
 	"   WHERE e.id = ANY (ARRAY(SELECT DISTINCT m.endpoint_id FROM m))" \
 	"     FOR KEY SHARE" \
 	"), ins AS (" \
-	"  INSERT INTO %1$s.webhook_deliveries (event_id, endpoint_id, ordering_key)" \
+	"  INSERT INTO %1$s.webhook_deliveries (event_id, endpoint_id, ordering_key, tick_id)" \
 	"  SELECT m.id, m.endpoint_id," \
-	"         CASE WHEN eps.ordered THEN %1$s.webhook_line_key(m.ordering_key) END" \
+	"         CASE WHEN eps.ordered THEN %1$s.webhook_line_key(m.ordering_key) END, " tick \
 	"    FROM m JOIN eps ON eps.id = m.endpoint_id" \
 	"  ORDER BY 1, 2" \
 	"  ON CONFLICT DO NOTHING" \
@@ -268,8 +269,7 @@ queue_installation(void)
  * id, and one delivery for each of them per matching endpoint.  The cursor
  * moves in the same statement; once the window is done, done becomes its
  * snapshot and the ticks up to it go.  The transactions set aside are
- * left out, done or not; while one is not done and an endpoint is ordered
- * (which webhook_endpoints_check prevents), the step takes nothing.
+ * left out, done or not.
  * Returns how many events it took, whether it made deliveries for the
  * batch and the ordered claim, whether more may wait, and whether a
  * transaction set aside has events left (w, read once).  One statement,
@@ -288,8 +288,6 @@ queue_installation(void)
 	"         k.next_id, k.hi_id, k.tick_id," \
 	"         ARRAY(SELECT a.txid FROM %1$s.webhook_fanout_aside a) AS aside" \
 	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
-	"     AND NOT ((SELECT w.aside_left FROM w)" \
-	"              AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered))" \
 	"), pick AS (" \
 	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
@@ -300,7 +298,7 @@ queue_installation(void)
 	"), f AS (" \
 	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT c.hi_id FROM c) AS whole," \
 	"         count(*) AS n, max(pick.id) AS last FROM pick" \
-	"), " DELIVER_SQL ", adv AS (" \
+	"), " DELIVER_SQL("(SELECT c.tick_id FROM c)") ", adv AS (" \
 	"  UPDATE %1$s.webhook_fanout_cursor k" \
 	"     SET done = CASE WHEN f.whole THEN c.upto ELSE k.done END," \
 	"         upto = CASE WHEN f.whole THEN NULL ELSE k.upto END," \
@@ -327,11 +325,13 @@ queue_installation(void)
  * and their deliveries, as the fan-out step makes them; then its row moves
  * on, past hi_id once it is done (it stays, left out of its window, until
  * the next window opens).  Returns what the fan-out step does (more and
- * the last column: one is still to be taken).
+ * the last column: one is still to be taken), except that the ordered
+ * claim is asked for whenever an endpoint is ordered: the step may have
+ * let go deliveries it held (see the ordered claim).
  */
 #define ASIDE_SQL \
 	"WITH a AS (" \
-	"  SELECT a.txid, a.next_id, a.hi_id FROM %1$s.webhook_fanout_aside a" \
+	"  SELECT a.txid, a.next_id, a.hi_id, a.tick_id FROM %1$s.webhook_fanout_aside a" \
 	"   WHERE a.next_id <= a.hi_id ORDER BY a.txid LIMIT 1" \
 	"), pick AS (" \
 	"  SELECT p.id FROM a CROSS JOIN LATERAL (" \
@@ -341,7 +341,7 @@ queue_installation(void)
 	"), f AS (" \
 	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT a.hi_id FROM a) AS whole," \
 	"         count(*) AS n, max(pick.id) AS last FROM pick" \
-	"), " DELIVER_SQL ", adv AS (" \
+	"), " DELIVER_SQL("(SELECT a.tick_id FROM a)") ", adv AS (" \
 	"  UPDATE %1$s.webhook_fanout_aside x" \
 	"     SET next_id = CASE WHEN f.whole THEN a.hi_id + 1 ELSE f.last + 1 END" \
 	"    FROM a, f WHERE x.txid = a.txid" \
@@ -353,7 +353,7 @@ queue_installation(void)
 	")" \
 	"SELECT f.n," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
-	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
+	"       f.n > 0 AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)," \
 	"       (SELECT still.waits FROM still)," \
 	"       (SELECT still.waits FROM still)" \
 	"  FROM f"
@@ -695,10 +695,16 @@ prepare_all(Oid ext)
 									   schema, 7, claim_types);
 
 	/*
-	 * Ordered endpoints: only the oldest unfinished delivery of each
-	 * ordering key may go, and only once it is due.  The keys are walked
-	 * with a recursive skip scan of the ordering index (one probe per
-	 * key), stopping as soon as enough heads are found.
+	 * Ordered endpoints: only the first unfinished delivery of each
+	 * ordering key in commit order, (tick_id, event_id), may go, and only
+	 * once it is due.  The keys are walked with a recursive skip scan of
+	 * the ordering index (one probe per key), stopping as soon as enough
+	 * heads are found.  A transaction set aside is fanned out beside the
+	 * windows after it, so a later event's delivery may be made before
+	 * those of earlier events of its key in that transaction: a head
+	 * waits while a transaction set aside may still hold an event before
+	 * it, (tick_id, next_id) below its own, so that those deliveries are
+	 * made, and come first in its line, before it goes.
 	 */
 	plans_claim[CLAIM_ORDERED] = prepare("claim_ordered",
 										 PROBE("p.ordered")
@@ -706,21 +712,24 @@ prepare_all(Oid ext)
 										 "  SELECT h.id" LIMITS
 										 "  CROSS JOIN LATERAL ("
 										 "    WITH RECURSIVE k AS ("
-										 "      (SELECT x.ordering_key, x.id, x.status, x.next_attempt_at"
+										 "      (SELECT x.ordering_key, x.tick_id, x.event_id, x.id, x.status, x.next_attempt_at"
 										 "         FROM %1$s.webhook_deliveries x"
 										 "        WHERE x.endpoint_id = e.id AND x.ordering_key IS NOT NULL"
 										 "          AND x.status IN ('pending', 'in_flight')"
-										 "        ORDER BY x.ordering_key, x.id LIMIT 1)"
+										 "        ORDER BY x.ordering_key, x.tick_id, x.event_id LIMIT 1)"
 										 "      UNION ALL"
 										 "      SELECT n.* FROM k CROSS JOIN LATERAL ("
-										 "        SELECT x.ordering_key, x.id, x.status, x.next_attempt_at"
+										 "        SELECT x.ordering_key, x.tick_id, x.event_id, x.id, x.status, x.next_attempt_at"
 										 "          FROM %1$s.webhook_deliveries x"
 										 "         WHERE x.endpoint_id = e.id AND x.ordering_key > k.ordering_key"
 										 "           AND x.status IN ('pending', 'in_flight')"
-										 "         ORDER BY x.ordering_key, x.id LIMIT 1) n"
+										 "         ORDER BY x.ordering_key, x.tick_id, x.event_id LIMIT 1) n"
 										 "    )"
 										 "    SELECT k.id FROM k"
 										 "     WHERE k.status = 'pending' AND k.next_attempt_at <= now()"
+										 "       AND NOT EXISTS (SELECT FROM %1$s.webhook_fanout_aside a"
+										 "                        WHERE a.next_id <= a.hi_id"
+										 "                          AND (a.tick_id, a.next_id) < (k.tick_id, k.event_id))"
 										 /* a replayed earlier event never overtakes one in flight */
 										 "       AND NOT EXISTS (SELECT 1 FROM %1$s.webhook_deliveries y"
 										 "                        WHERE y.endpoint_id = e.id AND y.ordering_key = k.ordering_key"

@@ -59,18 +59,18 @@ for my $ep ([ $flaky, 320 ], [ $slow, 320 ], [ $line, 160 ])
 is(sql("SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'"), '0', 'every delivery delivered');
 
 # Each request as [key, event id, arrival ms, delivery id], in arrival order.
-my %delivery;
-for my $row (split /\n/, sql("SELECT endpoint_id, event_id, id FROM webhook_deliveries"))
-{
-	my ($ep, $ev, $id) = split /\|/, $row;
-	$delivery{"$ep/$ev"} = $id;
-}
-my %keyof = map { my ($id, $k) = split /\|/; ($id => $k) }
-  split /\n/, sql("SELECT id, coalesce(ordering_key, '') FROM webhook_events");
+my (%delivery, %keyof);
 
 sub requests
 {
 	my ($name, $ep) = @_;
+	for my $row (split /\n/, sql("SELECT endpoint_id, event_id, id FROM webhook_deliveries"))
+	{
+		my ($e, $ev, $id) = split /\|/, $row;
+		$delivery{"$e/$ev"} = $id;
+	}
+	%keyof = map { my ($id, $k) = split /\|/; ($id => $k) }
+	  split /\n/, sql("SELECT id, coalesce(ordering_key, '') FROM webhook_events");
 	return [ map {
 			my ($ev) = $_->{headers}{'webhook-id'} =~ /^msg_(\d+)$/;
 			[ $keyof{$ev}, $ev, $_->{t}, $delivery{"$ep/$ev"}, $_ ]
@@ -164,5 +164,46 @@ ok($node->poll_query_until('postgres',
 	'replayed deliveries of an endpoint made ordered later are delivered');
 is(sql(qq{SELECT string_agg(ordering_key, ',' ORDER BY id) FROM webhook_deliveries WHERE endpoint_id = $late}), 'k1,',
 	'... in the lines of their keys (none: the endpoint-wide line)');
+
+
+# A transaction large enough to be set aside (it spans more ids than eight
+# steps of the fan-out take: 4,000) while endpoints are ordered: it is set
+# aside all the same, so an unrelated endpoint's event committed after it
+# is fanned out before it is done.  An ordered endpoint's events of each
+# key still go in commit order: its deliveries of events committed after
+# that transaction are made early, and held until the transaction's own
+# events of their keys are fanned out.  Both in one session, one
+# transaction each, so that the second commits while the first is fanned out.
+my $ob = sql(qq{SELECT webhook_create_endpoint('obulk', '$u/obulk/ok', event_types => '{obulk.*}', ordered => true)});
+my $of = sql(qq{SELECT webhook_create_endpoint('ofast', '$u/ofast/ok', event_types => '{ofast.*}')});
+my $bulk_hi = sql(q{
+  SELECT max(id) FROM (
+    SELECT CASE WHEN i % 100 = 0 THEN webhook_publish('obulk.x', jsonb_build_object('i', i), NULL, 'k' || (i / 100 % 10))
+                ELSE webhook_publish('filler.x', jsonb_build_object('i', i)) END AS id
+      FROM generate_series(1, 20000) i) s;
+  SELECT webhook_publish('obulk.x', jsonb_build_object('after', k), NULL, 'k' || k) FROM generate_series(0, 9) k;
+  SELECT webhook_publish('ofast.x', '{}');});
+($bulk_hi) = split /\n/, $bulk_hi;
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 210 FROM webhook_deliveries WHERE endpoint_id = $ob AND status = 'delivered'")
+  or diag(sql("SELECT status, count(*) FROM webhook_deliveries WHERE endpoint_id = $ob GROUP BY 1"));
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM webhook_deliveries WHERE endpoint_id = $of AND status = 'delivered'") or die;
+my $last_bulk = sql(qq{SELECT max(id) FROM webhook_deliveries WHERE endpoint_id = $ob AND event_id <= $bulk_hi});
+is(sql(qq{SELECT id < $last_bulk FROM webhook_deliveries WHERE endpoint_id = $of}), 't',
+	'with endpoints ordered, an event committed after a large transaction is fanned out before it is done');
+is(sql(qq{SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $ob AND event_id > $bulk_hi AND id < $last_bulk}), '10',
+	'... and so are the ordered endpoint\'s deliveries of the events committed after it');
+my (%at, %bad, %n);
+for my $r (@{ requests('obulk', $ob) })
+{
+	my ($k, $ev) = @$r;
+	$n{$k}++;
+	$bad{$k}++ if defined $at{$k} && $at{$k} >= $ev;
+	$at{$k} = $ev;
+}
+is(join(',', map { "$_=$n{$_}" } sort keys %n), join(',', map { "k$_=21" } 0 .. 9),
+	'the ordered endpoint got each key\'s 21 events once');
+is(scalar(keys %bad), 0, '... each key\'s in commit order, the later transaction\'s last');
 
 done_testing();
