@@ -151,8 +151,16 @@ BATCH=$(printf '%s\n' "${brates_b[@]}" | median); CPU_B=$(printf '%s\n' "${cpus_
 # 4. backlog: BACKLOG deliveries waiting (scheduled for a retry tomorrow) on
 # another active endpoint, then the same run: claiming must stay index-driven.
 psql_ -c "SELECT webhook_create_endpoint('backlog', 'http://127.0.0.1:$NGPORT/backlog', event_types => '{backlog.*}')" >/dev/null
-psql_ -c "INSERT INTO webhook_events (type, data) SELECT 'backlog.x', '{}' FROM generate_series(1, $BACKLOG)"
-psql_ -c "INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at) SELECT e.id, (SELECT id FROM webhook_endpoints WHERE name = 'backlog'), now() + interval '1 day' FROM webhook_events e WHERE e.type = 'backlog.x'"
+# (one transaction: the fan-out, woken by its commit, finds the deliveries
+# made and adds none)
+psql_ <<EOF
+BEGIN;
+INSERT INTO webhook_events (type, data) SELECT 'backlog.x', '{}' FROM generate_series(1, $BACKLOG);
+INSERT INTO webhook_deliveries (event_id, endpoint_id, next_attempt_at)
+SELECT e.id, (SELECT id FROM webhook_endpoints WHERE name = 'backlog'), now() + interval '1 day'
+  FROM webhook_events e WHERE e.type = 'backlog.x';
+COMMIT;
+EOF
 # the setup's own writes are flushed first, so the runs below do not pay
 # for a checkpoint of a million inserted rows
 psql_ -c "VACUUM ANALYZE webhook_deliveries, webhook_events, webhook_ticks" -c "CHECKPOINT"
