@@ -1031,16 +1031,17 @@ ALTER TABLE webhook_deliveries ADD COLUMN tick_id bigint;
 -- Queued deliveries keep their order in the lines of ordered endpoints
 -- (those ordered now or later), which was delivery id order: each gets a
 -- tick below every real one (those start at 1), in id order.  (A delivery
--- finished before the update and replayed to an ordered endpoint goes at
--- the end of its line.)
+-- finished before the update, and replayed to an ordered endpoint, has no
+-- tick and goes first in its line.)
 UPDATE webhook_deliveries SET tick_id = id - 4611686018427387904
  WHERE status IN ('pending', 'in_flight');
 DROP INDEX webhook_deliveries_ordering_idx;
 -- Ordered endpoints: the unfinished deliveries of each key, in commit
 -- order (a delivery made later, of a transaction set aside, may carry an
--- earlier event).
+-- earlier event); those made before the update from 0.1.0 and replayed
+-- since (no tick) first.
 CREATE INDEX webhook_deliveries_ordering_idx
-    ON webhook_deliveries (endpoint_id, ordering_key, tick_id, event_id)
+    ON webhook_deliveries (endpoint_id, ordering_key, tick_id NULLS FIRST, event_id)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'in_flight');
 
 -------------------------------------------------------------------------------

@@ -380,9 +380,10 @@ CREATE INDEX webhook_deliveries_endpoint_status_idx
     ON webhook_deliveries (endpoint_id, status);
 -- Ordered endpoints: the unfinished deliveries of each key, in commit
 -- order (a delivery made later, of a transaction set aside, may carry an
--- earlier event).
+-- earlier event); those made before the update from 0.1.0 and replayed
+-- since (no tick) first.
 CREATE INDEX webhook_deliveries_ordering_idx
-    ON webhook_deliveries (endpoint_id, ordering_key, tick_id, event_id)
+    ON webhook_deliveries (endpoint_id, ordering_key, tick_id NULLS FIRST, event_id)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'in_flight');
 -- Batches being retried: the other deliveries of a batch, by its first one.
 CREATE INDEX webhook_deliveries_batch_idx

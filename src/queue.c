@@ -326,8 +326,10 @@ queue_installation(void)
  * on, past hi_id once it is done (it stays, left out of its window, until
  * the next window opens).  Returns what the fan-out step does (more and
  * the last column: one is still to be taken), except that the ordered
- * claim is asked for whenever an endpoint is ordered: the step may have
- * let go deliveries it held (see the ordered claim).
+ * claim is asked for, when an endpoint is ordered, whenever the step may
+ * have let go deliveries it held (see the ordered claim): those of later
+ * windows once the transaction is done, those of its own window (still
+ * open) at each step.
  */
 #define ASIDE_SQL \
 	"WITH a AS (" \
@@ -353,7 +355,9 @@ queue_installation(void)
 	")" \
 	"SELECT f.n," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
-	"       f.n > 0 AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)," \
+	"       EXISTS (SELECT FROM a)" \
+	"       AND (f.whole OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor k, a WHERE k.tick_id = a.tick_id))" \
+	"       AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)," \
 	"       (SELECT still.waits FROM still)," \
 	"       (SELECT still.waits FROM still)" \
 	"  FROM f"
@@ -412,7 +416,11 @@ queue_installation(void)
  * transaction ids are another cluster's (or of the past), so the restored
  * events are stamped again, in one pass: '1' if the dumped cursor had not
  * taken them, '0' otherwise, and the cursor starts again from nothing
- * ('1:1:': 0 is done, 1 the first window's), with nothing set aside.  Restored rows are those the
+ * ('1:1:': 0 is done, 1 the first window's), with nothing set aside.  The
+ * deliveries an ordered endpoint held behind a transaction set aside
+ * (never tried: see the ordered claim) go, and their events are stamped
+ * '1' too: the first window makes them again, in commit order after the
+ * rest of that transaction, which the hold no longer covers.  Restored rows are those the
  * restoring transaction wrote: restore in one transaction.  One of
  * another installation written by an earlier transaction came through
  * pg_upgrade, which keeps transaction ids: it only takes this
@@ -430,9 +438,16 @@ queue_installation(void)
 	"), k AS (" \
 	"  SELECT k.xmin, k.xmin = (SELECT x.xmin FROM pg_extension x WHERE x.extname = 'webhook') AS restored" \
 	"    FROM %1$s.webhook_fanout_cursor k WHERE k.installation IS DISTINCT FROM %2$s" \
+	"), held AS (" \
+	"  DELETE FROM %1$s.webhook_deliveries d USING k" \
+	"   WHERE k.restored AND d.status = 'pending' AND d.attempts = 0 AND d.ordering_key IS NOT NULL" \
+	"     AND EXISTS (SELECT FROM %1$s.webhook_fanout_aside a" \
+	"                  WHERE a.next_id <= a.hi_id AND (a.tick_id, a.next_id) < (d.tick_id, d.event_id))" \
+	"  RETURNING d.event_id" \
 	"), stamp AS (" \
 	"  UPDATE %1$s.webhook_events e" \
-	"     SET txid = CASE WHEN %1$s.webhook_fanned_out(e.txid, e.id) THEN '0'::xid8" \
+	"     SET txid = CASE WHEN %1$s.webhook_fanned_out(e.txid, e.id)" \
+	"                          AND e.id <> ALL (ARRAY(SELECT held.event_id FROM held)) THEN '0'::xid8" \
 	"                     ELSE '1'::xid8 END" \
 	"    FROM k WHERE k.restored AND e.xmin = k.xmin" \
 	"), unset AS (" \
@@ -716,14 +731,14 @@ prepare_all(Oid ext)
 										 "         FROM %1$s.webhook_deliveries x"
 										 "        WHERE x.endpoint_id = e.id AND x.ordering_key IS NOT NULL"
 										 "          AND x.status IN ('pending', 'in_flight')"
-										 "        ORDER BY x.ordering_key, x.tick_id, x.event_id LIMIT 1)"
+										 "        ORDER BY x.ordering_key, x.tick_id NULLS FIRST, x.event_id LIMIT 1)"
 										 "      UNION ALL"
 										 "      SELECT n.* FROM k CROSS JOIN LATERAL ("
 										 "        SELECT x.ordering_key, x.tick_id, x.event_id, x.id, x.status, x.next_attempt_at"
 										 "          FROM %1$s.webhook_deliveries x"
 										 "         WHERE x.endpoint_id = e.id AND x.ordering_key > k.ordering_key"
 										 "           AND x.status IN ('pending', 'in_flight')"
-										 "         ORDER BY x.ordering_key, x.tick_id, x.event_id LIMIT 1) n"
+										 "         ORDER BY x.ordering_key, x.tick_id NULLS FIRST, x.event_id LIMIT 1) n"
 										 "    )"
 										 "    SELECT k.id FROM k"
 										 "     WHERE k.status = 'pending' AND k.next_attempt_at <= now()"

@@ -193,6 +193,36 @@ is($node->safe_psql('unserved2', 'SELECT webhook_fanout()'), '1', 'events publis
 $node->safe_psql('postgres', 'DROP DATABASE unserved');
 $node->safe_psql('postgres', 'DROP DATABASE unserved2');
 
+# A dump taken while a transaction is set aside and an ordered endpoint
+# holds the delivery of a later event of a key that transaction's last
+# event has too: after the restore, the held delivery is made again, after
+# the transaction's own event of that key (the restored cursor no longer
+# holds it), and new ticks come after the restored deliveries' ticks
+$node->safe_psql('postgres', 'CREATE DATABASE held');
+$node->safe_psql('held', "CREATE EXTENSION webhook;
+	SELECT webhook_create_endpoint('ordq', 'https://ordq.example.com/', event_types => '{h.*}', ordered => true);
+	SELECT count(webhook_publish('h.bulk', jsonb_build_object('i', i), NULL, CASE WHEN i = 4100 THEN 'k' END))
+	  FROM generate_series(1, 4100) i");
+is($node->safe_psql('held', 'SELECT webhook_fanout(10)'), '10', 'ten events of the large transaction taken');
+$node->safe_psql('held', "SELECT webhook_publish('h.later', '{}', NULL, 'k')");
+$node->safe_psql('held', 'SELECT webhook_fanout(10)');
+my $line = q{SELECT string_agg(e.type, ',' ORDER BY d.tick_id NULLS FIRST, d.event_id)
+	FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.ordering_key = 'k'};
+is($node->safe_psql('held', $line), 'h.later', 'the later event\'s delivery is made first, and held');
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('held'), '-f', $dump ], 'pg_dump it');
+$node->safe_psql('postgres', 'CREATE DATABASE held2');
+$node->command_ok([ 'psql', '-X', '-q', '-1', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('held2'), '-f', $dump ],
+	'restore it');
+my $ticks = $node->safe_psql('held2', 'SELECT max(tick_id) FROM webhook_deliveries');
+$node->safe_psql('held2', 'SELECT webhook_fanout(100000)');
+is($node->safe_psql('held2', $line), 'h.bulk,h.later', 'after the restore, key k\'s line is in commit order');
+is($node->safe_psql('held2', "SELECT min(tick_id) > $ticks FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+	WHERE e.type = 'h.later'"), 't', 'ticks after the restore come after the restored ones');
+is($node->safe_psql('held2', 'SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries'), '4101|4101',
+	'one delivery per event');
+$node->safe_psql('postgres', 'DROP DATABASE held');
+$node->safe_psql('postgres', 'DROP DATABASE held2');
+
 # DROP DATABASE is not blocked by the worker, which waits for it to return
 $node->safe_psql('app', "SELECT webhook_publish('a.hang2', '{}')
 	FROM webhook_create_endpoint('h2', '$u/h2/hang', timeout => '60s')");
