@@ -146,6 +146,16 @@ static struct
 }			claims = {.find_next_due = true};
 
 /*
+ * A process the first worker keeps running (the fan-out helper, another
+ * worker): its handle while it runs, and when to start it next.
+ */
+typedef struct Child
+{
+	BackgroundWorkerHandle *handle;
+	TimestampTz next_start;
+} Child;
+
+/*
  * This worker in its database: its slot, which of the database's workers
  * it is, the processes the first one starts (the fan-out helper and the
  * other workers), a pending DROP.
@@ -156,11 +166,9 @@ static struct
 	int			index;			/* which worker: its share of the endpoints */
 	pid_t		first;			/* the first worker's pid (the others') */
 	char		dbname[NAMEDATALEN];	/* for messages outside transactions */
-	BackgroundWorkerHandle *helper; /* the fan-out helper */
-	TimestampTz helper_next_start;
+	Child		helper;			/* the fan-out helper */
 	bool		helper_warned;
-	BackgroundWorkerHandle *others[WEBHOOK_MAX_WORKERS];	/* the other workers, by index */
-	TimestampTz others_next_start[WEBHOOK_MAX_WORKERS];
+	Child		others[WEBHOOK_MAX_WORKERS];	/* the other workers, by index */
 	bool		others_warned;
 	bool		others_yielded; /* stopped for a database waiting for a slot */
 	uint32		shares;			/* the shares served in this cycle (shares_served) */
@@ -203,11 +211,11 @@ worker_exit(int code, Datum arg)
 	if (launcher != NULL && self.index == 0)
 		SetLatch(launcher);
 	/* the helper and the other workers also leave once they see this one gone */
-	if (self.helper != NULL)
-		TerminateBackgroundWorker(self.helper);
+	if (self.helper.handle != NULL)
+		TerminateBackgroundWorker(self.helper.handle);
 	for (int i = 1; i < WEBHOOK_MAX_WORKERS; i++)
-		if (self.others[i] != NULL)
-			TerminateBackgroundWorker(self.others[i]);
+		if (self.others[i].handle != NULL)
+			TerminateBackgroundWorker(self.others[i].handle);
 	http_engine_shutdown();
 }
 
@@ -328,39 +336,63 @@ set_idle(bool idle)
 }
 
 /*
- * Whether the fan-out helper runs; starts it when it does not, at once the
- * first time and then at most every RESTART_DELAY_MS.  The helper is
- * registered with the worker's pid: it leaves when the worker does.
+ * Whether child c runs (BGWH_STARTED), is about to (BGWH_NOT_YET_STARTED)
+ * or not (BGWH_STOPPED); one found stopped is forgotten, and its next
+ * start is RESTART_DELAY_MS away.
  */
+static BgwHandleStatus
+child_state(Child *c)
+{
+	BgwHandleStatus st;
+	pid_t		pid;
+
+	if (c->handle == NULL)
+		return BGWH_STOPPED;
+	st = GetBackgroundWorkerPid(c->handle, &pid);
+	if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+		return st;
+	pfree(c->handle);
+	c->handle = NULL;
+	c->next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
+	return BGWH_STOPPED;
+}
+
+/*
+ * Starts child c (function, type and index as webhook_start_db_worker
+ * takes them) if it has no handle and its next start has come: at once
+ * the first time, then RESTART_DELAY_MS after it stopped or could not
+ * start.  False when no background worker slot was free.  Children are
+ * registered with this worker's pid: they leave when it does.
+ */
+static bool
+child_start(Child *c, const char *function, const char *type, int index)
+{
+	TimestampTz now;
+
+	if (c->handle != NULL)
+		return true;
+	now = GetCurrentTimestamp();
+	if (now < c->next_start)
+		return true;
+	if (webhook_start_db_worker(function, type, MyDatabaseId, index, &c->handle))
+		return true;
+	c->next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
+	return false;
+}
+
+/* Whether the fan-out helper runs; starts it when it does not (child_start). */
 static bool
 helper_running(void)
 {
-	TimestampTz now;
-	pid_t		pid;
+	BgwHandleStatus st = child_state(&self.helper);
 
-	if (self.helper != NULL)
+	if (st != BGWH_STOPPED)
+		return st == BGWH_STARTED;
+	if (!child_start(&self.helper, "webhook_fanout_main", "webhook fanout", 0) && !self.helper_warned)
 	{
-		BgwHandleStatus st = GetBackgroundWorkerPid(self.helper, &pid);
-
-		if (st == BGWH_STARTED)
-			return true;
-		if (st == BGWH_NOT_YET_STARTED)
-			return false;
-		pfree(self.helper);
-		self.helper = NULL;
-		self.helper_next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
-		return false;
-	}
-	now = GetCurrentTimestamp();
-	if (now < self.helper_next_start)
-		return false;
-	if (!webhook_start_db_worker("webhook_fanout_main", "webhook fanout", MyDatabaseId, 0, &self.helper))
-	{
-		self.helper_next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
-		if (!self.helper_warned)
-			ereport(WARNING,
-					(errmsg("webhook: could not start the fan-out helper; the worker fans out itself"),
-					 errhint("Raise max_worker_processes.")));
+		ereport(WARNING,
+				(errmsg("webhook: could not start the fan-out helper; the worker fans out itself"),
+				 errhint("Raise max_worker_processes.")));
 		self.helper_warned = true;
 	}
 	return false;
@@ -402,42 +434,31 @@ start_others(void)
 
 	for (int i = 1; i < webhook_workers; i++)
 	{
-		if (starved && self.others[i] != NULL)
+		Child	   *c = &self.others[i];
+
+		if (starved && c->handle != NULL)
 		{
 			if (!self.others_yielded)
 				ereport(LOG,
 						(errmsg("webhook: stopping the further delivery workers of database \"%s\": another database waits for a background worker slot",
 								self.dbname)));
 			self.others_yielded = true;
-			TerminateBackgroundWorker(self.others[i]);
+			TerminateBackgroundWorker(c->handle);
 		}
-		if (self.others[i] != NULL)
-		{
-			pid_t		pid;
-			BgwHandleStatus st = GetBackgroundWorkerPid(self.others[i], &pid);
-
-			if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
-				continue;
-			pfree(self.others[i]);
-			self.others[i] = NULL;
-			self.others_next_start[i] = now + (TimestampTz) RESTART_DELAY_MS * 1000;
-		}
+		if (child_state(c) != BGWH_STOPPED)
+			continue;
 		if (starved)
-			self.others_next_start[i] = Max(self.others_next_start[i], next);
-		else if (now >= self.others_next_start[i] &&
-				 !webhook_start_db_worker("webhook_worker_main", "webhook worker", MyDatabaseId, i,
-										  &self.others[i]))
+			c->next_start = Max(c->next_start, next);
+		else if (!child_start(c, "webhook_worker_main", "webhook worker", i) && !self.others_warned)
 		{
-			self.others_next_start[i] = now + (TimestampTz) RESTART_DELAY_MS * 1000;
-			if (!self.others_warned)
-				ereport(WARNING,
-						(errmsg("webhook: could not start delivery worker %d of %d; the first worker serves its endpoints",
-								i + 1, webhook_workers),
-						 errhint("Raise max_worker_processes.")));
+			ereport(WARNING,
+					(errmsg("webhook: could not start delivery worker %d of %d; the first worker serves its endpoints",
+							i + 1, webhook_workers),
+					 errhint("Raise max_worker_processes.")));
 			self.others_warned = true;
 		}
-		if (self.others[i] == NULL && self.others_next_start[i] < next)
-			next = self.others_next_start[i];
+		if (c->handle == NULL && c->next_start < next)
+			next = c->next_start;
 	}
 	if (!starved)
 		self.others_yielded = false;
@@ -498,7 +519,7 @@ shares_orphaned(void)
 		return 0;
 	SpinLockAcquire(&webhook_shared->mutex);
 	for (int i = 1; i < webhook_workers; i++)
-		if (self.db->worker[i].pid == 0 && self.others[i] == NULL)
+		if (self.db->worker[i].pid == 0 && self.others[i].handle == NULL)
 			shares |= (uint32) 1 << i;
 	SpinLockRelease(&webhook_shared->mutex);
 	return shares;
@@ -1502,8 +1523,8 @@ worker_wait(LoopState *s)
 	if (claims.next_due != 0 && room_for_claims())
 		timeout = Min(timeout, ms_until(claims.next_due));
 	/* the fan-out helper is started again on time, busy or not */
-	if (self.helper == NULL && self.helper_next_start != 0 && s->installed)
-		timeout = Min(timeout, ms_until(self.helper_next_start));
+	if (self.helper.handle == NULL && self.helper.next_start != 0 && s->installed)
+		timeout = Min(timeout, ms_until(self.helper.next_start));
 	if (s->next_start != 0 && s->installed)
 		timeout = Min(timeout, ms_until(s->next_start));
 	if (!s->installed)
@@ -1743,7 +1764,7 @@ webhook_worker_main(Datum arg)
 			proc_exit(0);		/* the launcher freed it: the database is gone */
 		worker_reload();
 		now = GetCurrentTimestamp();
-		if (self.helper == NULL && self.helper_next_start != 0 && now >= self.helper_next_start &&
+		if (self.helper.handle == NULL && self.helper.next_start != 0 && now >= self.helper.next_start &&
 			loop.installed)
 			(void) helper_running();
 		/*
