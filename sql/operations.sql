@@ -224,3 +224,53 @@ SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM we
  WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;
 SELECT count(*) FILTER (WHERE NOT webhook_fanned_out(txid, id)) AS not_taken FROM webhook_events;
 SELECT webhook_delete_endpoint(:bulk), webhook_delete_endpoint(:other);
+
+-- The worker's look-ups of endpoints stay probes by key whatever the
+-- statistics their generic plans were made from: the next-due look-up,
+-- the plain claim and the health update, planned (as the worker plans
+-- them, without sequential scans) while few endpoints exist, then run with
+-- 300 more, idle, and one with a delivery waiting, read one endpoint row
+-- at a time (a hash join, which reads every endpoint, is what a plan made
+-- from those statistics would otherwise use)
+CREATE FUNCTION pg_temp.endpoint_rows(q text) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    plan jsonb;
+BEGIN
+    EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON) ' || q INTO plan;
+    RETURN (SELECT max(r::numeric)
+              FROM jsonb_path_query(plan, 'strict $.**?(@."Relation Name" == "webhook_endpoints")."Actual Rows"') r);
+END
+$$;
+SET plan_cache_mode = force_generic_plan;
+SET enable_seqscan = off;
+SELECT webhook_statement('next_due') AS s \gset
+:s ;
+SELECT webhook_statement('claim_plain') AS s \gset
+:s ;
+SELECT webhook_statement('health') AS s \gset
+:s ;
+BEGIN;
+EXECUTE next_due(1, ARRAY[0]);
+CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at, data, format, source,
+                           batch_id, delivered_at, batch_size, batch_data)
+    AS EXECUTE claim_plain(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+EXECUTE health(ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::timestamptz[]);
+ROLLBACK;
+SELECT count(webhook_create_endpoint('plan' || i, 'https://plan.example.com/', event_types => '{ops.none}'))
+  FROM generate_series(1, 300) i;
+SELECT webhook_create_endpoint('planned', 'https://planned.example.com/', event_types => '{ops.plan}') AS planned \gset
+SELECT webhook_publish('ops.plan', '{}') IS NOT NULL AS published;
+SELECT webhook_fanout() AS taken;
+BEGIN;
+SELECT pg_temp.endpoint_rows('EXECUTE next_due(1, ARRAY[0])') <= 1 AS next_due_by_key,
+       pg_temp.endpoint_rows('EXECUTE claim_plain(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0])')
+         <= 1 AS claim_by_key,
+       pg_temp.endpoint_rows(format('EXECUTE health(ARRAY[%s]::int8[], ARRAY[0]::int4[], ARRAY[NULL]::timestamptz[])',
+                                    :planned)) <= 1 AS health_by_key;
+ROLLBACK;
+DEALLOCATE next_due;
+DEALLOCATE claim_plain;
+DEALLOCATE health;
+RESET enable_seqscan;
+RESET plan_cache_mode;
+SELECT count(webhook_delete_endpoint(id)) FROM webhook_endpoints WHERE name LIKE 'plan%';

@@ -551,7 +551,9 @@ prepare_all(Oid ext)
 	 * workers, $7 the shares), and of those only the ones with waiting
 	 * deliveries (WAITING), so that a claim costs the endpoints that have
 	 * work, not every endpoint (a thousand idle ones cost a millisecond
-	 * and a half at every claim).  An open circuit whose
+	 * and a half at every claim); each is looked up by key (LIMITS: a
+	 * lateral probe, never a join, which a plan made while the table was
+	 * small makes a hash join over every endpoint).  An open circuit whose
 	 * cool-down ended gets one probe (PROBE): a due retry when it has one,
 	 * since a receiver that refuses first attempts and accepts retries
 	 * fails every fresh probe and so would stay shut for ever.  Every
@@ -583,7 +585,8 @@ prepare_all(Oid ext)
 	"  RETURNING p.id" \
 	"), " WAITING
 #define LIMITS \
-	"  FROM waiting wt JOIN %1$s.webhook_endpoints e ON e.id = wt.id AND " OWN("e") \
+	"  FROM waiting wt CROSS JOIN LATERAL (" \
+	"    SELECT e.* FROM %1$s.webhook_endpoints e WHERE e.id = wt.id AND " OWN("e") " OFFSET 0) e" \
 	"  LEFT JOIN unnest($3, $4, $5) AS l(id, n, budget) ON l.id = e.id"
 #define SLOTS \
 	"greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END," \
@@ -882,25 +885,34 @@ prepare_all(Oid ext)
 	 * When the next delivery comes due, or an open circuit's next probe:
 	 * one probe of the due index per active endpoint with deliveries
 	 * waiting (WAITING: their number, not the backlog's), of the shares
-	 * this worker serves (as OWN).
+	 * this worker serves (as OWN), each looked up by key as in LIMITS (a
+	 * hash join over every endpoint cost 3 ms at each look-up with 5,000
+	 * idle endpoints).
 	 */
 	plan_next_due = prepare("next_due", "WITH RECURSIVE " WAITING " SELECT least("
-							"  (SELECT min(n.t) FROM waiting wt JOIN %1$s.webhook_endpoints e ON e.id = wt.id"
+							"  (SELECT min(n.t) FROM waiting wt"
+							"     CROSS JOIN LATERAL ("
+							"       SELECT e.id FROM %1$s.webhook_endpoints e"
+							"        WHERE e.id = wt.id AND e.state = 'active' AND " OWNED("e", "$1", "$2") " OFFSET 0) e"
 							"     CROSS JOIN LATERAL ("
 							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
 							"        WHERE x.endpoint_id = e.id AND x.status = 'pending' AND x.next_attempt_at > now()"
-							"        ORDER BY x.next_attempt_at LIMIT 1) n"
-							"    WHERE e.state = 'active' AND " OWNED("e", "$1", "$2") "),"
+							"        ORDER BY x.next_attempt_at LIMIT 1) n),"
 							"  (SELECT min(e.circuit_until) FROM %1$s.webhook_endpoints e"
 							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()"
 							"      AND " OWNED("e", "$1", "$2") "))",
 							schema, 2, (Oid[]) {INT4OID, INT4ARRAYOID});
 
+	/*
+	 * The endpoints found by key (= ANY), their values by position: joined
+	 * to the unnested arrays, a plan made while the table was small hashes
+	 * the arrays and walks every endpoint.
+	 */
 	plan_health = prepare("health",
 						  "UPDATE %1$s.webhook_endpoints e"
-						  "   SET consecutive_failures = u.cf, failing_since = u.fs"
-						  "  FROM unnest($1, $2, $3) AS u(id, cf, fs)"
-						  " WHERE e.id = u.id",
+						  "   SET consecutive_failures = ($2)[array_position($1, e.id)],"
+						  "       failing_since = ($3)[array_position($1, e.id)]"
+						  " WHERE e.id = ANY ($1)",
 						  schema, 3, (Oid[]) {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID});
 
 	plan_circuit = prepare("circuit",
