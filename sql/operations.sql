@@ -227,18 +227,23 @@ SELECT webhook_delete_endpoint(:bulk), webhook_delete_endpoint(:other);
 
 -- The worker's look-ups of endpoints stay probes by key whatever the
 -- statistics their generic plans were made from: the next-due look-up,
--- the plain claim and the health update, planned (as the worker plans
--- them, without sequential scans) while few endpoints exist, then run with
--- 300 more, idle, and one with a delivery waiting, read one endpoint row
--- at a time (a hash join, which reads every endpoint, is what a plan made
--- from those statistics would otherwise use)
+-- the three claims and the health update, planned (as the worker plans
+-- them: no sequential scans, the claims without sorts) while few
+-- endpoints exist, then run with 300 more, idle, and one with a delivery
+-- waiting, read one endpoint row at a time, counting those a filter drops
+-- (a hash join, which reads every endpoint, is what a plan made from
+-- those statistics would otherwise use).  Autovacuum is held off the
+-- tables meanwhile, so that no analyze has the plans made again.
+ALTER TABLE webhook_endpoints SET (autovacuum_enabled = false);
+ALTER TABLE webhook_deliveries SET (autovacuum_enabled = false);
 CREATE FUNCTION pg_temp.endpoint_rows(q text) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
     plan jsonb;
 BEGIN
     EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON) ' || q INTO plan;
-    RETURN (SELECT max(r::numeric)
-              FROM jsonb_path_query(plan, 'strict $.**?(@."Relation Name" == "webhook_endpoints")."Actual Rows"') r);
+    RETURN (SELECT max(coalesce((n ->> 'Actual Rows')::numeric, 0)
+                       + coalesce((n ->> 'Rows Removed by Filter')::numeric, 0))
+              FROM jsonb_path_query(plan, 'strict $.**?(@."Relation Name" == "webhook_endpoints")') n);
 END
 $$;
 SET plan_cache_mode = force_generic_plan;
@@ -247,30 +252,50 @@ SELECT webhook_statement('next_due') AS s \gset
 :s ;
 SELECT webhook_statement('claim_plain') AS s \gset
 :s ;
+SELECT webhook_statement('claim_batch') AS s \gset
+:s ;
+SELECT webhook_statement('claim_ordered') AS s \gset
+:s ;
 SELECT webhook_statement('health') AS s \gset
 :s ;
 BEGIN;
 EXECUTE next_due(1, ARRAY[0]);
+SET LOCAL enable_sort = off;
 CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at, data, format, source,
                            batch_id, delivered_at, batch_size, batch_data)
     AS EXECUTE claim_plain(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+INSERT INTO claimed EXECUTE claim_batch(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+INSERT INTO claimed EXECUTE claim_ordered(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
 EXECUTE health(ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::timestamptz[]);
 ROLLBACK;
 SELECT count(webhook_create_endpoint('plan' || i, 'https://plan.example.com/', event_types => '{ops.none}'))
   FROM generate_series(1, 300) i;
 SELECT webhook_create_endpoint('planned', 'https://planned.example.com/', event_types => '{ops.plan}') AS planned \gset
+SELECT webhook_create_endpoint('planb', 'https://planb.example.com/', event_types => '{ops.plan}',
+                               format => 'batch') AS planb \gset
+SELECT webhook_create_endpoint('plano', 'https://plano.example.com/', event_types => '{ops.plan}',
+                               ordered => true) AS plano \gset
 SELECT webhook_publish('ops.plan', '{}') IS NOT NULL AS published;
 SELECT webhook_fanout() AS taken;
 BEGIN;
-SELECT pg_temp.endpoint_rows('EXECUTE next_due(1, ARRAY[0])') <= 1 AS next_due_by_key,
+SET LOCAL enable_sort = off;
+SELECT pg_temp.endpoint_rows('EXECUTE next_due(1, ARRAY[0])') AS next_due,
        pg_temp.endpoint_rows('EXECUTE claim_plain(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0])')
-         <= 1 AS claim_by_key,
+         AS claim_plain,
+       pg_temp.endpoint_rows('EXECUTE claim_batch(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0])')
+         AS claim_batch,
+       pg_temp.endpoint_rows('EXECUTE claim_ordered(10, 9, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0])')
+         AS claim_ordered,
        pg_temp.endpoint_rows(format('EXECUTE health(ARRAY[%s]::int8[], ARRAY[0]::int4[], ARRAY[NULL]::timestamptz[])',
-                                    :planned)) <= 1 AS health_by_key;
+                                    :planned)) AS health;
 ROLLBACK;
 DEALLOCATE next_due;
 DEALLOCATE claim_plain;
+DEALLOCATE claim_batch;
+DEALLOCATE claim_ordered;
 DEALLOCATE health;
 RESET enable_seqscan;
 RESET plan_cache_mode;
+ALTER TABLE webhook_endpoints RESET (autovacuum_enabled);
+ALTER TABLE webhook_deliveries RESET (autovacuum_enabled);
 SELECT count(webhook_delete_endpoint(id)) FROM webhook_endpoints WHERE name LIKE 'plan%';

@@ -238,8 +238,9 @@ queue_installation(void)
 	"), tm AS (" \
 	"  SELECT t.type, s.endpoint_id, s.event_type, s.filter" \
 	"    FROM (SELECT DISTINCT ev.type FROM ev) t" \
-	"    JOIN %1$s.webhook_subscriptions s" \
-	"      ON s.event_type = ANY (%1$s.webhook_type_patterns(t.type))" \
+	"   CROSS JOIN LATERAL (" \
+	"    SELECT s.endpoint_id, s.event_type, s.filter FROM %1$s.webhook_subscriptions s" \
+	"     WHERE s.event_type = ANY (%1$s.webhook_type_patterns(t.type)) OFFSET 0) s" \
 	"), m AS (" \
 	"  SELECT DISTINCT ev.id, ev.ordering_key, tm.endpoint_id" \
 	"    FROM ev JOIN tm ON tm.type = ev.type" \
@@ -842,8 +843,8 @@ prepare_all(Oid ext)
 	 * a time.  Its retry carries the same events under the same webhook-id.
 	 */
 	plan_name_recovered = prepare("name_recovered",
-								  "UPDATE %1$s.webhook_deliveries d SET batch_id = b.leader"
-								  "  FROM (SELECT r.id, min(r.id) OVER (PARTITION BY r.endpoint_id, r.lease_token, r.chunk) AS leader"
+								  "WITH b AS MATERIALIZED ("
+								  "  SELECT r.id, min(r.id) OVER (PARTITION BY r.endpoint_id, r.lease_token, r.chunk) AS leader"
 								  "          FROM (SELECT x.id, x.endpoint_id, x.lease_token,"
 								  "                       (row_number() OVER (PARTITION BY x.endpoint_id, x.lease_token ORDER BY x.id) - 1)"
 								  "                       / (SELECT e.batch_size FROM %1$s.webhook_endpoints e WHERE e.id = x.endpoint_id) AS chunk"
@@ -851,8 +852,12 @@ prepare_all(Oid ext)
 								  "                 WHERE x.status = 'in_flight' AND x.batch_id IS NULL"
 								  "                   AND (" LEASED_BY("x") " OR x.lease_until < now())"
 								  "                   AND (SELECT e.format FROM %1$s.webhook_endpoints e WHERE e.id = x.endpoint_id) = 'batch'"
-								  "               ) r) b"
-								  " WHERE d.id = b.id",
+								  "               ) r"
+								  ")"
+								  "UPDATE %1$s.webhook_deliveries d SET batch_id = b.leader"
+								  "  FROM b"
+								  /* found by key, whatever join a plan made on small tables picks */
+								  " WHERE d.id = b.id AND d.id = ANY (ARRAY(SELECT b.id FROM b))",
 								  schema, 2, sweep_types);
 
 	plan_recover = prepare("recover",
@@ -904,15 +909,15 @@ prepare_all(Oid ext)
 							schema, 2, (Oid[]) {INT4OID, INT4ARRAYOID});
 
 	/*
-	 * The endpoints found by key (= ANY), their values by position: joined
-	 * to the unnested arrays, a plan made while the table was small hashes
-	 * the arrays and walks every endpoint.
+	 * The endpoints found by key (= ANY) whatever join a plan made while
+	 * the table was small picks (it hashed the arrays and walked every
+	 * endpoint).
 	 */
 	plan_health = prepare("health",
 						  "UPDATE %1$s.webhook_endpoints e"
-						  "   SET consecutive_failures = ($2)[array_position($1, e.id)],"
-						  "       failing_since = ($3)[array_position($1, e.id)]"
-						  " WHERE e.id = ANY ($1)",
+						  "   SET consecutive_failures = u.cf, failing_since = u.fs"
+						  "  FROM unnest($1, $2, $3) AS u(id, cf, fs)"
+						  " WHERE e.id = u.id AND e.id = ANY ($1)",
 						  schema, 3, (Oid[]) {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID});
 
 	plan_circuit = prepare("circuit",

@@ -338,10 +338,10 @@ set_idle(bool idle)
 /*
  * Whether child c runs (BGWH_STARTED), is about to (BGWH_NOT_YET_STARTED)
  * or not (BGWH_STOPPED); one found stopped is forgotten, and its next
- * start is RESTART_DELAY_MS away.
+ * start is RESTART_DELAY_MS after now.
  */
 static BgwHandleStatus
-child_state(Child *c)
+child_state(Child *c, TimestampTz now)
 {
 	BgwHandleStatus st;
 	pid_t		pid;
@@ -353,7 +353,7 @@ child_state(Child *c)
 		return st;
 	pfree(c->handle);
 	c->handle = NULL;
-	c->next_start = GetCurrentTimestamp() + (TimestampTz) RESTART_DELAY_MS * 1000;
+	c->next_start = now + (TimestampTz) RESTART_DELAY_MS * 1000;
 	return BGWH_STOPPED;
 }
 
@@ -365,13 +365,10 @@ child_state(Child *c)
  * registered with this worker's pid: they leave when it does.
  */
 static bool
-child_start(Child *c, const char *function, const char *type, int index)
+child_start(Child *c, const char *function, const char *type, int index, TimestampTz now)
 {
-	TimestampTz now;
-
 	if (c->handle != NULL)
 		return true;
-	now = GetCurrentTimestamp();
 	if (now < c->next_start)
 		return true;
 	if (webhook_start_db_worker(function, type, MyDatabaseId, index, &c->handle))
@@ -384,11 +381,12 @@ child_start(Child *c, const char *function, const char *type, int index)
 static bool
 helper_running(void)
 {
-	BgwHandleStatus st = child_state(&self.helper);
+	TimestampTz now = GetCurrentTimestamp();
+	BgwHandleStatus st = child_state(&self.helper, now);
 
 	if (st != BGWH_STOPPED)
 		return st == BGWH_STARTED;
-	if (!child_start(&self.helper, "webhook_fanout_main", "webhook fanout", 0) && !self.helper_warned)
+	if (!child_start(&self.helper, "webhook_fanout_main", "webhook fanout", 0, now) && !self.helper_warned)
 	{
 		ereport(WARNING,
 				(errmsg("webhook: could not start the fan-out helper; the worker fans out itself"),
@@ -445,11 +443,11 @@ start_others(void)
 			self.others_yielded = true;
 			TerminateBackgroundWorker(c->handle);
 		}
-		if (child_state(c) != BGWH_STOPPED)
+		if (child_state(c, now) != BGWH_STOPPED)
 			continue;
 		if (starved)
 			c->next_start = Max(c->next_start, next);
-		else if (!child_start(c, "webhook_worker_main", "webhook worker", i) && !self.others_warned)
+		else if (!child_start(c, "webhook_worker_main", "webhook worker", i, now) && !self.others_warned)
 		{
 			ereport(WARNING,
 					(errmsg("webhook: could not start delivery worker %d of %d; the first worker serves its endpoints",
