@@ -241,8 +241,10 @@ DECLARE
     plan jsonb;
 BEGIN
     EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON) ' || q INTO plan;
-    RETURN (SELECT max(coalesce((n ->> 'Actual Rows')::numeric, 0)
-                       + coalesce((n ->> 'Rows Removed by Filter')::numeric, 0))
+    -- rows per loop: PostgreSQL 18 shows their average to two decimals,
+    -- earlier majors rounded
+    RETURN (SELECT round(max(coalesce((n ->> 'Actual Rows')::numeric, 0)
+                             + coalesce((n ->> 'Rows Removed by Filter')::numeric, 0)))
               FROM jsonb_path_query(plan, 'strict $.**?(@."Relation Name" == "webhook_endpoints")') n);
 END
 $$;
