@@ -220,6 +220,17 @@ queue_installation(void)
 #define ASIDE_LEFT "EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)"
 
 /*
+ * Whether delivery d, to an ordered endpoint, may still be preceded in its
+ * line by an event that a transaction set aside has not fanned out yet:
+ * one with events left whose (tick_id, next_id) is below d's (tick_id,
+ * event_id).  The ordered claim holds such a head; a restore, which
+ * empties the table, makes it again (CURSOR_SQL).
+ */
+#define HELD(d) \
+	"EXISTS (SELECT FROM %1$s.webhook_fanout_aside a" \
+	"         WHERE a.next_id <= a.hi_id AND (a.tick_id, a.next_id) < (" d ".tick_id, " d ".event_id))"
+
+/*
  * The deliveries of the events picked (pick: their ids): one for each of
  * them per matching endpoint, carrying tick, the tick of the window that
  * holds the events (the ordered claim's order).  A part of FANOUT_SQL and
@@ -442,8 +453,7 @@ queue_installation(void)
 	"), held AS (" \
 	"  DELETE FROM %1$s.webhook_deliveries d USING k" \
 	"   WHERE k.restored AND d.status = 'pending' AND d.attempts = 0 AND d.ordering_key IS NOT NULL" \
-	"     AND EXISTS (SELECT FROM %1$s.webhook_fanout_aside a" \
-	"                  WHERE a.next_id <= a.hi_id AND (a.tick_id, a.next_id) < (d.tick_id, d.event_id))" \
+	"     AND " HELD("d") \
 	"  RETURNING d.event_id" \
 	"), stamp AS (" \
 	"  UPDATE %1$s.webhook_events e" \
@@ -552,9 +562,8 @@ prepare_all(Oid ext)
 	 * workers, $7 the shares), and of those only the ones with waiting
 	 * deliveries (WAITING), so that a claim costs the endpoints that have
 	 * work, not every endpoint (a thousand idle ones cost a millisecond
-	 * and a half at every claim); each is looked up by key (LIMITS: a
-	 * lateral probe, never a join, which a plan made while the table was
-	 * small makes a hash join over every endpoint).  An open circuit whose
+	 * and a half at every claim), each looked up by key (ENDPOINT_OF).
+	 * An open circuit whose
 	 * cool-down ended gets one probe (PROBE): a due retry when it has one,
 	 * since a receiver that refuses first attempts and accepts retries
 	 * fails every fresh probe and so would stay shut for ever.  Every
@@ -564,6 +573,15 @@ prepare_all(Oid ext)
 /* endpoint e is in the shares s of n workers */
 #define OWNED(e, n, s) SHARE(e ".id", n) " = ANY (" s ")"
 #define OWN(e) OWNED(e, "$6", "$7")
+/*
+ * e: the endpoint of w.id, if in the shares s of n workers.  A lateral
+ * probe by key (OFFSET 0 keeps it one), never a join: a plan made while
+ * the table was small hashed that join over every endpoint (3 ms at each
+ * claim and look-up with 5,000 idle endpoints).
+ */
+#define ENDPOINT_OF(w, n, s) \
+	" CROSS JOIN LATERAL (" \
+	"    SELECT e.* FROM %1$s.webhook_endpoints e WHERE e.id = " w ".id AND " OWNED("e", n, s) " OFFSET 0) e"
 /*
  * The endpoints with deliveries waiting (due or not): a skip scan of the
  * due index, one probe per such endpoint.
@@ -586,8 +604,7 @@ prepare_all(Oid ext)
 	"  RETURNING p.id" \
 	"), " WAITING
 #define LIMITS \
-	"  FROM waiting wt CROSS JOIN LATERAL (" \
-	"    SELECT e.* FROM %1$s.webhook_endpoints e WHERE e.id = wt.id AND " OWN("e") " OFFSET 0) e" \
+	"  FROM waiting wt" ENDPOINT_OF("wt", "$6", "$7") \
 	"  LEFT JOIN unnest($3, $4, $5) AS l(id, n, budget) ON l.id = e.id"
 #define SLOTS \
 	"greatest(0, least(CASE WHEN e.state = 'active' THEN $1 ELSE 1 END," \
@@ -721,9 +738,8 @@ prepare_all(Oid ext)
 	 * heads are found.  A transaction set aside is fanned out beside the
 	 * windows after it, so a later event's delivery may be made before
 	 * those of earlier events of its key in that transaction: a head
-	 * waits while a transaction set aside may still hold an event before
-	 * it, (tick_id, next_id) below its own, so that those deliveries are
-	 * made, and come first in its line, before it goes.
+	 * waits while it is HELD, so that those deliveries are made, and come
+	 * first in its line, before it goes.
 	 */
 	plans_claim[CLAIM_ORDERED] = prepare("claim_ordered",
 										 PROBE("p.ordered")
@@ -746,9 +762,7 @@ prepare_all(Oid ext)
 										 "    )"
 										 "    SELECT k.id FROM k"
 										 "     WHERE k.status = 'pending' AND k.next_attempt_at <= now()"
-										 "       AND NOT EXISTS (SELECT FROM %1$s.webhook_fanout_aside a"
-										 "                        WHERE a.next_id <= a.hi_id"
-										 "                          AND (a.tick_id, a.next_id) < (k.tick_id, k.event_id))"
+										 "       AND NOT " HELD("k")
 										 /* a replayed earlier event never overtakes one in flight */
 										 "       AND NOT EXISTS (SELECT 1 FROM %1$s.webhook_deliveries y"
 										 "                        WHERE y.endpoint_id = e.id AND y.ordering_key = k.ordering_key"
@@ -890,19 +904,15 @@ prepare_all(Oid ext)
 	 * When the next delivery comes due, or an open circuit's next probe:
 	 * one probe of the due index per active endpoint with deliveries
 	 * waiting (WAITING: their number, not the backlog's), of the shares
-	 * this worker serves (as OWN), each looked up by key as in LIMITS (a
-	 * hash join over every endpoint cost 3 ms at each look-up with 5,000
-	 * idle endpoints).
+	 * this worker serves, each looked up by key (ENDPOINT_OF).
 	 */
 	plan_next_due = prepare("next_due", "WITH RECURSIVE " WAITING " SELECT least("
-							"  (SELECT min(n.t) FROM waiting wt"
-							"     CROSS JOIN LATERAL ("
-							"       SELECT e.id FROM %1$s.webhook_endpoints e"
-							"        WHERE e.id = wt.id AND e.state = 'active' AND " OWNED("e", "$1", "$2") " OFFSET 0) e"
+							"  (SELECT min(n.t) FROM waiting wt" ENDPOINT_OF("wt", "$1", "$2")
 							"     CROSS JOIN LATERAL ("
 							"       SELECT x.next_attempt_at AS t FROM %1$s.webhook_deliveries x"
 							"        WHERE x.endpoint_id = e.id AND x.status = 'pending' AND x.next_attempt_at > now()"
-							"        ORDER BY x.next_attempt_at LIMIT 1) n),"
+							"        ORDER BY x.next_attempt_at LIMIT 1) n"
+							"    WHERE e.state = 'active'),"
 							"  (SELECT min(e.circuit_until) FROM %1$s.webhook_endpoints e"
 							"    WHERE e.state = 'circuit_open' AND e.circuit_until > now()"
 							"      AND " OWNED("e", "$1", "$2") "))",
