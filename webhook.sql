@@ -256,8 +256,8 @@ CREATE TABLE webhook_fanout_cursor (
 COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
 
 -- Transactions set aside: when a window opens, each of its transactions
--- whose events span more ids than eight steps of the fan-out take (8 x
--- webhook.batch_size: a bulk import, say) leaves the window and is fanned
+-- whose events span webhook.batch_size ids or more (more than a step of
+-- the fan-out takes: a bulk import, or a chunk of one) leaves the window and is fanned
 -- out on its own, in id order, a step of it after each step of the
 -- windows; the events committed after it wait for one of its steps, not
 -- for all of them.  Its events from next_id on are still to be taken;

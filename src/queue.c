@@ -157,7 +157,7 @@ queue_installation(void)
  * rows are never stepped over); two more probes per transaction give its
  * lowest and highest event id.  So a window costs three probes per
  * transaction once, however many steps take it.  A transaction whose ids
- * span $1 or more (eight steps' worth) is set aside (webhook_fanout_aside),
+ * span $1 or more (a step's worth) is set aside (webhook_fanout_aside),
  * and the window is the rest (ordered endpoints hold what would overtake
  * it: see the ordered claim).  A window
  * with no event is passed at once.  The ticks before it go, and so do the
@@ -1254,12 +1254,6 @@ tick(SPIPlanPtr plan)
 }
 
 /*
- * A transaction whose events span this many ids or more is set aside when
- * its window opens: eight steps' worth.
- */
-#define ASIDE_STEPS 8
-
-/*
  * Opens the next window if none is open, and takes the next step of it,
  * then, if a transaction is set aside, a step of that one (see
  * fanout_result for *made and *more): up to limit events in all, half of
@@ -1280,7 +1274,13 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 	int			nest;
 	int64		n = 0;
 
-	run_plan(window, (Datum[]) {Int64GetDatum((int64) ASIDE_STEPS * webhook_batch_size)},
+	/*
+	 * A transaction whose events span a step's worth of ids or more is set
+	 * aside: one that a step cannot take whole.  An import committed in
+	 * chunks of that size is then a chunk set aside after another, stepped
+	 * beside the windows, instead of every window's head in turn.
+	 */
+	run_plan(window, (Datum[]) {Int64GetDatum((int64) webhook_batch_size)},
 			 SPI_OK_UPDATE, "opening a window");
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,

@@ -80,28 +80,36 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_attempts WHERE ok"
 		'2', 'one attempt each');
 }
 
-# A bulk transaction (4,500 events: over eight steps of webhook.batch_size)
-# is set aside, and an event committed after it is fanned out beside it,
-# not after it.  The fan-out is held (its lock) until both have committed,
-# so that one window holds both; then every event is sent exactly once.
+# A bulk transaction (4,500 events: over a step of webhook.batch_size) is
+# set aside, and an event committed after it is fanned out beside it, not
+# after it; so is an import committed in chunks (five transactions of 900
+# events, each over a step).  The fan-out is held (its lock) until all
+# have committed, so that one window holds them; then every event is sent
+# exactly once.
+foreach my $chunks (1, 5)
 {
+	my $rows = $chunks == 1 ? 4500 : 900;
+	my $t = "bulk$chunks";
+	# (safe_psql feeds the statements on stdin: each commits on its own)
+	my $import = join(";\n", map {
+		"SELECT count(webhook_publish('$t.row', jsonb_build_object('i', i))) FROM generate_series(1, $rows) i"
+	} 1 .. $chunks);
 	my $holder = $node->background_psql('postgres');
 	$holder->query_safe(q{BEGIN; SELECT pg_advisory_xact_lock('webhook_events'::regclass::oid::int4, 1)});
-	$node->safe_psql('postgres',
-		q{SELECT count(webhook_publish('bulk.row', jsonb_build_object('i', i))) FROM generate_series(1, 4500) i});
-	$node->safe_psql('postgres', q{SELECT webhook_publish('bulk.after', '{}')});
+	$node->safe_psql('postgres', $import);
+	$node->safe_psql('postgres', qq{SELECT webhook_publish('$t.after', '{}')});
 	$holder->query_safe('COMMIT');
 	$holder->quit;
-	my $bulk = sub { [ grep { $_->{path} eq '/all/ok' && $_->{body} =~ /"bulk\.(row|after)"/ } @{ $_[0] } ] };
+	my $bulk = sub { [ grep { $_->{path} eq '/all/ok' && $_->{body} =~ /"$t\.(row|after)"/ } @{ $_[0] } ] };
 	wait_received($rcv, sub { @{ $bulk->($_[0]) } >= 4501 }, 120, 'the bulk transaction and the event after it');
-	ok($node->poll_query_until('postgres', q{
+	ok($node->poll_query_until('postgres', qq{
 		SELECT count(*) = 4501 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-		 WHERE e.type LIKE 'bulk.%' AND d.status = 'delivered'}),
+		 WHERE e.type LIKE '$t.%' AND d.status = 'delivered'}),
 		'every event of the bulk transaction and the one after it delivered');
-	is($node->safe_psql('postgres', q{
-		SELECT (SELECT d.id FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'bulk.after')
-		     < (SELECT max(d.id) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = 'bulk.row')}),
-		't', 'the event committed after the bulk transaction was fanned out beside it, not after it');
+	is($node->safe_psql('postgres', qq{
+		SELECT (SELECT d.id FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = '$t.after')
+		     < (SELECT max(d.id) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE e.type = '$t.row')}),
+		't', "the event committed after the import ($chunks transactions) was fanned out beside it, not after it");
 	is($node->safe_psql('postgres', 'SELECT count(*) FROM webhook_fanout_aside WHERE next_id <= hi_id'), '0',
 		'nothing set aside is left to take');
 	my @got = @{ $bulk->(received($rcv)) };
