@@ -126,8 +126,8 @@ SELECT * FROM webhook_delivery_chart(:st, '0');
 SELECT * FROM webhook_delivery_chart(:st, '1 year', '1 second');
 SELECT webhook_delete_endpoint(:st);
 
--- A transaction whose events span more ids than a step of the fan-out
--- takes (webhook.batch_size, 500) is set aside when its window
+-- A transaction whose events span 50 ids or more (a bulk import, or a
+-- chunk of one) is set aside when its window
 -- opens, and taken beside the windows after it, a step of each in turn: an
 -- event committed after it waits for one of its steps, not for all of them
 SELECT webhook_fanout(100000) >= 0 AS flushed_earlier_events;
@@ -223,21 +223,23 @@ SELECT count(*) FILTER (WHERE next_id <= hi_id) AS to_take, count(*) AS kept FRO
 SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries
  WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;
 SELECT count(*) FILTER (WHERE NOT webhook_fanned_out(txid, id)) AS not_taken FROM webhook_events;
--- An import committed in chunks: a transaction that a step cannot take
--- whole (its events span webhook.batch_size ids or more) is set aside, so
--- the event committed after three 600-event transactions waits for a step,
--- not for them all
-SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 600) i;
-SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 600) i;
-SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 600) i;
+-- An import committed in chunks: a transaction whose events span 50 ids
+-- or more is set aside, so the event committed after three 150-event
+-- transactions waits for a step, not for them all; a call takes a step of
+-- the windows (the one event), then the transactions set aside, oldest
+-- first, up to its limit
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 150) i;
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 150) i;
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 150) i;
 SELECT webhook_publish('ops.other', '{"after": "the chunks"}') AS after_chunks \gset
-SELECT webhook_fanout(100) AS taken;
-SELECT count(*) FILTER (WHERE next_id <= hi_id) AS chunks_set_aside FROM webhook_fanout_aside;
+SELECT webhook_fanout(400) AS taken;
+SELECT count(*) AS chunks_set_aside, count(*) FILTER (WHERE next_id <= hi_id) AS with_events_left
+  FROM webhook_fanout_aside;
 SELECT count(*) AS after_chunks_made FROM webhook_deliveries WHERE event_id = :after_chunks;
 SELECT webhook_fanout(100000) AS taken;
--- one of 500 events, which a step takes whole, stays in its window
-SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 500) i;
-SELECT webhook_fanout(100) AS taken;
+-- one of 50 events (its ids span 49) stays in its window
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 50) i;
+SELECT webhook_fanout(10) AS taken;
 SELECT count(*) FILTER (WHERE next_id <= hi_id) AS set_aside FROM webhook_fanout_aside;
 SELECT webhook_fanout(100000) AS taken;
 SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries

@@ -157,7 +157,7 @@ queue_installation(void)
  * rows are never stepped over); two more probes per transaction give its
  * lowest and highest event id.  So a window costs three probes per
  * transaction once, however many steps take it.  A transaction whose ids
- * span $1 or more (a step's worth) is set aside (webhook_fanout_aside),
+ * span $1 or more (see ASIDE_SPAN) is set aside (webhook_fanout_aside),
  * and the window is the rest (ordered endpoints hold what would overtake
  * it: see the ordered claim).  A window
  * with no event is passed at once.  The ticks before it go, and so do the
@@ -224,11 +224,18 @@ queue_installation(void)
  * line by an event that a transaction set aside has not fanned out yet:
  * one with events left whose (tick_id, next_id) is below d's (tick_id,
  * event_id).  The ordered claim holds such a head; a restore, which
- * empties the table, makes it again (CURSOR_SQL).
+ * empties the table, makes it again (CURSOR_SQL).  Compared with the
+ * lowest such (tick_id, next_id), read once per statement (two initial
+ * plans), not with every row for every head: an import committed in
+ * chunks is many rows.  Neither is NULL; a d made before 0.2.0 has no
+ * tick and is never held.
  */
+#define ASIDE_FIRST(col) \
+	"(SELECT a." col " FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id" \
+	"  ORDER BY a.tick_id, a.next_id LIMIT 1)"
 #define HELD(d) \
-	"EXISTS (SELECT FROM %1$s.webhook_fanout_aside a" \
-	"         WHERE a.next_id <= a.hi_id AND (a.tick_id, a.next_id) < (" d ".tick_id, " d ".event_id))"
+	"coalesce((" ASIDE_FIRST("tick_id") ", " ASIDE_FIRST("next_id") ")" \
+	"         < (" d ".tick_id, " d ".event_id), false)"
 
 /*
  * The deliveries of the events picked (pick: their ids): one for each of
@@ -297,15 +304,17 @@ queue_installation(void)
 	/* (the snapshots decompressed once, not for each row walked: with many \
 	 * transactions running at a tick they are stored compressed) */ \
 	"  SELECT k.done::text::pg_snapshot AS done, k.upto::text::pg_snapshot AS upto," \
-	"         k.next_id, k.hi_id, k.tick_id," \
-	"         ARRAY(SELECT a.txid FROM %1$s.webhook_fanout_aside a) AS aside" \
+	"         k.next_id, k.hi_id, k.tick_id" \
 	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
 	"), pick AS (" \
 	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
 	"     WHERE e.id >= c.next_id AND e.id <= c.hi_id" \
 	"       AND pg_visible_in_snapshot(e.txid, c.upto) AND NOT pg_visible_in_snapshot(e.txid, c.done)" \
-	"       AND e.txid <> ALL (c.aside)" \
+	/* a probe per row of the window's transactions, never a join (its \
+	 * sort would read the whole window): an import committed in chunks \
+	 * sets many transactions aside */ \
+	"       AND NOT EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.txid = e.txid OFFSET 0)" \
 	"     ORDER BY e.id LIMIT $1) p" \
 	"), f AS (" \
 	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT c.hi_id FROM c) AS whole," \
@@ -1254,8 +1263,19 @@ tick(SPIPlanPtr plan)
 }
 
 /*
+ * A transaction whose events span this many ids or more (or a step's
+ * worth, webhook.batch_size, if that is less) is set aside when its
+ * window opens.  An import committed in chunks of that size is then one
+ * chunk set aside after another, stepped beside the windows, instead of
+ * every window's head in turn.  Smaller transactions stay in their
+ * windows: a statement per transaction set aside must stay cheap beside
+ * the events it takes.
+ */
+#define ASIDE_SPAN 50
+
+/*
  * Opens the next window if none is open, and takes the next step of it,
- * then, if a transaction is set aside, a step of that one (see
+ * then steps of the transactions set aside, oldest first (see
  * fanout_result for *made and *more): up to limit events in all, half of
  * them for each while one was set aside at the last step (with a limit of
  * one, a step of each in turn), so that neither waits for the other.  The
@@ -1274,13 +1294,7 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 	int			nest;
 	int64		n = 0;
 
-	/*
-	 * A transaction whose events span a step's worth of ids or more is set
-	 * aside: one that a step cannot take whole.  An import committed in
-	 * chunks of that size is then a chunk set aside after another, stepped
-	 * beside the windows, instead of every window's head in turn.
-	 */
-	run_plan(window, (Datum[]) {Int64GetDatum((int64) webhook_batch_size)},
+	run_plan(window, (Datum[]) {Int64GetDatum((int64) Min(webhook_batch_size, ASIDE_SPAN))},
 			 SPI_OK_UPDATE, "opening a window");
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
@@ -1299,16 +1313,26 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 		*made = 0;
 		*more = true;			/* the windows' turn comes next */
 	}
-	if (aside_waits && n < limit)
+	/*
+	 * The transactions set aside, oldest first, a statement each, until
+	 * the limit is reached: an import committed in small chunks is many
+	 * of them.  A statement that took nothing (its transaction's events
+	 * were deleted) ends the turn.
+	 */
+	while (aside_waits && n < limit)
 	{
 		uint32		made_aside;
 		bool		more_aside;
+		int64		got;
 
-		n += fanout_result(SPI_execute_plan(aside, (Datum[]) {Int32GetDatum(limit - n)}, NULL,
-											false, 1),
-						   &made_aside, &more_aside, &aside_waits);
+		got = fanout_result(SPI_execute_plan(aside, (Datum[]) {Int32GetDatum(limit - n)}, NULL,
+											 false, 1),
+							&made_aside, &more_aside, &aside_waits);
+		n += got;
 		*made |= made_aside;
 		*more |= more_aside;
+		if (got == 0)
+			break;
 	}
 	AtEOXact_GUC(true, nest);
 	return n;

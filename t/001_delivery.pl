@@ -80,15 +80,14 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM webhook_attempts WHERE ok"
 		'2', 'one attempt each');
 }
 
-# A bulk transaction (4,500 events: over a step of webhook.batch_size) is
-# set aside, and an event committed after it is fanned out beside it, not
-# after it; so is an import committed in chunks (five transactions of 900
-# events, each over a step).  The fan-out is held (its lock) until all
-# have committed, so that one window holds them; then every event is sent
-# exactly once.
-foreach my $chunks (1, 5)
+# A bulk transaction (4,500 events) is set aside, and an event committed
+# after it is fanned out beside it, not after it; so is an import committed
+# in chunks (45 transactions of 100 events, each set aside).  The fan-out
+# is held (its lock) until all have committed, so that one window holds
+# them; then every event is sent exactly once.
+foreach my $chunks (1, 45)
 {
-	my $rows = $chunks == 1 ? 4500 : 900;
+	my $rows = 4500 / $chunks;
 	my $t = "bulk$chunks";
 	# (safe_psql feeds the statements on stdin: each commits on its own)
 	my $import = join(";\n", map {
