@@ -256,10 +256,10 @@ CREATE TABLE webhook_fanout_cursor (
 COMMENT ON TABLE webhook_fanout_cursor IS 'how far the fan-out has read webhook_events: a snapshot, and a position in the window after it';
 
 -- Transactions set aside: when a window opens, each of its transactions
--- whose events span 50 ids or more (or webhook.batch_size, if less: a bulk
--- import, or a chunk of one) leaves the window and is fanned out on its
--- own, in id order, beside the windows; the events committed after it
--- wait for a step of the fan-out, not for it.  Its events from next_id on are still to be taken;
+-- of 50 events or more (a bulk import, or a chunk of one) leaves the
+-- window and is fanned out on its own, in id order, beside the windows;
+-- the events committed after it wait for a step of the fan-out, not for
+-- it.  Its events from next_id on are still to be taken;
 -- hi_id is its highest; tick_id is the tick of the window it was set aside
 -- from, which its deliveries carry (an ordered endpoint's line goes in
 -- (tick_id, event_id) order: commit order, wherever the fan-out made the
@@ -273,10 +273,12 @@ CREATE TABLE webhook_fanout_aside (
     tick_id bigint NOT NULL
 );
 COMMENT ON TABLE webhook_fanout_aside IS 'large transactions the fan-out takes on their own, beside its windows, and how far it has taken each';
--- Those with events left, oldest first: the fan-out takes them in turn,
--- and the rows of those done, kept until the next window opens, may be
--- thousands (an import committed in small chunks).
-CREATE INDEX webhook_fanout_aside_left_idx ON webhook_fanout_aside (txid) WHERE next_id <= hi_id;
+-- Those with events left, in the order an ordered endpoint's line goes:
+-- the fan-out takes them in turn, and the ordered claim holds a head
+-- behind the first; the rows of those done, kept until the next window
+-- opens, may be thousands (an import committed in small chunks).
+CREATE INDEX webhook_fanout_aside_left_idx ON webhook_fanout_aside (tick_id, next_id)
+    WHERE next_id <= hi_id;
 
 -- The stretches of transaction ids from from_ up to upto's xmax that hold
 -- no transaction upto shows running: each running transaction's ids are

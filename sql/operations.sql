@@ -126,8 +126,8 @@ SELECT * FROM webhook_delivery_chart(:st, '0');
 SELECT * FROM webhook_delivery_chart(:st, '1 year', '1 second');
 SELECT webhook_delete_endpoint(:st);
 
--- A transaction whose events span 50 ids or more (a bulk import, or a
--- chunk of one) is set aside when its window
+-- A transaction of 50 events or more (a bulk import, or a chunk of one)
+-- is set aside when its window
 -- opens, and taken beside the windows after it, a step of each in turn: an
 -- event committed after it waits for one of its steps, not for all of them
 SELECT webhook_fanout(100000) >= 0 AS flushed_earlier_events;
@@ -223,8 +223,8 @@ SELECT count(*) FILTER (WHERE next_id <= hi_id) AS to_take, count(*) AS kept FRO
 SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries
  WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;
 SELECT count(*) FILTER (WHERE NOT webhook_fanned_out(txid, id)) AS not_taken FROM webhook_events;
--- An import committed in chunks: a transaction whose events span 50 ids
--- or more is set aside, so the event committed after three 150-event
+-- An import committed in chunks: a transaction of 50 events or more is
+-- set aside, so the event committed after three 150-event
 -- transactions waits for a step, not for them all; a call takes a step of
 -- the windows (the one event), then the transactions set aside, oldest
 -- first, up to its limit
@@ -237,10 +237,18 @@ SELECT count(*) AS chunks_set_aside, count(*) FILTER (WHERE next_id <= hi_id) AS
   FROM webhook_fanout_aside;
 SELECT count(*) AS after_chunks_made FROM webhook_deliveries WHERE event_id = :after_chunks;
 SELECT webhook_fanout(100000) AS taken;
--- one of 50 events (its ids span 49) stays in its window
+-- one of 49 events stays in its window, one of 50 is set aside, and so is
+-- not one of two events whose ids are far apart
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 49) i;
 SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 50) i;
+BEGIN;
+SELECT webhook_publish('ops.bulk', '{"far": 1}') IS NOT NULL AS published;
+SELECT count(nextval(pg_get_serial_sequence('webhook_events', 'id'))) AS ids_skipped FROM generate_series(1, 100);
+SELECT webhook_publish('ops.bulk', '{"far": 2}') IS NOT NULL AS published;
+COMMIT;
 SELECT webhook_fanout(10) AS taken;
-SELECT count(*) FILTER (WHERE next_id <= hi_id) AS set_aside FROM webhook_fanout_aside;
+SELECT count(*) FILTER (WHERE next_id <= hi_id) AS set_aside, max(hi_id - next_id) + 1 AS its_events_left
+  FROM webhook_fanout_aside;
 SELECT webhook_fanout(100000) AS taken;
 SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries
  WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;

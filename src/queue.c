@@ -156,8 +156,8 @@ queue_installation(void)
  * transactions upto shows running (webhook_log_ranges: their uncommitted
  * rows are never stepped over); two more probes per transaction give its
  * lowest and highest event id.  So a window costs three probes per
- * transaction once, however many steps take it.  A transaction whose ids
- * span $1 or more (see ASIDE_SPAN) is set aside (webhook_fanout_aside),
+ * transaction once, however many steps take it.  A transaction of $1
+ * events or more (see ASIDE_EVENTS) is set aside (webhook_fanout_aside),
  * and the window is the rest (ordered endpoints hold what would overtake
  * it: see the ordered claim).  A window
  * with no event is passed at once.  The ticks before it go, and so do the
@@ -196,7 +196,13 @@ queue_installation(void)
 	"), aside AS (" \
 	"  INSERT INTO %1$s.webhook_fanout_aside (txid, next_id, hi_id, tick_id)" \
 	"  SELECT xb.txid, xb.lo, xb.hi, (SELECT c.tick FROM c) FROM xb" \
-	"   WHERE xb.hi - xb.lo >= $1" \
+	/* $1 events or more: a span of ids first (a transaction may share \
+	 * its stretch of ids with others), then its $1-th event, at most $1 \
+	 * entries of the index */ \
+	"   WHERE xb.hi - xb.lo >= $1 - 1" \
+	"     AND EXISTS (SELECT e.id FROM %1$s.webhook_events e" \
+	"                  WHERE e.txid >= xb.txid AND e.txid <= xb.txid" \
+	"                  ORDER BY e.txid, e.id OFFSET $1 - 1 LIMIT 1)" \
 	"  RETURNING txid" \
 	"), b AS (" \
 	"  SELECT min(xb.lo) AS lo, max(xb.hi) AS hi FROM xb" \
@@ -226,9 +232,9 @@ queue_installation(void)
  * event_id).  The ordered claim holds such a head; a restore, which
  * empties the table, makes it again (CURSOR_SQL).  Compared with the
  * lowest such (tick_id, next_id), read once per statement (two initial
- * plans), not with every row for every head: an import committed in
- * chunks is many rows.  Neither is NULL; a d made before 0.2.0 has no
- * tick and is never held.
+ * plans, each the first entry of webhook_fanout_aside_left_idx), not with
+ * every row for every head: an import committed in chunks is many rows.
+ * Neither is NULL; a d made before 0.2.0 has no tick and is never held.
  */
 #define ASIDE_FIRST(col) \
 	"(SELECT a." col " FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id" \
@@ -238,12 +244,12 @@ queue_installation(void)
 	"         < (" d ".tick_id, " d ".event_id), false)"
 
 /*
- * The deliveries of the events picked (pick: their ids): one for each of
- * them per matching endpoint, carrying tick, the tick of the window that
- * holds the events (the ordered claim's order).  A part of FANOUT_SQL and
- * ASIDE_SQL (the CTEs ev, m, eps and ins).
+ * The deliveries of the events picked (pick: their ids, and tick_id, the
+ * tick of the window that holds each, which its deliveries carry: the
+ * ordered claim's order): one for each of them per matching endpoint.  A
+ * part of FANOUT_SQL and ASIDE_SQL (the CTEs ev, m, eps and ins).
  */
-#define DELIVER_SQL(tick) \
+#define DELIVER_SQL \
 	"ev AS (" \
 	/* the lock the deliveries' foreign key would take: an event being \
 	 * deleted by hand is waited for and skipped, as is one already gone \
@@ -275,8 +281,8 @@ queue_installation(void)
 	"), ins AS (" \
 	"  INSERT INTO %1$s.webhook_deliveries (event_id, endpoint_id, ordering_key, tick_id)" \
 	"  SELECT m.id, m.endpoint_id," \
-	"         CASE WHEN eps.ordered THEN %1$s.webhook_line_key(m.ordering_key) END, " tick \
-	"    FROM m JOIN eps ON eps.id = m.endpoint_id" \
+	"         CASE WHEN eps.ordered THEN %1$s.webhook_line_key(m.ordering_key) END, pick.tick_id" \
+	"    FROM m JOIN eps ON eps.id = m.endpoint_id JOIN pick ON pick.id = m.id" \
 	"  ORDER BY 1, 2" \
 	"  ON CONFLICT DO NOTHING" \
 	")"
@@ -307,7 +313,7 @@ queue_installation(void)
 	"         k.next_id, k.hi_id, k.tick_id" \
 	"    FROM %1$s.webhook_fanout_cursor k WHERE k.upto IS NOT NULL" \
 	"), pick AS (" \
-	"  SELECT p.id FROM c CROSS JOIN LATERAL (" \
+	"  SELECT p.id, c.tick_id FROM c CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
 	"     WHERE e.id >= c.next_id AND e.id <= c.hi_id" \
 	"       AND pg_visible_in_snapshot(e.txid, c.upto) AND NOT pg_visible_in_snapshot(e.txid, c.done)" \
@@ -319,7 +325,7 @@ queue_installation(void)
 	"), f AS (" \
 	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT c.hi_id FROM c) AS whole," \
 	"         count(*) AS n, max(pick.id) AS last FROM pick" \
-	"), " DELIVER_SQL("(SELECT c.tick_id FROM c)") ", adv AS (" \
+	"), " DELIVER_SQL ", adv AS (" \
 	"  UPDATE %1$s.webhook_fanout_cursor k" \
 	"     SET done = CASE WHEN f.whole THEN c.upto ELSE k.done END," \
 	"         upto = CASE WHEN f.whole THEN NULL ELSE k.upto END," \
@@ -340,48 +346,58 @@ queue_installation(void)
 	"  FROM f"
 
 /*
- * A step of the oldest transaction set aside and not done: its next up to
- * $1 events, in id order, walked on webhook_events_txid_idx (the = on txid
- * also lets a walk of the primary key serve, bounded by next_id and hi_id),
- * and their deliveries, as the fan-out step makes them; then its row moves
- * on, past hi_id once it is done (it stays, left out of its window, until
- * the next window opens).  Returns what the fan-out step does (more and
- * the last column: one is still to be taken), except that the ordered
- * claim is asked for, when an endpoint is ordered, whenever the step may
- * have let go deliveries it held (see the ordered claim): those of later
- * windows once the transaction is done, those of its own window (still
- * open) at each step.
+ * A step of the transactions set aside and not done, in the order the
+ * ordered claim's hold goes by, (tick_id, next_id) (through
+ * webhook_fanout_aside_left_idx): the first one's next up to $1 events,
+ * and each after it taken whole as long as the ids left of those taken
+ * span at most $1 (an import committed in chunks takes several chunks a
+ * statement).  Each is walked in id order on webhook_events_txid_idx (the
+ * = on txid also lets a walk of the primary key serve, bounded by next_id
+ * and hi_id), and their deliveries made as the fan-out step makes them;
+ * then each row moves on, past hi_id once it is done (it stays, left out
+ * of its window, until the next window opens).  Returns what the fan-out
+ * step does (more and the last column: one is still to be taken), except
+ * that the ordered claim is asked for, when an endpoint is ordered,
+ * whenever the step may have let go deliveries it held (see the ordered
+ * claim): those of later windows once a transaction is done, those of its
+ * own window (still open) at each step.
  */
 #define ASIDE_SQL \
 	"WITH a AS (" \
-	"  SELECT a.txid, a.next_id, a.hi_id, a.tick_id FROM %1$s.webhook_fanout_aside a" \
-	"   WHERE a.next_id <= a.hi_id ORDER BY a.txid LIMIT 1" \
+	"  SELECT a.txid, a.next_id, a.hi_id, a.tick_id," \
+	"         row_number() OVER w AS rn, sum(a.hi_id - a.next_id + 1) OVER w AS span" \
+	"    FROM (SELECT a.txid, a.next_id, a.hi_id, a.tick_id FROM %1$s.webhook_fanout_aside a" \
+	"           WHERE a.next_id <= a.hi_id ORDER BY a.tick_id, a.next_id LIMIT $1) a" \
+	"  WINDOW w AS (ORDER BY a.tick_id, a.next_id ROWS UNBOUNDED PRECEDING)" \
+	"), take AS (" \
+	"  SELECT a.txid, a.next_id, a.hi_id, a.tick_id FROM a WHERE a.rn = 1 OR a.span <= $1" \
 	"), pick AS (" \
-	"  SELECT p.id FROM a CROSS JOIN LATERAL (" \
+	"  SELECT p.id, k.txid, k.tick_id FROM take k CROSS JOIN LATERAL (" \
 	"    SELECT e.id FROM %1$s.webhook_events e" \
-	"     WHERE e.txid = a.txid AND e.id >= a.next_id AND e.id <= a.hi_id" \
+	"     WHERE e.txid = k.txid AND e.id >= k.next_id AND e.id <= k.hi_id" \
 	"     ORDER BY e.txid, e.id LIMIT $1) p" \
 	"), f AS (" \
-	"  SELECT count(*) < $1 OR max(pick.id) >= (SELECT a.hi_id FROM a) AS whole," \
-	"         count(*) AS n, max(pick.id) AS last FROM pick" \
-	"), " DELIVER_SQL("(SELECT a.tick_id FROM a)") ", adv AS (" \
+	"  SELECT k.txid, k.tick_id, k.hi_id, count(pick.id) AS n, max(pick.id) AS last," \
+	"         count(pick.id) < $1 OR max(pick.id) >= k.hi_id AS whole" \
+	"    FROM take k LEFT JOIN pick ON pick.txid = k.txid" \
+	"   GROUP BY k.txid, k.tick_id, k.hi_id" \
+	"), " DELIVER_SQL ", adv AS (" \
 	"  UPDATE %1$s.webhook_fanout_aside x" \
-	"     SET next_id = CASE WHEN f.whole THEN a.hi_id + 1 ELSE f.last + 1 END" \
-	"    FROM a, f WHERE x.txid = a.txid" \
+	"     SET next_id = CASE WHEN f.whole THEN f.hi_id + 1 ELSE f.last + 1 END" \
+	"    FROM f WHERE x.txid = f.txid" \
 	"), still AS (" \
-	"  SELECT NOT f.whole" \
-	"         OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x, a" \
-	"                     WHERE x.txid > a.txid AND x.next_id <= x.hi_id) AS waits" \
-	"    FROM f" \
+	"  SELECT EXISTS (SELECT FROM f WHERE NOT f.whole)" \
+	"         OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x" \
+	"                     WHERE x.next_id <= x.hi_id" \
+	"                       AND x.txid <> ALL (ARRAY(SELECT k.txid FROM take k))) AS waits" \
 	")" \
-	"SELECT f.n," \
+	"SELECT coalesce((SELECT sum(f.n) FROM f), 0)::bigint," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
-	"       EXISTS (SELECT FROM a)" \
-	"       AND (f.whole OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor k, a WHERE k.tick_id = a.tick_id))" \
+	"       (EXISTS (SELECT FROM f WHERE f.whole)" \
+	"        OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor c, take k WHERE c.tick_id = k.tick_id))" \
 	"       AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)," \
 	"       (SELECT still.waits FROM still)," \
-	"       (SELECT still.waits FROM still)" \
-	"  FROM f"
+	"       (SELECT still.waits FROM still)"
 
 /*
  * A tick: the current snapshot, taken when an event has been committed
@@ -1263,15 +1279,14 @@ tick(SPIPlanPtr plan)
 }
 
 /*
- * A transaction whose events span this many ids or more (or a step's
- * worth, webhook.batch_size, if that is less) is set aside when its
- * window opens.  An import committed in chunks of that size is then one
- * chunk set aside after another, stepped beside the windows, instead of
- * every window's head in turn.  Smaller transactions stay in their
- * windows: a statement per transaction set aside must stay cheap beside
- * the events it takes.
+ * A transaction of this many events or more is set aside when its window
+ * opens.  An import committed in chunks of that size is then one chunk set
+ * aside after another, stepped beside the windows, instead of every
+ * window's head in turn.  Smaller transactions stay in their windows: a
+ * statement per transaction set aside must stay cheap beside the events
+ * it takes.
  */
-#define ASIDE_SPAN 50
+#define ASIDE_EVENTS 50
 
 /*
  * Opens the next window if none is open, and takes the next step of it,
@@ -1294,7 +1309,7 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 	int			nest;
 	int64		n = 0;
 
-	run_plan(window, (Datum[]) {Int64GetDatum((int64) Min(webhook_batch_size, ASIDE_SPAN))},
+	run_plan(window, (Datum[]) {Int64GetDatum((int64) ASIDE_EVENTS)},
 			 SPI_OK_UPDATE, "opening a window");
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,

@@ -164,7 +164,7 @@ $node->safe_psql('unserved', "CREATE EXTENSION webhook;
 	SELECT webhook_create_endpoint('later', 'https://later.example.com/', event_types => '{q.*}');
 	SELECT count(webhook_publish('q.done', jsonb_build_object('i', i))) FROM generate_series(1, 2) i");
 # two events fanned out before the dump; then a transaction large enough to
-# be set aside (over a step's 500 events), of which ten are taken, and three
+# be set aside (50 events or more), of which ten are taken, and three
 # events, not
 $node->safe_psql('unserved', 'SELECT webhook_fanout()');
 $node->safe_psql('unserved',

@@ -166,8 +166,8 @@ is(sql(qq{SELECT string_agg(ordering_key, ',' ORDER BY id) FROM webhook_deliveri
 	'... in the lines of their keys (none: the endpoint-wide line)');
 
 
-# A transaction large enough to be set aside (it spans more ids than a
-# step of the fan-out takes: 500) while endpoints are ordered: it is set
+# A transaction large enough to be set aside (50 events or more) while
+# endpoints are ordered: it is set
 # aside all the same, so an unrelated endpoint's event committed after it
 # is fanned out before it is done.  An ordered endpoint's events of each
 # key still go in commit order: its deliveries of events committed after
