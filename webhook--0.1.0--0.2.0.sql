@@ -1167,6 +1167,10 @@ COMMENT ON TABLE webhook_fanout_aside IS 'large transactions the fan-out takes o
 -- opens, may be thousands (an import committed in small chunks).
 CREATE INDEX webhook_fanout_aside_left_idx ON webhook_fanout_aside (tick_id, next_id)
     WHERE next_id <= hi_id;
+-- ... and those done, which each window that opens deletes: without it,
+-- every window would read the rows with events left too.
+CREATE INDEX webhook_fanout_aside_done_idx ON webhook_fanout_aside (txid)
+    WHERE next_id > hi_id;
 
 -- The stretches of transaction ids from from_ up to upto's xmax that hold
 -- no transaction upto shows running: each running transaction's ids are

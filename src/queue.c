@@ -208,6 +208,8 @@ queue_installation(void)
 	"  SELECT min(xb.lo) AS lo, max(xb.hi) AS hi FROM xb" \
 	"   WHERE xb.txid <> ALL (ARRAY(SELECT aside.txid FROM aside))" \
 	"), finished AS (" \
+	/* (through webhook_fanout_aside_done_idx: not the rows with events \
+	 * left, which may be thousands) */ \
 	"  DELETE FROM %1$s.webhook_fanout_aside a WHERE a.next_id > a.hi_id AND EXISTS (SELECT FROM c)" \
 	"), passed AS (" \
 	"  DELETE FROM %1$s.webhook_ticks t WHERE t.id < (SELECT c.tick FROM c)" \
