@@ -186,6 +186,35 @@ CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at
 SELECT event_id = :bulk_k AS bulk_k_first FROM claimed;
 DROP TABLE claimed;
 DEALLOCATE claim_ordered;
+-- A transaction set aside is stepped beside its own window, and may get
+-- ahead of that window's earlier events: x, of key k2, then a transaction
+-- of 60 events whose first is of k2 too (a1), in one window, with three
+-- events before x.  Two calls of two events each take a1 (beside the
+-- window's first events) before x; the ordered claim holds a1 while the
+-- window may still hold an earlier event of its key, and once x is
+-- fanned out, takes x first.
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('w', i))) FROM generate_series(1, 3) i;
+SELECT webhook_publish('ops.other', '{"x": 1}', NULL, 'k2') AS x \gset
+SELECT min(e) AS a1 FROM (
+  SELECT webhook_publish('ops.other', '{"a": 1}', NULL, 'k2')
+  UNION ALL SELECT webhook_publish('ops.bulk', jsonb_build_object('a', i)) FROM generate_series(2, 60) i) s(e) \gset
+SELECT webhook_fanout(2) + webhook_fanout(2) AS taken;
+SELECT count(*) FILTER (WHERE event_id = :x) AS x_made, count(*) FILTER (WHERE event_id = :a1) AS a1_made
+  FROM webhook_deliveries WHERE endpoint_id = :other;
+:claim_ordered ;
+CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at, data, format, source,
+                           batch_id, delivered_at, batch_size, batch_data)
+    AS EXECUTE claim_ordered(10, 7, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+SELECT count(*) FILTER (WHERE event_id = :a1) AS a1_claimed FROM claimed;
+DROP TABLE claimed;
+SELECT webhook_fanout(100000) AS taken;
+CREATE TEMP TABLE claimed (id, endpoint_id, event_id, attempt, type, occurred_at, data, format, source,
+                           batch_id, delivered_at, batch_size, batch_data)
+    AS EXECUTE claim_ordered(10, 7, ARRAY[]::int8[], ARRAY[]::int4[], ARRAY[]::int4[], 1, ARRAY[0]);
+SELECT count(*) FILTER (WHERE event_id = :x) AS x_claimed, count(*) FILTER (WHERE event_id = :a1) AS a1_claimed
+  FROM claimed;
+DROP TABLE claimed;
+DEALLOCATE claim_ordered;
 SELECT webhook_update_endpoint(:other, ordered => false) IS NOT NULL AS updated;
 -- a transaction set aside and done while its window is still open stays
 -- left out of that window: 5,000 one-event transactions, the bulk one, and
@@ -226,8 +255,8 @@ SELECT count(*) FILTER (WHERE NOT webhook_fanned_out(txid, id)) AS not_taken FRO
 -- An import committed in chunks: a transaction of 50 events or more is
 -- set aside, so the event committed after three 150-event
 -- transactions waits for a step, not for them all; a call takes a step of
--- the windows (the one event), then the transactions set aside, oldest
--- first, up to its limit
+-- the windows (the one event), then the transactions set aside, several a
+-- statement, up to its limit
 SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 150) i;
 SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 150) i;
 SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 150) i;
@@ -250,6 +279,19 @@ SELECT webhook_fanout(10) AS taken;
 SELECT count(*) FILTER (WHERE next_id <= hi_id) AS set_aside, max(hi_id - next_id) + 1 AS its_events_left
   FROM webhook_fanout_aside;
 SELECT webhook_fanout(100000) AS taken;
+-- transactions set aside from two windows, taken in one statement: each
+-- delivery carries its own transaction's tick
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 60) i;
+SELECT webhook_fanout(2) AS taken;
+SELECT count(webhook_publish('ops.bulk', jsonb_build_object('i', i))) FROM generate_series(1, 60) i;
+SELECT webhook_fanout(2) AS taken;
+SELECT count(DISTINCT tick_id) AS ticks, count(*) FILTER (WHERE next_id <= hi_id) AS with_events_left
+  FROM webhook_fanout_aside;
+SELECT webhook_fanout(1000) AS taken;
+SELECT count(DISTINCT a.tick_id) AS ticks, count(*) FILTER (WHERE d.tick_id <> a.tick_id) AS other_tick,
+       count(*) AS deliveries
+  FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id JOIN webhook_fanout_aside a ON a.txid = e.txid
+ WHERE d.endpoint_id = :bulk;
 SELECT endpoint_id = :other AS other, count(*), count(DISTINCT event_id) FROM webhook_deliveries
  WHERE endpoint_id IN (:bulk, :other) GROUP BY 1 ORDER BY 1;
 SELECT webhook_delete_endpoint(:bulk), webhook_delete_endpoint(:other);

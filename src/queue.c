@@ -156,14 +156,24 @@ queue_installation(void)
  * transactions upto shows running (webhook_log_ranges: their uncommitted
  * rows are never stepped over); two more probes per transaction give its
  * lowest and highest event id.  So a window costs three probes per
- * transaction once, however many steps take it.  A transaction of $1
- * events or more (see ASIDE_EVENTS) is set aside (webhook_fanout_aside),
+ * transaction once, however many steps take it.  A transaction of
+ * ASIDE_EVENTS events or more is set aside (webhook_fanout_aside),
  * and the window is the rest (ordered endpoints hold what would overtake
  * it: see the ordered claim).  A window
  * with no event is passed at once.  The ticks before it go, and so do the
  * transactions set aside that are done: no window is open to leave them
  * out of any more.
  */
+/*
+ * A transaction of this many events or more is set aside when its window
+ * opens.  An import committed in chunks of that size is then one chunk set
+ * aside after another, stepped beside the windows, instead of every
+ * window's head in turn.  Smaller transactions stay in their windows: the
+ * rows of webhook_fanout_aside, written and updated per transaction, must
+ * stay cheap beside the events.
+ */
+#define ASIDE_EVENTS 50
+
 #define WINDOW_SQL \
 	"WITH RECURSIVE c AS (" \
 	"  SELECT k.done, t.id AS tick, t.snapshot AS upto" \
@@ -196,13 +206,14 @@ queue_installation(void)
 	"), aside AS (" \
 	"  INSERT INTO %1$s.webhook_fanout_aside (txid, next_id, hi_id, tick_id)" \
 	"  SELECT xb.txid, xb.lo, xb.hi, (SELECT c.tick FROM c) FROM xb" \
-	/* $1 events or more: a span of ids first (a transaction may share \
-	 * its stretch of ids with others), then its $1-th event, at most $1 \
-	 * entries of the index */ \
-	"   WHERE xb.hi - xb.lo >= $1 - 1" \
+	/* ASIDE_EVENTS events or more: a span of ids first (a transaction \
+	 * may share its stretch of ids with others), then its ASIDE_EVENTS-th \
+	 * event, at most that many entries of the index (a constant, so that \
+	 * the plan counts on reading that many) */ \
+	"   WHERE xb.hi - xb.lo >= " CppAsString2(ASIDE_EVENTS) " - 1" \
 	"     AND EXISTS (SELECT e.id FROM %1$s.webhook_events e" \
 	"                  WHERE e.txid >= xb.txid AND e.txid <= xb.txid" \
-	"                  ORDER BY e.txid, e.id OFFSET $1 - 1 LIMIT 1)" \
+	"                  ORDER BY e.txid, e.id OFFSET " CppAsString2(ASIDE_EVENTS) " - 1 LIMIT 1)" \
 	"  RETURNING txid" \
 	"), b AS (" \
 	"  SELECT min(xb.lo) AS lo, max(xb.hi) AS hi FROM xb" \
@@ -229,21 +240,28 @@ queue_installation(void)
 
 /*
  * Whether delivery d, to an ordered endpoint, may still be preceded in its
- * line by an event that a transaction set aside has not fanned out yet:
- * one with events left whose (tick_id, next_id) is below d's (tick_id,
- * event_id).  The ordered claim holds such a head; a restore, which
- * empties the table, makes it again (CURSOR_SQL).  Compared with the
- * lowest such (tick_id, next_id), read once per statement (two initial
- * plans, each the first entry of webhook_fanout_aside_left_idx), not with
- * every row for every head: an import committed in chunks is many rows.
- * Neither is NULL; a d made before 0.2.0 has no tick and is never held.
+ * line by an event not fanned out yet: one of a transaction set aside
+ * with events left whose (tick_id, next_id) is below d's (tick_id,
+ * event_id), or one of the open window (the cursor's tick_id, from its
+ * next_id on; a transaction set aside is stepped beside its own window,
+ * and may get ahead of that window's earlier events).  The ordered claim
+ * holds such a head; a restore, which empties the table, makes it again
+ * (CURSOR_SQL).  Compared with the lowest such (tick_id, next_id), read
+ * once per statement (initial plans: the first entry of
+ * webhook_fanout_aside_left_idx, the cursor's one row), not with every
+ * row for every head: an import committed in chunks is many rows.  None is
+ * NULL; a d made before 0.2.0 has no tick and is never held.
  */
 #define ASIDE_FIRST(col) \
 	"(SELECT a." col " FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id" \
 	"  ORDER BY a.tick_id, a.next_id LIMIT 1)"
+#define WINDOW_AT(col) \
+	"(SELECT w." col " FROM %1$s.webhook_fanout_cursor w WHERE w.upto IS NOT NULL)"
 #define HELD(d) \
-	"coalesce((" ASIDE_FIRST("tick_id") ", " ASIDE_FIRST("next_id") ")" \
-	"         < (" d ".tick_id, " d ".event_id), false)"
+	"(coalesce((" ASIDE_FIRST("tick_id") ", " ASIDE_FIRST("next_id") ")" \
+	"          < (" d ".tick_id, " d ".event_id), false)" \
+	" OR coalesce((" WINDOW_AT("tick_id") ", " WINDOW_AT("next_id") ")" \
+	"             < (" d ".tick_id, " d ".event_id), false))"
 
 /*
  * The deliveries of the events picked (pick: their ids, and tick_id, the
@@ -340,7 +358,10 @@ queue_installation(void)
 	")" \
 	"SELECT f.n," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
-	"       EXISTS (SELECT FROM eps WHERE eps.ordered)," \
+	/* the window's progress lets go what it held (see HELD) */ \
+	"       EXISTS (SELECT FROM eps WHERE eps.ordered)" \
+	"       OR (EXISTS (SELECT FROM %1$s.webhook_fanout_aside a)" \
+	"           AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered))," \
 	"       NOT coalesce(f.whole, true)" \
 	"       OR EXISTS (SELECT FROM %1$s.webhook_ticks t, %1$s.webhook_fanout_cursor k WHERE t.id > k.tick_id)" \
 	"       OR (SELECT w.aside_left FROM w)," \
@@ -359,10 +380,9 @@ queue_installation(void)
  * then each row moves on, past hi_id once it is done (it stays, left out
  * of its window, until the next window opens).  Returns what the fan-out
  * step does (more and the last column: one is still to be taken), except
- * that the ordered claim is asked for, when an endpoint is ordered,
- * whenever the step may have let go deliveries it held (see the ordered
- * claim): those of later windows once a transaction is done, those of its
- * own window (still open) at each step.
+ * that the ordered claim is asked for, when an endpoint is ordered, at
+ * every step: moving the first transaction on may let go deliveries it
+ * held (see HELD).
  */
 #define ASIDE_SQL \
 	"WITH a AS (" \
@@ -384,9 +404,11 @@ queue_installation(void)
 	"    FROM take k LEFT JOIN pick ON pick.txid = k.txid" \
 	"   GROUP BY k.txid, k.tick_id, k.hi_id" \
 	"), " DELIVER_SQL ", adv AS (" \
+	/* (each row found by key, not by a join the plan could make a scan) */ \
 	"  UPDATE %1$s.webhook_fanout_aside x" \
-	"     SET next_id = CASE WHEN f.whole THEN f.hi_id + 1 ELSE f.last + 1 END" \
-	"    FROM f WHERE x.txid = f.txid" \
+	"     SET next_id = (SELECT CASE WHEN f.whole THEN f.hi_id + 1 ELSE f.last + 1 END" \
+	"                      FROM f WHERE f.txid = x.txid)" \
+	"   WHERE x.txid = ANY (ARRAY(SELECT f.txid FROM f))" \
 	"), still AS (" \
 	"  SELECT EXISTS (SELECT FROM f WHERE NOT f.whole)" \
 	"         OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x" \
@@ -395,8 +417,7 @@ queue_installation(void)
 	")" \
 	"SELECT coalesce((SELECT sum(f.n) FROM f), 0)::bigint," \
 	"       EXISTS (SELECT FROM eps WHERE eps.batch)," \
-	"       (EXISTS (SELECT FROM f WHERE f.whole)" \
-	"        OR EXISTS (SELECT FROM %1$s.webhook_fanout_cursor c, take k WHERE c.tick_id = k.tick_id))" \
+	"       EXISTS (SELECT FROM take)" \
 	"       AND EXISTS (SELECT FROM %1$s.webhook_endpoints e WHERE e.ordered)," \
 	"       (SELECT still.waits FROM still)," \
 	"       (SELECT still.waits FROM still)"
@@ -568,7 +589,7 @@ prepare_all(Oid ext)
 
 	plan_fanout = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	plan_tick = prepare("tick", TICK_SQL, schema, 0, NULL);
-	plan_window = prepare("open_window", WINDOW_SQL, schema, 1, (Oid[]) {INT8OID});
+	plan_window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
 	plan_aside = prepare("fanout_aside", ASIDE_SQL, schema, 1, (Oid[]) {INT4OID});
 	fanout_lock_key = get_relname_relid("webhook_events", nsp);
 
@@ -1281,18 +1302,8 @@ tick(SPIPlanPtr plan)
 }
 
 /*
- * A transaction of this many events or more is set aside when its window
- * opens.  An import committed in chunks of that size is then one chunk set
- * aside after another, stepped beside the windows, instead of every
- * window's head in turn.  Smaller transactions stay in their windows: a
- * statement per transaction set aside must stay cheap beside the events
- * it takes.
- */
-#define ASIDE_EVENTS 50
-
-/*
  * Opens the next window if none is open, and takes the next step of it,
- * then steps of the transactions set aside, oldest first (see
+ * then steps of the transactions set aside, in ASIDE_SQL's order (see
  * fanout_result for *made and *more): up to limit events in all, half of
  * them for each while one was set aside at the last step (with a limit of
  * one, a step of each in turn), so that neither waits for the other.  The
@@ -1311,11 +1322,10 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 	int			nest;
 	int64		n = 0;
 
-	run_plan(window, (Datum[]) {Int64GetDatum((int64) ASIDE_EVENTS)},
-			 SPI_OK_UPDATE, "opening a window");
 	nest = NewGUCNestLevel();
 	(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	run_plan(window, NULL, SPI_OK_UPDATE, "opening a window");
 	if (aside_waits)
 	{
 		/* half each; one event a step: in turn */
@@ -1331,10 +1341,10 @@ window_step(SPIPlanPtr window, SPIPlanPtr step, SPIPlanPtr aside, int limit, uin
 		*more = true;			/* the windows' turn comes next */
 	}
 	/*
-	 * The transactions set aside, oldest first, a statement each, until
-	 * the limit is reached: an import committed in small chunks is many
-	 * of them.  A statement that took nothing (its transaction's events
-	 * were deleted) ends the turn.
+	 * The transactions set aside, statement after statement (each takes
+	 * several, see ASIDE_SQL), until the limit is reached.  A statement
+	 * that took nothing (its transactions' events were deleted) ends the
+	 * turn.
 	 */
 	while (aside_waits && n < limit)
 	{
@@ -1423,7 +1433,7 @@ webhook_fanout(PG_FUNCTION_ARGS)
 		elog(ERROR, "webhook_fanout: SPI_connect failed");
 	fanout_cursor(schema);
 	ticker = prepare("tick", TICK_SQL, schema, 0, NULL);
-	window = prepare("open_window", WINDOW_SQL, schema, 1, (Oid[]) {INT8OID});
+	window = prepare("open_window", WINDOW_SQL, schema, 0, NULL);
 	step = prepare("fanout", FANOUT_SQL, schema, 1, (Oid[]) {INT4OID});
 	aside = prepare("fanout_aside", ASIDE_SQL, schema, 1, (Oid[]) {INT4OID});
 	PG_TRY();
