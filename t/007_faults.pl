@@ -290,7 +290,11 @@ is($slow_failed, 0, 'slow: no slow answer failed or timed out');
 cmp_ok($slow_long, '>', 0, "slow: answers that took 1.5 s were recorded as delivered ($slow_long)");
 my ($ras) = check_burst('ra', $scan->{ra});
 is(scalar(grep { @{ $ras->{ids}{$_} } != 2 } keys %{ $ras->{ids} }), 0, 'ra: every webhook-id seen exactly twice');
-my @early = grep { my $t = $ras->{ids}{$_}; @$t == 2 && $t->[1] - $t->[0] < 1000 } keys %{ $ras->{ids} };
+my @gaps = sort { $a <=> $b } map { my $t = $ras->{ids}{$_}; @$t == 2 ? ($t->[1] - $t->[0]) : () } keys %{ $ras->{ids} };
+# (the shortest gaps, for a failure's log: a retry early by a clock's
+# jitter and one early by a wrong schedule look alike otherwise)
+note(sprintf 'ra: shortest gaps %s ms', join(', ', map { sprintf '%.2f', $_ } grep { defined } @gaps[0 .. 4]));
+my @early = grep { $_ < 1000 } @gaps;
 is(scalar(@early), 0, 'ra: every second request came at least Retry-After (1 s) after the first');
 is(query(qq{SELECT count(*) FILTER (WHERE status_code = 429) || ' ' || count(*) FILTER (WHERE status_code = 503)
              FROM webhook_attempts WHERE endpoint_id = $ep{ra} AND NOT ok}),
