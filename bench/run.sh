@@ -96,17 +96,21 @@ worker_pid() { psql_ -c "SELECT pid FROM pg_stat_activity WHERE backend_type = '
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }   # private memory, not shared buffers
 
+# No transaction set aside with events left: the fan-out's cursor has passed
+# such a transaction as soon as it was set aside.
+aside_done="NOT EXISTS (SELECT FROM webhook_fanout_aside a WHERE a.next_id <= a.hi_id)"
+
 # Waits until every delivery to the endpoints named like $1 (default nginx) is finished.
 wait_drained() {
   local deadline=$((SECONDS + 900))
   # (events the cursor's snapshot does not show committed, found by index
   # probes: webhook_fanned_out would be called for each of a million events;
-  # and those of the transactions set aside, which that snapshot passed: a
-  # run's events wait behind the backlog's, set aside before them)
+  # and the transactions set aside: a run's events wait behind the
+  # backlog's, set aside before them)
   until [ "$(psql_ -c "SELECT EXISTS (SELECT FROM webhook_fanout_cursor) AND NOT EXISTS (SELECT 1 FROM webhook_events e, webhook_fanout_cursor k
                                          WHERE e.txid >= pg_snapshot_xmax(k.done)
                                             OR e.txid = ANY (ARRAY(SELECT pg_snapshot_xip(k.done))))
-                         AND NOT EXISTS (SELECT FROM webhook_fanout_aside a WHERE a.next_id <= a.hi_id)
+                         AND $aside_done
                          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status IN ('pending','in_flight') AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE name LIKE '${1:-nginx}'))")" = t ]; do
     [ $SECONDS -lt $deadline ] || { echo "timed out waiting for deliveries" >&2; exit 1; }
     sleep 0.2
@@ -299,8 +303,7 @@ hol_run() { # rows per transaction -> hol.result: "p50 p99 sent insert_s fanout_
     [ -n "$last" ] || { echo "measure 10: the import captured no event" >&2; exit 1; }
     deadline=$((SECONDS + 900))
     # (every chunk set aside taken too: the last one may stay in its window)
-    until [ "$(psql_ -c "SELECT webhook_fanned_out(txid, id) AND NOT EXISTS (SELECT FROM webhook_fanout_aside a WHERE a.next_id <= a.hi_id)
-                           FROM webhook_events WHERE id = $last")" = t ]; do
+    until [ "$(psql_ -c "SELECT webhook_fanned_out(txid, id) AND $aside_done FROM webhook_events WHERE id = $last")" = t ]; do
       [ $SECONDS -lt $deadline ] || { echo "measure 10: the fan-out did not take the import" >&2; exit 1; }
       sleep 0.2
     done

@@ -146,6 +146,22 @@ queue_installation(void)
 }
 
 /*
+ * A transaction of this many events or more is set aside when its window
+ * opens.  An import committed in chunks of that size is then one chunk set
+ * aside after another, stepped beside the windows, instead of every
+ * window's head in turn.  Smaller transactions stay in their windows: the
+ * rows of webhook_fanout_aside, written and updated per transaction, must
+ * stay cheap beside the events.
+ */
+#define ASIDE_EVENTS 50
+
+/*
+ * A row of webhook_fanout_aside (alias a) whose transaction has events
+ * left to take (webhook_fanout_aside_left_idx holds those rows).
+ */
+#define ASIDE_HAS_LEFT(a) a ".next_id <= " a ".hi_id"
+
+/*
  * The fan-out reads the log window by window: a window is the events whose
  * transaction a tick's snapshot (upto) shows committed and
  * webhook_fanout_cursor's (done) does not.  WINDOW_SQL opens the next one,
@@ -164,16 +180,6 @@ queue_installation(void)
  * transactions set aside that are done: no window is open to leave them
  * out of any more.
  */
-/*
- * A transaction of this many events or more is set aside when its window
- * opens.  An import committed in chunks of that size is then one chunk set
- * aside after another, stepped beside the windows, instead of every
- * window's head in turn.  Smaller transactions stay in their windows: the
- * rows of webhook_fanout_aside, written and updated per transaction, must
- * stay cheap beside the events.
- */
-#define ASIDE_EVENTS 50
-
 #define WINDOW_SQL \
 	"WITH RECURSIVE c AS (" \
 	"  SELECT k.done, t.id AS tick, t.snapshot AS upto" \
@@ -236,7 +242,7 @@ queue_installation(void)
  * Whether a transaction set aside has events left to take (a row whose
  * next_id has passed hi_id is done, kept only until the next window).
  */
-#define ASIDE_LEFT "EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id)"
+#define ASIDE_LEFT "EXISTS (SELECT FROM %1$s.webhook_fanout_aside a WHERE " ASIDE_HAS_LEFT("a") ")"
 
 /*
  * Whether delivery d, to an ordered endpoint, may still be preceded in its
@@ -247,21 +253,18 @@ queue_installation(void)
  * and may get ahead of that window's earlier events).  The ordered claim
  * holds such a head; a restore, which empties the table, makes it again
  * (CURSOR_SQL).  Compared with the lowest such (tick_id, next_id), read
- * once per statement (initial plans: the first entry of
+ * once per statement (an initial plan each: the first entry of
  * webhook_fanout_aside_left_idx, the cursor's one row), not with every
- * row for every head: an import committed in chunks is many rows.  None is
- * NULL; a d made before 0.2.0 has no tick and is never held.
+ * row for every head: an import committed in chunks is many rows.  No
+ * such row compares as NULL, and so does a d made before 0.2.0, which has
+ * no tick: neither holds.
  */
-#define ASIDE_FIRST(col) \
-	"(SELECT a." col " FROM %1$s.webhook_fanout_aside a WHERE a.next_id <= a.hi_id" \
-	"  ORDER BY a.tick_id, a.next_id LIMIT 1)"
-#define WINDOW_AT(col) \
-	"(SELECT w." col " FROM %1$s.webhook_fanout_cursor w WHERE w.upto IS NOT NULL)"
 #define HELD(d) \
-	"(coalesce((" ASIDE_FIRST("tick_id") ", " ASIDE_FIRST("next_id") ")" \
-	"          < (" d ".tick_id, " d ".event_id), false)" \
-	" OR coalesce((" WINDOW_AT("tick_id") ", " WINDOW_AT("next_id") ")" \
-	"             < (" d ".tick_id, " d ".event_id), false))"
+	"(coalesce((" d ".tick_id, " d ".event_id) > (" \
+	"   SELECT a.tick_id, a.next_id FROM %1$s.webhook_fanout_aside a WHERE " ASIDE_HAS_LEFT("a") \
+	"    ORDER BY a.tick_id, a.next_id LIMIT 1), false)" \
+	" OR coalesce((" d ".tick_id, " d ".event_id) > (" \
+	"   SELECT w.tick_id, w.next_id FROM %1$s.webhook_fanout_cursor w WHERE w.upto IS NOT NULL), false))"
 
 /*
  * The deliveries of the events picked (pick: their ids, and tick_id, the
@@ -389,7 +392,7 @@ queue_installation(void)
 	"  SELECT a.txid, a.next_id, a.hi_id, a.tick_id," \
 	"         row_number() OVER w AS rn, sum(a.hi_id - a.next_id + 1) OVER w AS span" \
 	"    FROM (SELECT a.txid, a.next_id, a.hi_id, a.tick_id FROM %1$s.webhook_fanout_aside a" \
-	"           WHERE a.next_id <= a.hi_id ORDER BY a.tick_id, a.next_id LIMIT $1) a" \
+	"           WHERE " ASIDE_HAS_LEFT("a") " ORDER BY a.tick_id, a.next_id LIMIT $1) a" \
 	"  WINDOW w AS (ORDER BY a.tick_id, a.next_id ROWS UNBOUNDED PRECEDING)" \
 	"), take AS (" \
 	"  SELECT a.txid, a.next_id, a.hi_id, a.tick_id FROM a WHERE a.rn = 1 OR a.span <= $1" \
@@ -412,7 +415,7 @@ queue_installation(void)
 	"), still AS (" \
 	"  SELECT EXISTS (SELECT FROM f WHERE NOT f.whole)" \
 	"         OR EXISTS (SELECT FROM %1$s.webhook_fanout_aside x" \
-	"                     WHERE x.next_id <= x.hi_id" \
+	"                     WHERE " ASIDE_HAS_LEFT("x") \
 	"                       AND x.txid <> ALL (ARRAY(SELECT k.txid FROM take k))) AS waits" \
 	")" \
 	"SELECT coalesce((SELECT sum(f.n) FROM f), 0)::bigint," \
